@@ -1,0 +1,261 @@
+"""Training configuration: YAML files and ``dotted.key=value`` overrides, validated once into dataclasses.
+
+Every other module receives these typed objects and never digs through nested dicts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file, key or value that is not what the trainer expects."""
+
+
+@dataclass
+class VAEConfig:
+    """The RadioDiff VAE (see :class:`radiodiff.RadioDiffVAE`); defaults are the paper's 55.3M model."""
+
+    in_channels: int = 1
+    out_channels: int = 1
+    latent_channels: int = 3
+    block_out_channels: list[int] = field(default_factory=lambda: [128, 256, 512])
+    layers_per_block: int = 2
+    norm_num_groups: int = 32
+    mid_block_add_attention: bool = True
+    scaling_factor: float = 0.3
+    # a saved ``vae/`` folder to start from instead of random weights
+    pretrained: str | None = None
+
+
+@dataclass
+class DiscriminatorConfig:
+    """The PatchGAN discriminator (see :class:`radiodiff.PatchGANDiscriminator`)."""
+
+    in_channels: int = 1
+    ndf: int = 64
+    n_layers: int = 3
+    norm: Literal["batch", "actnorm"] = "batch"
+
+
+@dataclass
+class LossConfig:
+    """The VAE-GAN objective (see :class:`radiodiff.VAEGANLoss`)."""
+
+    kl_weight: float = 1e-6
+    disc_weight: float = 0.5
+    disc_start: int = 50001
+    disc_factor: float = 1.0
+    disc_loss: Literal["hinge", "vanilla"] = "hinge"
+    perceptual_weight: float = 0.0
+    logvar_init: float = 0.0
+    learn_logvar: bool = False
+
+
+@dataclass
+class SyntheticConfig:
+    """The built-in synthetic RadioMapSeer-like data, generated into ``cache_dir`` on first use."""
+
+    maps: int = 64
+    tx_per_map: int = 8
+    size: int = 256
+    seed: int = 0
+    cache_dir: str = "~/.cache/radiodiff/synthetic"
+
+
+@dataclass
+class DataConfig:
+    """Where the gain maps come from and how they are split and shaped."""
+
+    source: Literal["synthetic", "radiomapseer", "datasets"] = "synthetic"
+    # RadioMapSeer root folder, or for ``datasets``: a saved dataset, an image folder or a Hub id
+    root: str | None = None
+    simulation: Literal["DPM", "IRT2", "IRT4", "carsDPM", "carsIRT2"] = "DPM"
+    protocol: Literal["leakfree", "radiodiff", "radiounet"] = "leakfree"
+    # maps are resized to this size when set (and ``allow_resize``); None keeps their own size
+    resolution: int | None = None
+    allow_resize: bool = False
+    image_column: str = "image"
+    on_corrupt: Literal["fail", "skip"] = "fail"
+    num_workers: int = 0
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class TrainConfig:
+    """The loop: steps, batches, optimisation, precision, checkpoints, logging."""
+
+    max_steps: int = 150000
+    batch_size: int = 2
+    seed: int = 42
+    gradient_accumulation_steps: int = 1
+    lr: float = 5e-6
+    disc_lr: float | None = None
+    min_lr: float = 5e-7
+    lr_schedule: Literal["constant", "cosine", "poly"] = "poly"
+    warmup_steps: int = 0
+    adam_beta1: float = 0.5
+    adam_beta2: float = 0.9
+    weight_decay: float = 1e-4
+    max_grad_norm: float | None = 1.0
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    channels_last: bool = False
+    gradient_checkpointing: bool = False
+    allow_tf32: bool = True
+    compile: bool = False
+    use_ema: bool = True
+    ema_decay: float = 0.995
+    ema_update_every: int = 10
+    save_every: int = 5000
+    checkpoints_total_limit: int | None = 3
+    sample_every: int = 5000
+    num_sample_images: int = 4
+    log_every: int = 100
+    report_to: Literal["none", "tensorboard", "wandb", "trackio"] = "none"
+    max_nonfinite_steps: int = 5
+    evaluate_at_end: bool = True
+    push_to_hub: bool = False
+    hub_repo_id: str | None = None
+
+
+@dataclass
+class Config:
+    """A whole training run."""
+
+    output_dir: str = "outputs/radiodiff-vae"
+    model: VAEConfig = field(default_factory=VAEConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(choice) for choice in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in typing.get_args(annotation))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(annotation)[0])}"
+    if annotation is type(None):
+        return "null"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _convert(value: Any, annotation: Any, key: str) -> Any:
+    """``value`` checked against ``annotation``; ints are accepted where floats are expected."""
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping of {annotation.__name__} keys, got {value!r}")
+        return _build(annotation, value, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(annotation):
+            try:
+                return _convert(value, option, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
+    if origin is Literal:
+        if value in typing.get_args(annotation):
+            return value
+        raise ConfigError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
+        (item_type,) = typing.get_args(annotation)
+        return [_convert(item, item_type, f"{key}[{i}]") for i, item in enumerate(value)]
+    if annotation is type(None):
+        if value is None:
+            return None
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            # PyYAML reads exponents without a dot (``5e-6``) as strings
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, annotation):
+        return value
+    raise ConfigError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
+
+
+def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in dataclasses.fields(cls)]
+    unknown = [key for key in values if key not in valid]
+    if unknown:
+        raise ConfigError(f"unknown key {prefix}{unknown[0]}; valid keys here: {', '.join(prefix + v for v in valid)}")
+    return cls(**{key: _convert(value, hints[key], prefix + key) for key, value in values.items()})
+
+
+def config_from_dict(values: Mapping[str, Any]) -> Config:
+    """Validate a nested mapping (as read from YAML) into a :class:`Config`."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"expected a mapping at the top of the config, got {type(values).__name__}")
+    return _build(Config, values)
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``dotted.key=value`` overrides to a nested mapping; values are read as YAML scalars."""
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {override!r}: expected dotted.key=value")
+        *parents, leaf = key.split(".")
+        node = values
+        for i, part in enumerate(parents):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {override!r}: {'.'.join(parents[: i + 1])} is not a section")
+            node = child
+        try:
+            node[leaf] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override {override!r}: the value is not valid YAML ({error})") from error
+    return values
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(values).__name__}")
+    return values
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read ``path`` (or the defaults), apply ``overrides`` and validate."""
+    values = read_yaml(path) if path is not None else {}
+    values = apply_overrides(values, overrides or [])
+    try:
+        return config_from_dict(values)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}" if path else str(error)) from None
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

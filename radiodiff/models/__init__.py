@@ -1,0 +1,6 @@
+"""The models: the VAE and the discriminator. Pure modules, no data and no training logic."""
+
+from .discriminator import PatchGANDiscriminator
+from .vae import RadioDiffVAE, RadioDiffVAEOutput
+
+__all__ = ["PatchGANDiscriminator", "RadioDiffVAE", "RadioDiffVAEOutput"]
