@@ -28,7 +28,60 @@ def _add_info(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-SUBCOMMANDS: list[SubcommandAdder] = [_add_info]
+def _add_card(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("card", help="write the model card OUTPUT_DIR/README.md of a training run")
+    parser.add_argument("output_dir", help="the run's output folder (with vae/ and config.yaml)")
+    parser.add_argument("--repo-id", help="the Hub repository the card's loading examples name (USER/NAME)")
+
+    def run(args: argparse.Namespace) -> int:
+        from .hub import write_model_card
+
+        print(f"wrote {write_model_card(args.output_dir, repo_id=args.repo_id)}")
+        return 0
+
+    parser.set_defaults(run=run)
+
+
+def _add_push(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "push", help="upload a training run (vae/, card, samples, metrics; never checkpoints) to the Hub"
+    )
+    parser.add_argument("output_dir", help="the run's output folder")
+    parser.add_argument("--repo-id", required=True, help="the model repository to create or update (USER/NAME)")
+    parser.add_argument("--private", action="store_true", help="create the repository as private")
+    parser.add_argument("--include-discriminator", action="store_true", help="also upload discriminator/")
+
+    def run(args: argparse.Namespace) -> int:
+        from .hub import push_to_hub
+
+        url = push_to_hub(
+            args.output_dir, args.repo_id, private=args.private, include_discriminator=args.include_discriminator
+        )
+        print(f"pushed {args.output_dir} to {url}")
+        return 0
+
+    parser.set_defaults(run=run)
+
+
+def _add_convert(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "convert", help="turn an original RadioDiff checkpoint (model-N.pt) into diffusers vae/ and discriminator/"
+    )
+    parser.add_argument("checkpoint", help="the original trainer's model-N.pt")
+    parser.add_argument("--out", required=True, help="folder to write vae/ and discriminator/ into")
+    parser.add_argument("--use-ema", action="store_true", help="make the EMA weights the default ones of vae/")
+    parser.add_argument("--config", help="the original first-stage YAML (first_radio.yaml); default: read the weights")
+
+    def run(args: argparse.Namespace) -> int:
+        from .convert import convert_checkpoint
+
+        print(convert_checkpoint(args.checkpoint, args.out, use_ema=args.use_ema, config=args.config).summary())
+        return 0
+
+    parser.set_defaults(run=run)
+
+
+SUBCOMMANDS: list[SubcommandAdder] = [_add_info, _add_card, _add_push, _add_convert]
 
 
 def build_parser() -> argparse.ArgumentParser:

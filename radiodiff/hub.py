@@ -1,0 +1,338 @@
+"""Publishing a training run: its model card (``output_dir/README.md``) and its upload to the Hugging Face Hub.
+
+Everything here reads the files a run leaves in its output folder (``config.yaml``, ``vae/``,
+``discriminator/``, ``samples/``, ``metrics.json``, ``training_summary.json``); nothing imports the trainer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, constants, get_token
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+from huggingface_hub.utils import validate_repo_id
+from safetensors import safe_open
+
+from .config import Config, DataConfig, load_config
+
+CARD_TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
+CARD_TAGS = ["radio-map", "vae", "radiodiff", "autoencoderkl", "latent-diffusion", "pathloss"]
+LICENSE = "mit"
+# what a push uploads; checkpoints/ (optimizer states), logs/ and config.yaml (local paths) never match
+UPLOAD_PATTERNS = [
+    "README.md",
+    "vae/config.json",
+    "vae/*.safetensors",
+    "samples/*.png",
+    "metrics.json",
+    "training_summary.json",
+]
+DISCRIMINATOR_PATTERNS = ["discriminator/config.json", "discriminator/*.safetensors"]
+WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
+EMA_WEIGHTS_FILE = "diffusion_pytorch_model.ema.safetensors"
+# how each metric of metrics.json is shown, and which way is better
+METRICS = {
+    "nmse": ("NMSE", "lower"),
+    "rmse": ("RMSE", "lower"),
+    "ssim": ("SSIM", "higher"),
+    "psnr": ("PSNR (dB)", "higher"),
+}
+PLACEHOLDER_REPO_ID = "USER/NAME"
+
+
+class HubError(ValueError):
+    """A card or a push that cannot be made: a folder that is not a training run, no token, offline mode."""
+
+
+@dataclass
+class TrainingRun:
+    """What a model card says about one run, as read from its output folder."""
+
+    output_dir: Path
+    vae_config: dict[str, Any]
+    vae_parameters: int
+    has_ema_weights: bool
+    config: Config | None
+    summary: dict[str, Any] | None
+    evaluation: dict[str, Any] | None
+    sample: str | None
+
+    @property
+    def downsampling_factor(self) -> int:
+        return 2 ** (len(self.vae_config["block_out_channels"]) - 1)
+
+    @property
+    def map_size(self) -> int:
+        """The side of the maps the VAE was trained on."""
+        if self.config is not None and self.config.data.resolution is not None:
+            return self.config.data.resolution
+        if self.config is not None and self.config.data.source == "synthetic":
+            return self.config.data.synthetic.size
+        return int(self.vae_config.get("sample_size", 256))
+
+    @property
+    def latent_shape(self) -> list[int]:
+        if self.evaluation and "latent" in self.evaluation:
+            return list(self.evaluation["latent"]["shape"])
+        side = self.map_size // self.downsampling_factor
+        return [self.vae_config["latent_channels"], side, side]
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise HubError(f"{path}: not valid JSON ({error})") from None
+
+
+def count_parameters(weights_file: Path) -> int:
+    """The number of weights stored in a safetensors file, read from its header."""
+    with safe_open(weights_file, framework="pt") as weights:
+        total = 0
+        for name in weights.keys():
+            size = 1
+            for dim in weights.get_slice(name).get_shape():
+                size *= dim
+            total += size
+    return total
+
+
+def latest_sample(output_dir: Path) -> str | None:
+    """``samples/sample-<milestone>.png`` of the highest milestone, relative to ``output_dir``."""
+    samples = [
+        (int(match[1]), path)
+        for path in (output_dir / "samples").glob("sample-*.png")
+        if (match := re.fullmatch(r"sample-(\d+)\.png", path.name))
+    ]
+    return max(samples)[1].relative_to(output_dir).as_posix() if samples else None
+
+
+def read_training_run(output_dir: str | Path) -> TrainingRun:
+    """Collect what the card needs from ``output_dir``; only ``vae/`` is required."""
+    output_dir = Path(output_dir)
+    vae_config = _read_json(output_dir / "vae" / "config.json")
+    weights = output_dir / "vae" / WEIGHTS_FILE
+    if vae_config is None or not weights.is_file():
+        raise HubError(f"{output_dir}: expected a training run with vae/config.json and vae/{WEIGHTS_FILE}")
+    config_file = output_dir / "config.yaml"
+    return TrainingRun(
+        output_dir=output_dir,
+        vae_config=vae_config,
+        vae_parameters=count_parameters(weights),
+        has_ema_weights=(output_dir / "vae" / EMA_WEIGHTS_FILE).is_file(),
+        config=load_config(config_file) if config_file.is_file() else None,
+        summary=_read_json(output_dir / "training_summary.json"),
+        evaluation=_read_json(output_dir / "metrics.json"),
+        sample=latest_sample(output_dir),
+    )
+
+
+def _hub_dataset_id(data: DataConfig) -> str | None:
+    """The Hub id of the training data, when the run read a Hub dataset rather than local files."""
+    root = data.root or ""
+    if data.source == "datasets" and re.fullmatch(r"[\w.-]+/[\w.-]+", root) and not Path(root).expanduser().exists():
+        return root
+    return None
+
+
+def describe_data(data: DataConfig | None) -> tuple[str, str]:
+    """``(dataset_type, description)`` of the training maps."""
+    if data is None:
+        return "unknown", "maps of an unrecorded source (the run has no config.yaml)"
+    if data.source == "synthetic":
+        synthetic = data.synthetic
+        return "synthetic-radio-maps", (
+            f"synthetic RadioMapSeer-like maps made by `radiodiff` ({synthetic.maps} city layouts x "
+            f"{synthetic.tx_per_map} transmitters, {synthetic.size}x{synthetic.size}, seed {synthetic.seed})"
+        )
+    if data.source == "radiomapseer":
+        return "radiomapseer", (
+            f"RadioMapSeer {data.simulation} gain maps (split protocol `{data.protocol}`: "
+            + ("no city in more than one split)" if data.protocol == "leakfree" else "the original's split)")
+        )
+    return _hub_dataset_id(data) or "custom", f"the dataset `{data.root}`"
+
+
+def _eval_results(run: TrainingRun) -> list[EvalResult] | None:
+    if not run.evaluation:
+        return None
+    dataset_type, _ = describe_data(run.config.data if run.config else None)
+    return [
+        EvalResult(
+            task_type="image-to-image",
+            task_name="Radio map reconstruction",
+            dataset_type=dataset_type,
+            dataset_name=dataset_type.replace("-", " "),
+            dataset_split=run.evaluation.get("split"),
+            metric_type=name,
+            metric_value=round(float(values["mean"]), 6),
+            metric_name=f"{METRICS[name][0]} ({run.evaluation.get('variant', 'default')} weights)",
+        )
+        for name, values in run.evaluation["metrics"].items()
+        if name in METRICS
+    ]
+
+
+def model_card_data(run: TrainingRun, model_name: str) -> ModelCardData:
+    """The card's YAML metadata: library, tags, license, data and ``model-index`` when evaluated."""
+    data = run.config.data if run.config else None
+    dataset_id = _hub_dataset_id(data) if data else None
+    tags = CARD_TAGS + ([data.source] if data and data.source != "datasets" else [])
+    return ModelCardData(
+        library_name="diffusers",
+        license=LICENSE,
+        tags=tags,
+        datasets=[dataset_id] if dataset_id else None,
+        metrics=[name for name in METRICS if run.evaluation and name in run.evaluation["metrics"]] or None,
+        model_name=model_name,
+        eval_results=_eval_results(run),
+    )
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+
+
+def _training_rows(run: TrainingRun) -> list[tuple[str, str]]:
+    """The training setup as (setting, value) rows: config highlights, then what the run measured."""
+    rows: list[tuple[str, str]] = []
+    if run.config is not None:
+        train, loss = run.config.train, run.config.loss
+        rows += [
+            ("batch size x accumulation", f"{train.batch_size} x {train.gradient_accumulation_steps}"),
+            ("learning rate", f"{train.lr:g} ({train.lr_schedule}, min {train.min_lr:g}), AdamW "
+             f"betas ({train.adam_beta1:g}, {train.adam_beta2:g})"),
+            ("KL weight", f"{loss.kl_weight:g}"),
+            ("GAN", f"{loss.disc_loss} loss, weight {loss.disc_weight:g}, from step {loss.disc_start}"),
+            ("perceptual weight", f"{loss.perceptual_weight:g}"),
+            ("EMA", f"decay {train.ema_decay:g} every {train.ema_update_every} steps" if train.use_ema else "off"),
+            ("mixed precision", train.mixed_precision),
+        ]
+    summary = run.summary or {}
+    if "steps" in summary:
+        rows.append(("steps", f"{summary['steps']:,} of {summary.get('max_steps', summary['steps']):,}"))
+    if "wall_time_s" in summary:
+        rows.append(("training time", _duration(summary["wall_time_s"])))
+    if "hardware" in summary:
+        processes = summary.get("num_processes", 1)
+        rows.append(("hardware", summary["hardware"] + (f", {processes} processes" if processes > 1 else "")))
+    if "images_per_sec" in summary:
+        rows.append(("throughput", f"{summary['images_per_sec']:.1f} maps/s"))
+    return rows
+
+
+def _evaluation_rows(run: TrainingRun) -> list[tuple[str, str, str, str]]:
+    """(metric, mean ± std, 95% interval, better) rows of ``metrics.json``."""
+    if not run.evaluation:
+        return []
+    rows = []
+    for name, values in run.evaluation["metrics"].items():
+        label, better = METRICS.get(name, (name, ""))
+        low, high = values.get("ci95", (None, None))
+        interval = f"[{low:.4g}, {high:.4g}]" if low is not None else ""
+        rows.append((label, f"{values['mean']:.4g} ± {values.get('std', 0.0):.2g}", interval, better))
+    return rows
+
+
+def render_model_card(output_dir: str | Path, repo_id: str | None = None) -> ModelCard:
+    """The model card of the run in ``output_dir``; loading examples name ``repo_id`` (or the config's)."""
+    run = read_training_run(output_dir)
+    repo_id = repo_id or (run.config.train.hub_repo_id if run.config else None)
+    model_name = repo_id.split("/")[-1] if repo_id else run.output_dir.resolve().name
+    _, data_description = describe_data(run.config.data if run.config else None)
+    parameters = (run.summary or {}).get("parameters", {})
+    return ModelCard.from_template(
+        model_card_data(run, model_name),
+        template_path=str(CARD_TEMPLATE),
+        model_name=model_name,
+        repo_id=repo_id or PLACEHOLDER_REPO_ID,
+        vae=run.vae_config,
+        vae_parameters=f"{run.vae_parameters:,}",
+        discriminator_parameters=f"{parameters['discriminator']:,}" if "discriminator" in parameters else None,
+        downsampling_factor=run.downsampling_factor,
+        map_size=run.map_size,
+        latent_shape="x".join(map(str, run.latent_shape)),
+        compression_factor=(run.evaluation or {}).get("latent", {}).get("compression_factor"),
+        has_ema_weights=run.has_ema_weights,
+        data_source=run.config.data.source if run.config else None,
+        data_description=data_description,
+        training_rows=_training_rows(run),
+        evaluation=run.evaluation,
+        evaluation_rows=_evaluation_rows(run),
+        sample=run.sample,
+    )
+
+
+def write_model_card(output_dir: str | Path, repo_id: str | None = None) -> Path:
+    """Write the run's card to ``output_dir/README.md`` and return that path."""
+    path = Path(output_dir) / "README.md"
+    render_model_card(output_dir, repo_id).save(path)
+    return path
+
+
+def upload_patterns(include_discriminator: bool) -> list[str]:
+    """The files of an output folder that a push uploads (``upload_folder``'s ``allow_patterns``)."""
+    return UPLOAD_PATTERNS + (DISCRIMINATOR_PATTERNS if include_discriminator else [])
+
+
+def _check_can_push(output_dir: Path, repo_id: str, include_discriminator: bool, token: str | None) -> str:
+    """The token to push with, once everything a push needs is there; raises ``HubError`` otherwise."""
+    read_training_run(output_dir)
+    if include_discriminator and not (output_dir / "discriminator" / "config.json").is_file():
+        raise HubError(f"{output_dir}: --include-discriminator, but there is no discriminator/config.json")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise HubError(f"repo id {repo_id!r}: {error}") from None
+    if "/" not in repo_id:
+        raise HubError(f"repo id {repo_id!r}: expected USER/NAME (or ORGANIZATION/NAME)")
+    if constants.is_offline_mode():
+        raise HubError("HF_HUB_OFFLINE is set, so nothing can be pushed; unset it (and be online) to push")
+    token = token or get_token()
+    if not token:
+        raise HubError("no Hugging Face token: log in with `hf auth login` or set HF_TOKEN, then push again")
+    return token
+
+
+def push_to_hub(
+    output_dir: str | Path,
+    repo_id: str,
+    private: bool = False,
+    include_discriminator: bool = False,
+    token: str | None = None,
+) -> str:
+    """Create ``repo_id`` (if needed) and upload the run: ``vae/``, the card, samples and metrics.
+
+    ``discriminator/`` goes too with ``include_discriminator``; checkpoints, optimizer states, logs and the
+    config (which holds local paths) never do. Refreshes ``output_dir/README.md`` so that its examples name
+    ``repo_id``. Raises ``HubError``, before touching anything, without a token or in offline mode.
+
+    Returns:
+        The URL of the repository.
+    """
+    output_dir = Path(output_dir)
+    token = _check_can_push(output_dir, repo_id, include_discriminator, token)
+    write_model_card(output_dir, repo_id)
+    api = HfApi(token=token)
+    try:
+        url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        api.upload_folder(
+            repo_id=repo_id,
+            repo_type="model",
+            folder_path=output_dir,
+            allow_patterns=upload_patterns(include_discriminator),
+            commit_message="Upload RadioDiff VAE",
+        )
+    except HfHubHTTPError as error:
+        raise HubError(f"pushing {output_dir} to {repo_id} failed: {error}") from None
+    return str(url)

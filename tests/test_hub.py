@@ -1,0 +1,289 @@
+"""The model card of a training run and its push to the Hub. No test reaches the network: the two
+``HfApi`` calls a push makes are replaced by recorders."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import HfApi, ModelCard, constants
+from huggingface_hub.utils import filter_repo_objects
+from PIL import Image
+
+from radiodiff import PatchGANDiscriminator, RadioDiffVAE
+from radiodiff.cli import main
+from radiodiff.config import load_config, save_config
+from radiodiff.hub import HubError, push_to_hub, render_model_card, write_model_card
+
+from conftest import TINY_VAE
+
+METRICS = {
+    "split": "val",
+    "variant": "ema",
+    "num_maps": 96,
+    "metrics": {
+        "nmse": {"mean": 0.0123, "std": 0.004, "ci95": [0.0115, 0.0131]},
+        "rmse": {"mean": 0.0456, "std": 0.01, "ci95": [0.044, 0.047]},
+        "ssim": {"mean": 0.912, "std": 0.03, "ci95": [0.906, 0.918]},
+        "psnr": {"mean": 27.3, "std": 1.9, "ci95": [26.9, 27.7]},
+    },
+    "latent": {"shape": [3, 32, 32], "compression_factor": 1.33, "kl_per_element": 1.2},
+}
+SUMMARY = {
+    "steps": 1200,
+    "max_steps": 1200,
+    "wall_time_s": 250.3,
+    "hardware": "CPU (2 cores)",
+    "num_processes": 1,
+    "mixed_precision": "no",
+    "data_source": "synthetic",
+    "images_per_sec": 30.1,
+}
+
+
+def make_training_run(output_dir: Path, evaluated: bool = True, ema: bool = True) -> Path:
+    """An output folder as the trainer leaves it, with tiny models and small files."""
+    torch.manual_seed(0)
+    vae = RadioDiffVAE.from_block_channels(**TINY_VAE)
+    vae.save_pretrained(output_dir / "vae")
+    if ema:
+        vae.save_pretrained(output_dir / "vae", variant="ema")
+    discriminator = PatchGANDiscriminator(ndf=8, n_layers=2)
+    discriminator.save_pretrained(output_dir / "discriminator")
+    config = load_config(
+        overrides=[
+            f"output_dir={output_dir}",
+            "model.block_out_channels=[8, 16]",
+            "data.synthetic.size=64",
+            "train.max_steps=1200",
+            f"train.use_ema={str(ema).lower()}",
+        ]
+    )
+    save_config(config, output_dir / "config.yaml")
+    (output_dir / "samples").mkdir()
+    for milestone in (2, 10):
+        Image.new("L", (64, 32), color=milestone * 10).save(output_dir / "samples" / f"sample-{milestone}.png")
+    (output_dir / "logs").mkdir()
+    (output_dir / "logs" / "2026-11-24-06-00_.log").write_text(f"saving to {output_dir}/checkpoints\n")
+    checkpoint = output_dir / "checkpoints" / "checkpoint-1200"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "optimizer.bin").write_bytes(b"adam state")
+    (checkpoint / "model.safetensors").write_bytes(b"weights")
+    parameters = {"vae": vae.num_parameters(), "discriminator": discriminator.num_parameters()}
+    (output_dir / "training_summary.json").write_text(json.dumps(SUMMARY | {"parameters": parameters}))
+    if evaluated:
+        (output_dir / "metrics.json").write_text(json.dumps(METRICS))
+    return output_dir
+
+
+@pytest.fixture
+def training_run(tmp_path) -> Path:
+    return make_training_run(tmp_path / "radiodiff-vae")
+
+
+def test_the_card_metadata_names_the_library_tags_license_and_metrics(training_run):
+    card = ModelCard.load(write_model_card(training_run, repo_id="someone/radio-vae"))
+
+    metadata = card.data.to_dict()
+    assert metadata["library_name"] == "diffusers"
+    assert {"radio-map", "vae", "radiodiff", "autoencoderkl", "synthetic"} <= set(metadata["tags"])
+    assert metadata["license"] == "mit"
+    (model_index,) = metadata["model-index"]
+    assert model_index["name"] == "radio-vae"
+    (result,) = model_index["results"]
+    assert result["dataset"] == {"name": "synthetic radio maps", "type": "synthetic-radio-maps", "split": "val"}
+    assert {metric["type"]: metric["value"] for metric in result["metrics"]} == {
+        "nmse": 0.0123,
+        "rmse": 0.0456,
+        "ssim": 0.912,
+        "psnr": 27.3,
+    }
+
+
+def test_the_card_describes_architecture_training_evaluation_and_sample(training_run):
+    text = render_model_card(training_run).text
+
+    vae_parameters = sum(p.numel() for p in RadioDiffVAE.from_pretrained(training_run / "vae").parameters())
+    discriminator = PatchGANDiscriminator.from_pretrained(training_run / "discriminator")
+    assert f"| parameters | {vae_parameters:,} |" in text
+    assert f"| discriminator parameters (training only) | {discriminator.num_parameters():,} |" in text
+    assert "| block channels | 8, 16 (1 residual block per level, self-attention in the mid blocks) |" in text
+    assert "| latent | 3 channels, 3x32x32 for a 64x64 map (1.33x fewer values) |" in text
+    assert "| downsampling factor | 2 |" in text
+    assert "| steps | 1,200 of 1,200 |" in text
+    assert "| training time | 4 min 10 s |" in text
+    assert "| hardware | CPU (2 cores) |" in text
+    assert "| SSIM | 0.912 ± 0.03 | [0.906, 0.918] | higher |" in text
+    assert "96 maps of the `val` split with the `ema` weights." in text
+    assert "![The trainer's sample at its last milestone](samples/sample-10.png)" in text
+
+
+def test_the_card_shows_how_to_load_the_vae_and_its_ema_variant(training_run):
+    text = render_model_card(training_run, repo_id="someone/radio-vae").text
+
+    assert 'AutoencoderKL.from_pretrained("someone/radio-vae", subfolder="vae")' in text
+    assert '# vae = AutoencoderKL.from_pretrained("someone/radio-vae", subfolder="vae", variant="ema")' in text
+    assert "scaling_factor = vae.config.scaling_factor                    # 0.3" in text
+    assert "Trained on **synthetic** maps only" in text
+    assert "RadioDiff: An Effective Generative Diffusion Model" in text
+    assert "RadioUNet: Fast Radio Map Estimation" in text
+
+
+def test_an_unevaluated_run_without_ema_gets_a_card_without_model_index(tmp_path):
+    run = make_training_run(tmp_path / "run", evaluated=False, ema=False)
+
+    card = render_model_card(run)
+
+    assert "model-index" not in card.data.to_dict()
+    assert "This run has not been evaluated (no `metrics.json`)." in card.text
+    assert 'variant="ema"' not in card.text
+    assert "| EMA | off |" in card.text
+    assert 'from_pretrained("USER/NAME", subfolder="vae")' in card.text
+
+
+def test_the_config_hub_repo_id_names_the_repository_in_the_card(training_run):
+    config = load_config(training_run / "config.yaml", overrides=["train.hub_repo_id=lab/radiodiff-vae"])
+    save_config(config, training_run / "config.yaml")
+
+    assert 'from_pretrained("lab/radiodiff-vae", subfolder="vae")' in render_model_card(training_run).text
+
+
+def test_a_folder_without_a_saved_vae_gets_no_card(tmp_path):
+    with pytest.raises(HubError, match="expected a training run with vae/config.json"):
+        write_model_card(tmp_path)
+    assert not (tmp_path / "README.md").exists()
+
+
+def test_card_command_writes_the_readme(training_run, capsys):
+    assert main(["card", str(training_run)]) == 0
+
+    assert (training_run / "README.md").read_text().startswith("---\n")
+    assert f"wrote {training_run / 'README.md'}" in capsys.readouterr().out
+
+
+class RecordingHub:
+    """Stands in for the Hub: records what ``HfApi.create_repo`` and ``HfApi.upload_folder`` are asked."""
+
+    def __init__(self):
+        self.created: list[dict] = []
+        self.uploads: list[dict] = []
+
+    def create_repo(self, api, repo_id, **kwargs):
+        self.created.append({"repo_id": repo_id, "token": api.token, **kwargs})
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, api, **kwargs):
+        self.uploads.append(kwargs)
+
+    def uploaded_files(self) -> set[str]:
+        """The files ``upload_folder`` would send, by its own pattern matching."""
+        (upload,) = self.uploads
+        folder = Path(upload["folder_path"])
+        files = [path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()]
+        return set(
+            filter_repo_objects(
+                files, allow_patterns=upload["allow_patterns"], ignore_patterns=upload.get("ignore_patterns")
+            )
+        )
+
+
+@pytest.fixture
+def hub(monkeypatch) -> RecordingHub:
+    recorder = RecordingHub()
+    monkeypatch.setattr(HfApi, "create_repo", lambda api, repo_id, **kw: recorder.create_repo(api, repo_id, **kw))
+    monkeypatch.setattr(HfApi, "upload_folder", lambda api, **kw: recorder.upload_folder(api, **kw))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    return recorder
+
+
+@pytest.fixture
+def no_token(monkeypatch, tmp_path):
+    for variable in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+
+
+def test_push_uploads_the_vae_card_samples_and_metrics_but_never_checkpoints_logs_or_config(training_run, hub):
+    url = push_to_hub(training_run, "someone/radio-vae", token="hf_test_token")
+
+    assert url == "https://huggingface.co/someone/radio-vae"
+    assert hub.created == [
+        {"repo_id": "someone/radio-vae", "token": "hf_test_token", "private": False, "exist_ok": True, "repo_type": "model"}
+    ]
+    assert hub.uploaded_files() == {
+        "README.md",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
+        "vae/diffusion_pytorch_model.ema.safetensors",
+        "samples/sample-2.png",
+        "samples/sample-10.png",
+        "metrics.json",
+        "training_summary.json",
+    }
+    assert 'from_pretrained("someone/radio-vae", subfolder="vae")' in (training_run / "README.md").read_text()
+
+
+def test_push_includes_the_discriminator_and_creates_a_private_repo_on_request(training_run, hub):
+    push_to_hub(training_run, "someone/radio-vae", private=True, include_discriminator=True, token="hf_test_token")
+
+    assert hub.created[0]["private"] is True
+    assert {"discriminator/config.json", "discriminator/diffusion_pytorch_model.safetensors"} <= hub.uploaded_files()
+    assert not any(name.startswith(("checkpoints/", "logs/")) for name in hub.uploaded_files())
+
+
+def folder_state(folder: Path) -> dict[str, float]:
+    return {str(path): os.stat(path).st_mtime_ns for path in folder.rglob("*")}
+
+
+def test_push_without_a_token_fails_clearly_and_touches_nothing(training_run, hub, no_token):
+    before = folder_state(training_run)
+
+    with pytest.raises(HubError, match="no Hugging Face token: log in with `hf auth login` or set HF_TOKEN"):
+        push_to_hub(training_run, "someone/radio-vae")
+
+    assert folder_state(training_run) == before
+    assert hub.created == [] and hub.uploads == []
+
+
+def test_push_in_offline_mode_fails_clearly_and_touches_nothing(training_run, hub, monkeypatch):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    before = folder_state(training_run)
+
+    with pytest.raises(HubError, match="HF_HUB_OFFLINE is set"):
+        push_to_hub(training_run, "someone/radio-vae", token="hf_test_token")
+
+    assert folder_state(training_run) == before
+    assert hub.created == []
+
+
+@pytest.mark.parametrize("repo_id", ["radio-vae", "some one/radio vae"])
+def test_push_refuses_a_malformed_repo_id(training_run, hub, repo_id):
+    with pytest.raises(HubError, match=f"repo id '{repo_id}'"):
+        push_to_hub(training_run, repo_id, token="hf_test_token")
+    assert hub.created == []
+
+
+def test_push_with_include_discriminator_needs_a_saved_discriminator(training_run, hub):
+    for path in (training_run / "discriminator").iterdir():
+        path.unlink()
+
+    with pytest.raises(HubError, match="no discriminator/config.json"):
+        push_to_hub(training_run, "someone/radio-vae", include_discriminator=True, token="hf_test_token")
+
+
+def test_push_command_uses_the_environment_token_and_never_prints_it(training_run, hub, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
+
+    code = main(["push", str(training_run), "--repo-id", "someone/radio-vae", "--private", "--include-discriminator"])
+
+    output = capsys.readouterr()
+    assert code == 0
+    assert hub.created[0]["token"] == "hf_secret_value_123"
+    assert "pushed" in output.out and "https://huggingface.co/someone/radio-vae" in output.out
+    assert "hf_secret_value_123" not in output.out + output.err
+
+
+def test_push_command_without_a_token_exits_with_an_error(training_run, hub, no_token, capsys):
+    assert main(["push", str(training_run), "--repo-id", "someone/radio-vae"]) == 2
+    assert "radiodiff push: error: no Hugging Face token" in capsys.readouterr().err
