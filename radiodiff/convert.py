@@ -221,6 +221,22 @@ def _ema_state(payload: Mapping[str, Any]) -> dict[str, torch.Tensor] | None:
     return state or None
 
 
+def _refuse_earlier_conversion(out_dir: Path) -> None:
+    for folder in (out_dir / "vae", out_dir / "discriminator"):
+        # weights left by an earlier conversion (an EMA variant, say) would pass for this checkpoint's
+        if folder.exists() and any(folder.iterdir()):
+            raise ConversionError(f"{folder}: already exists and is not empty; choose another --out or remove it")
+
+
+def _write_discriminator(state: Mapping[str, torch.Tensor], folder: Path) -> tuple[list[str], list[str]]:
+    """Save the discriminator of ``state`` (the online one: it was trained against the online generator, not
+    the EMA) to ``folder``; returns its missing and unexpected keys."""
+    discriminator = PatchGANDiscriminator(**infer_discriminator_config(state))
+    missing, unexpected = _load_weights(discriminator, state, "discriminator")
+    discriminator.save_pretrained(folder)
+    return missing, unexpected
+
+
 def convert_checkpoint(
     checkpoint: str | Path,
     out_dir: str | Path,
@@ -238,15 +254,16 @@ def convert_checkpoint(
             off the weights. The discriminator's always is.
     """
     payload = load_original_checkpoint(checkpoint)
+    out_dir = Path(out_dir)
+    _refuse_earlier_conversion(out_dir)
     vae_state, discriminator_state, other_keys = _split_state(payload["model"])
     ema_vae_state = _ema_state(payload)
     if use_ema and ema_vae_state is None:
-        raise ConversionError(f"{checkpoint}: --use-ema asks for EMA weights, but there is no 'ema' entry with ema_model.*")
+        raise ConversionError(f"{checkpoint}: --use-ema, but there is no 'ema' entry with ema_model.* weights")
 
     ddconfig, embed_dim = ldm_model_config(config) if config is not None else infer_ldm_model_config(vae_state)
     vae = RadioDiffVAE.from_ldm_config(ddconfig, embed_dim)
 
-    out_dir = Path(out_dir)
     online_vae, unused_vae_keys = _vae_with_weights(vae_state, vae)
     ema_vae = None
     if ema_vae_state is not None:
@@ -261,12 +278,9 @@ def convert_checkpoint(
 
     discriminator_dir, discriminator_missing = None, []
     if discriminator_state:
-        # the discriminator is the online one: it was trained against the online generator, not its average
-        discriminator = PatchGANDiscriminator(**infer_discriminator_config(discriminator_state))
-        discriminator_missing, unexpected = _load_weights(discriminator, discriminator_state, "discriminator")
-        other_keys += [DISCRIMINATOR_PREFIX + key for key in unexpected]
         discriminator_dir = out_dir / "discriminator"
-        discriminator.save_pretrained(discriminator_dir)
+        discriminator_missing, unexpected = _write_discriminator(discriminator_state, discriminator_dir)
+        other_keys += [DISCRIMINATOR_PREFIX + key for key in unexpected]
 
     logvar = payload["model"].get(LOGVAR_KEY)
     step = payload.get("step")

@@ -133,7 +133,9 @@ def vae_outputs(model):
     return lambda maps: model.eval()(maps).sample
 
 
-def test_converted_vae_and_discriminator_give_the_original_outputs(tmp_path, checkpoint_file, tiny_ldm_models, gain_maps):
+def test_converted_vae_and_discriminator_give_the_original_outputs(
+    tmp_path, checkpoint_file, tiny_ldm_models, gain_maps
+):
     vae, discriminator, _ = tiny_ldm_models
 
     report = convert_checkpoint(checkpoint_file, tmp_path / "converted")
@@ -148,7 +150,9 @@ def test_converted_vae_and_discriminator_give_the_original_outputs(tmp_path, che
 
 
 @pytest.mark.parametrize("layout", ["first_radio", "latent_diffusion"])
-def test_conversion_builds_the_vae_from_the_original_yaml(tmp_path, checkpoint_file, tiny_ldm_models, gain_maps, layout):
+def test_conversion_builds_the_vae_from_the_original_yaml(
+    tmp_path, checkpoint_file, tiny_ldm_models, gain_maps, layout
+):
     vae, _, _ = tiny_ldm_models
     lossconfig = dict(disc_start=50001, kl_weight=1e-6, disc_weight=0.5, disc_in_channels=1)
     if layout == "first_radio":
@@ -174,7 +178,9 @@ def test_a_config_that_does_not_fit_the_weights_is_refused(tmp_path, checkpoint_
         convert_checkpoint(checkpoint_file, tmp_path / "converted", config=config)
 
 
-def test_ema_weights_are_written_as_the_ema_variant_and_chosen_by_use_ema(tmp_path, checkpoint_file, tiny_ldm_models, gain_maps):
+def test_ema_weights_are_written_as_the_ema_variant_and_chosen_by_use_ema(
+    tmp_path, checkpoint_file, tiny_ldm_models, gain_maps
+):
     vae, _, ema_vae = tiny_ldm_models
 
     online = convert_checkpoint(checkpoint_file, tmp_path / "online")
@@ -196,6 +202,13 @@ def test_use_ema_without_an_ema_in_the_checkpoint_is_refused(tmp_path, tiny_ldm_
     with pytest.raises(ConversionError, match="no 'ema' entry"):
         convert_checkpoint(path, tmp_path / "converted", use_ema=True)
     assert not convert_checkpoint(path, tmp_path / "converted").ema_variant_written
+
+
+def test_conversion_refuses_to_write_over_an_earlier_one(tmp_path, checkpoint_file):
+    convert_checkpoint(checkpoint_file, tmp_path / "converted")
+
+    with pytest.raises(ConversionError, match=r"converted/vae: already exists and is not empty"):
+        convert_checkpoint(checkpoint_file, tmp_path / "converted", use_ema=True)
 
 
 def test_the_report_names_unused_keys_and_the_loss_logvar(tmp_path, checkpoint_file):

@@ -209,7 +209,13 @@ def test_push_uploads_the_vae_card_samples_and_metrics_but_never_checkpoints_log
 
     assert url == "https://huggingface.co/someone/radio-vae"
     assert hub.created == [
-        {"repo_id": "someone/radio-vae", "token": "hf_test_token", "private": False, "exist_ok": True, "repo_type": "model"}
+        {
+            "repo_id": "someone/radio-vae",
+            "token": "hf_test_token",
+            "private": False,
+            "exist_ok": True,
+            "repo_type": "model",
+        }
     ]
     assert hub.uploaded_files() == {
         "README.md",
