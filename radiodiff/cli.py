@@ -63,6 +63,32 @@ def _add_push(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def _add_synth(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "synth", help="generate synthetic RadioMapSeer-like radio maps (RadioMapSeer layout or a saved dataset)"
+    )
+    parser.add_argument("--out", required=True, help="the folder to write into")
+    parser.add_argument("--maps", type=int, required=True, help="number of cities")
+    parser.add_argument("--tx-per-map", type=int, required=True, help="transmitters (gain maps) per city")
+    parser.add_argument("--size", type=int, default=256, help="map side in pixels; the city is 256 m across")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="processes; the output does not depend on it")
+    parser.add_argument("--format", choices=["radiomapseer", "datasets"], default="radiomapseer")
+    parser.add_argument("--preview", help="also write a PNG of the first maps beside their city layouts")
+
+    def run(args: argparse.Namespace) -> int:
+        from .data.synthetic import synthesize
+
+        out = synthesize(
+            args.out, maps=args.maps, tx_per_map=args.tx_per_map, size=args.size, seed=args.seed,
+            workers=args.workers, output_format=args.format, preview=args.preview,
+        )
+        print(f"wrote {args.maps * args.tx_per_map} maps to {out}")
+        return 0
+
+    parser.set_defaults(run=run)
+
+
 def _add_convert(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "convert", help="turn an original RadioDiff checkpoint (model-N.pt) into diffusers vae/ and discriminator/"
@@ -81,7 +107,7 @@ def _add_convert(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-SUBCOMMANDS: list[SubcommandAdder] = [_add_info, _add_card, _add_push, _add_convert]
+SUBCOMMANDS: list[SubcommandAdder] = [_add_info, _add_card, _add_push, _add_convert, _add_synth]
 
 
 def build_parser() -> argparse.ArgumentParser:
