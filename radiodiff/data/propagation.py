@@ -52,6 +52,9 @@ class PropagationModel:
     # the knife-edge wavelength: larger than the 5 cm of 5.9 GHz because a dominant-path simulator's corner
     # losses (a few dB to ~25 dB) are gentler than a single sharp edge's
     diffraction_wavelength_m: float = 0.25
+    # the detour is averaged over about this distance (a Fresnel zone's width at ~50 m), so that shadow edges
+    # fade over a few metres as diffraction makes them do, instead of following the grid's steps
+    edge_softening_m: float = 1.5
 
 
 @dataclass
@@ -172,6 +175,15 @@ def line_of_sight(city: City, transmitter: tuple[int, int]) -> np.ndarray:
     return _window(tables.distance_of_offset, size, transmitter) < first_hit[ray] - 0.5
 
 
+def soften(detour: np.ndarray, sigma_px: float) -> np.ndarray:
+    """``detour`` averaged with a Gaussian over the reachable pixels only (walls and courtyards do not bleed in)."""
+    reachable = np.isfinite(detour)
+    weight = ndimage.gaussian_filter(reachable.astype(np.float64), sigma_px, mode="nearest")
+    total = ndimage.gaussian_filter(np.where(reachable, detour, 0.0), sigma_px, mode="nearest")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(reachable, total / weight, np.inf)
+
+
 def detour_m(city: City, transmitter: tuple[int, int], lit: np.ndarray) -> np.ndarray:
     """How much longer the shortest free-space path to each pixel is than the straight line (inf if unreachable)."""
     step, free = city.step, city.free
@@ -211,6 +223,10 @@ def path_gain_db(city: City, transmitter: tuple[int, int], model: PropagationMod
     """The gain (dB) from ``transmitter`` (row, col) to every pixel; -inf inside buildings and where unreachable."""
     lit = line_of_sight(city, transmitter)
     detour = detour_m(city, transmitter, lit)
+    sigma_px = model.edge_softening_m / meters_per_pixel(city.size)
+    if sigma_px >= 0.5:
+        # only the shadow side fades: line of sight stays exactly line of sight
+        detour = np.where(lit, 0.0, soften(np.where(city.buildings, np.inf, detour), sigma_px))
     straight = _window(_ray_tables(city.size).distance_of_offset, city.size, transmitter) * meters_per_pixel(city.size)
     with np.errstate(invalid="ignore"):
         gain = (
