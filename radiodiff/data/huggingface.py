@@ -1,8 +1,9 @@
 """Gain maps from Hugging Face ``datasets``: a saved dataset, a local image folder, or a Hub id.
 
-A dataset with its own ``train``/``validation``/``test`` splits is used as it is. A dataset with a single split is
-cut leak-free like RadioMapSeer: by its ``map_id`` column when it has one (the synthetic ``datasets`` output does),
-else by row, which is only leak-free if no two rows show the same city.
+A dataset with its own splits (``train``, ``validation``, ``test``) is used as it is. A dataset with a single split
+(as ``load_dataset`` makes of one folder of images) is cut leak-free like RadioMapSeer: by its ``map_id`` column
+when it has one (the synthetic ``datasets`` output does), else by row, which is only leak-free if no two rows show
+the same city.
 """
 
 from __future__ import annotations
@@ -10,20 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .images import (
-    GrayscaleReader,
-    check_size,
-    drop_unreadable,
-    open_image,
-    resize_mask,
-    resize_point,
-    resize_smooth,
-    to_signed,
-    unit_tensor,
-)
+from .images import GrayscaleReader, MapShaper, drop_unreadable, open_image
 from .splits import Split, leak_free_map_ids
 
 _SPLIT_NAMES: dict[str, tuple[str, ...]] = {
@@ -59,20 +51,24 @@ def _select_split(source, split: Split, root: str):
     """``split`` of ``source``: its own split of that name, or a leak-free cut of its only split."""
     import datasets
 
-    if isinstance(source, datasets.DatasetDict):
+    if isinstance(source, datasets.DatasetDict) and len(source) > 1:
         for name in _SPLIT_NAMES[split]:
             if name in source:
                 return source[name]
-        if len(source) != 1:
-            raise ValueError(
-                f"{root}: has splits {', '.join(source)} but none for {split!r} "
-                f"(looked for {', '.join(_SPLIT_NAMES[split])})"
-            )
+        raise ValueError(
+            f"{root}: has splits {', '.join(source)} but none for {split!r} "
+            f"(looked for {', '.join(_SPLIT_NAMES[split])})"
+        )
+    if isinstance(source, datasets.DatasetDict):
         (source,) = source.values()
     if "map_id" in source.column_names:
-        wanted = set(leak_free_map_ids(sorted(set(source["map_id"])), split))
-        return source.filter(lambda map_id: map_id in wanted, input_columns="map_id")
-    return source.select(leak_free_map_ids(range(len(source)), split))
+        map_ids = list(source["map_id"])
+        wanted = set(leak_free_map_ids(sorted(set(map_ids)), split))
+        rows = [row for row, map_id in enumerate(map_ids) if map_id in wanted]
+    else:
+        rows = sorted(leak_free_map_ids(range(len(source)), split))
+    # in memory: selecting must not write index files into the user's dataset folder
+    return source.select(rows, keep_in_memory=True)
 
 
 class HuggingFaceMapDataset(Dataset):
@@ -120,7 +116,6 @@ class HuggingFaceMapDataset(Dataset):
         self.image_columns = needed
         self.image_column = image_column
         self.with_conditions = with_conditions
-        self.allow_resize = allow_resize
         self._grayscale = GrayscaleReader()
         self.indices = list(range(len(rows)))
         if not self.indices:
@@ -131,39 +126,33 @@ class HuggingFaceMapDataset(Dataset):
                 raise ValueError(f"{root}: every image of the {split} split is unreadable")
         elif on_corrupt != "fail":
             raise ValueError(f"on_corrupt {on_corrupt!r}: expected 'fail' or 'skip'")
-        self.size = resolution or self._read_unit(self.indices[0], image_column)[0].shape[-1]
+        size = resolution or self._read(self.indices[0], image_column)[0].shape[-1]
+        self.shaper = MapShaper(size=size, allow_resize=allow_resize)
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def _read_unit(self, index: int, column: str) -> tuple[torch.Tensor, str]:
-        """Row ``index``'s image in ``column`` in [0, 1], and how errors name it."""
+    def _read(self, index: int, column: str) -> tuple[np.ndarray, str]:
+        """Row ``index``'s image in ``column`` as 8-bit grayscale, and how errors name it."""
         cell = self.rows[index][column]
         source = f"{self.root} row {index} column {column!r}" + (f" ({cell['path']})" if cell.get("path") else "")
         if cell.get("bytes") is None and not cell.get("path"):
             raise ValueError(f"{source}: no image")
-        array = self._grayscale(open_image(cell.get("path") or source, cell.get("bytes")), source)
-        return unit_tensor(array), source
+        return self._grayscale(open_image(cell.get("path") or source, cell.get("bytes")), source), source
 
     def _decode_row(self, index: int) -> None:
         for column in self.image_columns:
-            self._read_unit(index, column)
+            self._read(index, column)
 
     def _read_row(self, index: int) -> dict[str, torch.Tensor | str]:
-        gain, source = self._read_unit(index, self.image_column)
-        resize = check_size(gain[0].numpy(), self.size, self.allow_resize, source)
         row_name = self.rows[index]["name"] if self.has_names else str(index)
         item: dict[str, torch.Tensor | str] = {
-            "gain_map": to_signed(resize_smooth(gain, self.size) if resize else gain),
+            "gain_map": self.shaper.gain_map(*self._read(index, self.image_column)),
             "name": str(row_name),
         }
         if self.with_conditions:
-            buildings, source = self._read_unit(index, "buildings")
-            resize = check_size(buildings[0].numpy(), self.size, self.allow_resize, source)
-            item["buildings"] = resize_mask(buildings, self.size) if resize else buildings
-            transmitter, source = self._read_unit(index, "transmitter")
-            resize = check_size(transmitter[0].numpy(), self.size, self.allow_resize, source)
-            item["transmitter"] = resize_point(transmitter, self.size) if resize else transmitter
+            item["buildings"] = self.shaper.buildings(*self._read(index, "buildings"))
+            item["transmitter"] = self.shaper.transmitter(*self._read(index, "transmitter"))
         return item
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
@@ -58,12 +59,13 @@ def unit_tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(array.astype(np.float32) / 255.0).unsqueeze(0)
 
 
-def to_signed(unit: torch.Tensor) -> torch.Tensor:
-    """[0, 1] onto [-1, 1], as the original loader's ``Normalize(mean=0.5, std=0.5)``."""
-    return (unit - 0.5) / 0.5
+def signed_tensor(array: np.ndarray) -> torch.Tensor:
+    """An 8-bit gain map as a float32 (1, H, W) tensor in [-1, 1]: ``/255``, then the original loader's
+    ``Normalize(mean=0.5, std=0.5)``. (In numpy: on small tensors torch's per-op overhead dominates.)"""
+    return torch.from_numpy((array.astype(np.float32) / 255.0 - 0.5) / 0.5).unsqueeze(0)
 
 
-def check_size(array: np.ndarray, size: int, allow_resize: bool, source: str | Path) -> bool:
+def _needs_resize(array: np.ndarray, size: int, allow_resize: bool, source: str | Path) -> bool:
     """Whether ``array`` must be resized to ``size``; an error if it must and resizing is not allowed."""
     if array.shape == (size, size):
         return False
@@ -75,23 +77,48 @@ def check_size(array: np.ndarray, size: int, allow_resize: bool, source: str | P
     return True
 
 
-def resize_smooth(unit: torch.Tensor, size: int) -> torch.Tensor:
-    """Bilinear resize (antialiased when shrinking) of a (1, H, W) map."""
-    return F.interpolate(unit[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+def _resize_smooth(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear resize (antialiased when shrinking) of a (1, H, W) image."""
+    return F.interpolate(image[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
 
 
-def resize_mask(unit: torch.Tensor, size: int) -> torch.Tensor:
-    """A binary raster resized and thresholded back to {0, 1}."""
-    return (resize_smooth(unit, size) >= 0.5).float()
-
-
-def resize_point(unit: torch.Tensor, size: int) -> torch.Tensor:
+def _resize_point(unit: torch.Tensor, size: int) -> torch.Tensor:
     """A one-pixel raster (the transmitter) moved to the matching pixel of a ``size`` x ``size`` grid."""
     height, width = unit.shape[-2:]
     row, col = divmod(int(unit.flatten().argmax()), width)
     resized = torch.zeros(1, size, size)
     resized[0, min(size - 1, int((row + 0.5) * size / height)), min(size - 1, int((col + 0.5) * size / width))] = 1.0
     return resized
+
+
+@dataclass(frozen=True)
+class MapShaper:
+    """Turns 8-bit arrays into the tensors a dataset item holds, at ``size`` x ``size``.
+
+    An array of another size is resized if ``allow_resize``, else it is an error naming its source.
+    """
+
+    size: int
+    allow_resize: bool
+
+    def gain_map(self, array: np.ndarray, source: str | Path) -> torch.Tensor:
+        """float32 (1, size, size) in [-1, 1]; bilinear resizing commutes with the affine normalisation."""
+        signed = signed_tensor(array)
+        if _needs_resize(array, self.size, self.allow_resize, source):
+            return _resize_smooth(signed, self.size)
+        return signed
+
+    def buildings(self, array: np.ndarray, source: str | Path) -> torch.Tensor:
+        """float32 (1, size, size), 1 = building; resized masks are thresholded back to {0, 1}."""
+        unit = unit_tensor(array)
+        if _needs_resize(array, self.size, self.allow_resize, source):
+            return (_resize_smooth(unit, self.size) >= 0.5).float()
+        return unit
+
+    def transmitter(self, array: np.ndarray, source: str | Path) -> torch.Tensor:
+        """float32 (1, size, size), 1 at the transmitter; resizing keeps it a single pixel."""
+        unit = unit_tensor(array)
+        return _resize_point(unit, self.size) if _needs_resize(array, self.size, self.allow_resize, source) else unit
 
 
 def drop_unreadable(samples: Sequence[Sample], read: Callable[[Sample], object], what: str) -> list[Sample]:

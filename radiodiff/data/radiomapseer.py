@@ -7,20 +7,11 @@ import re
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .images import (
-    GrayscaleReader,
-    check_size,
-    drop_unreadable,
-    open_image,
-    resize_mask,
-    resize_point,
-    resize_smooth,
-    to_signed,
-    unit_tensor,
-)
+from .images import GrayscaleReader, MapShaper, drop_unreadable, open_image
 from .splits import Protocol, Split, split_map_ids
 
 Simulation = Literal["DPM", "IRT2", "IRT4", "carsDPM", "carsIRT2"]
@@ -93,8 +84,7 @@ class RadioMapSeerDataset(Dataset):
         if with_conditions:
             _require_folder(self.buildings_folder, "the building maps ({map}.png)")
             _require_folder(self.antennas_folder, "the transmitter images ({map}_{tx}.png)")
-        self.size = resolution or map_size
-        self.allow_resize = allow_resize
+        self.shaper = MapShaper(size=resolution or map_size, allow_resize=allow_resize)
         self.with_conditions = with_conditions
         self._grayscale = GrayscaleReader()
 
@@ -115,24 +105,22 @@ class RadioMapSeerDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _read_unit(self, path: Path) -> tuple[torch.Tensor, bool]:
-        """The image at ``path`` in [0, 1], and whether it must be resized."""
-        array = self._grayscale(open_image(path), path)
-        return unit_tensor(array), check_size(array, self.size, self.allow_resize, path)
+    def _read(self, path: Path) -> np.ndarray:
+        return self._grayscale(open_image(path), path)
 
     def _read_sample(self, sample: tuple[int, int]) -> dict[str, torch.Tensor | str]:
         map_id, tx = sample
         name = f"{map_id}_{tx}"
-        gain, resize = self._read_unit(self.gain_folder / f"{name}.png")
+        gain_path = self.gain_folder / f"{name}.png"
         item: dict[str, torch.Tensor | str] = {
-            "gain_map": to_signed(resize_smooth(gain, self.size) if resize else gain),
+            "gain_map": self.shaper.gain_map(self._read(gain_path), gain_path),
             "name": name,
         }
         if self.with_conditions:
-            buildings, resize = self._read_unit(self.buildings_folder / f"{map_id}.png")
-            item["buildings"] = resize_mask(buildings, self.size) if resize else buildings
-            transmitter, resize = self._read_unit(self.antennas_folder / f"{name}.png")
-            item["transmitter"] = resize_point(transmitter, self.size) if resize else transmitter
+            buildings_path = self.buildings_folder / f"{map_id}.png"
+            item["buildings"] = self.shaper.buildings(self._read(buildings_path), buildings_path)
+            antenna_path = self.antennas_folder / f"{name}.png"
+            item["transmitter"] = self.shaper.transmitter(self._read(antenna_path), antenna_path)
         return item
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:

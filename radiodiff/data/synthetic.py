@@ -148,7 +148,9 @@ def synthesize(
         raise ValueError(f"size {size}: expected at least 16 pixels")
     out = Path(out)
     if preview is not None:
-        preview_grid(preview, seed=seed, size=size, tx_per_map=tx_per_map, rows=min(maps, 4), columns=min(tx_per_map, 3))
+        preview_grid(
+            preview, seed=seed, size=size, tx_per_map=tx_per_map, rows=min(maps, 4), columns=min(tx_per_map, 3)
+        )
     job = _Job(seed=seed, size=size, tx_per_map=tx_per_map, output_format=output_format, root=out)
     if output_format == "radiomapseer":
         for folder in ("gain/DPM", "png/buildings_complete", "png/antennas", "antenna"):
