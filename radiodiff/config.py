@@ -61,10 +61,14 @@ class LossConfig:
 
 @dataclass
 class SyntheticConfig:
-    """The built-in synthetic RadioMapSeer-like data, generated into ``cache_dir`` on first use."""
+    """The built-in synthetic RadioMapSeer-like data, generated into ``cache_dir`` on first use.
+
+    The cache folder is named by every field below and the generator's version, so a change makes a new set.
+    """
 
     maps: int = 64
     tx_per_map: int = 8
+    # pixels per side; the city is 256 m across whatever the size
     size: int = 256
     seed: int = 0
     cache_dir: str = "~/.cache/radiodiff/synthetic"
@@ -72,18 +76,23 @@ class SyntheticConfig:
 
 @dataclass
 class DataConfig:
-    """Where the gain maps come from and how they are split and shaped."""
+    """Where the gain maps come from and how they are split and shaped (see ``radiodiff.data``)."""
 
     source: Literal["synthetic", "radiomapseer", "datasets"] = "synthetic"
     # RadioMapSeer root folder, or for ``datasets``: a saved dataset, an image folder or a Hub id
     root: str | None = None
+    # RadioMapSeer's gain/<simulation>/ folder (the synthetic source is DPM-like and ignores it)
     simulation: Literal["DPM", "IRT2", "IRT4", "carsDPM", "carsIRT2"] = "DPM"
+    # RadioMapSeer map split (radiodiff.data.splits); the synthetic source is always split leak-free
     protocol: Literal["leakfree", "radiodiff", "radiounet"] = "leakfree"
-    # maps are resized to this size when set (and ``allow_resize``); None keeps their own size
+    # maps are returned at this size; None keeps their own size (RadioMapSeer's 256, the synthetic ``size``)
     resolution: int | None = None
+    # maps whose size differs from ``resolution`` are resized if true, an error naming the file if false
     allow_resize: bool = False
     image_column: str = "image"
+    # an unreadable image: "fail" when it is read, or "skip" (every image is read once up front, then counted)
     on_corrupt: Literal["fail", "skip"] = "fail"
+    # DataLoader workers; also the processes that generate the synthetic set
     num_workers: int = 0
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
