@@ -1,8 +1,8 @@
 """Random city layouts like RadioMapSeer's: a 256 m x 256 m square of building footprints along streets.
 
 A city is one or two districts, each a rotated street grid whose blocks are cut into lots; a lot holds a
-rectangular or L-shaped building or stays open (a square, a car park). A wide avenue may cut across at another
-angle. Everything is laid out in metres and rasterised at the requested size, so a 64-pixel map shows the same
+rectangular or L-shaped building or stays open (a square, a car park). A park may open a larger space, and a wide
+avenue may cut across at another angle. Everything is laid out in metres and rasterised at the requested size, so a 64-pixel map shows the same
 kind of city as a 256-pixel one, only coarser.
 """
 
@@ -20,12 +20,12 @@ def meters_per_pixel(size: int) -> float:
     return CITY_SIDE_M / size
 
 
-def _street_grid_edges(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Block start and end coordinates along one axis: blocks of 18-50 m between streets of 6-16 m."""
+def _street_grid_edges(rng: np.random.Generator, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Block start and end coordinates along one axis: blocks of 18-50 m (times ``scale``) between 6-16 m streets."""
     starts, ends = [], []
     position = -_GRID_HALF_EXTENT_M + rng.uniform(0, 40)
     while position < _GRID_HALF_EXTENT_M:
-        block = rng.uniform(18, 50)
+        block = rng.uniform(18, 50) * scale
         starts.append(position)
         ends.append(position + block)
         position += block + rng.uniform(6, 16)
@@ -37,8 +37,11 @@ def _district_buildings(rng: np.random.Generator, east: np.ndarray, north: np.nd
     angle = rng.uniform(0, np.pi / 2)
     u = np.cos(angle) * east + np.sin(angle) * north
     v = -np.sin(angle) * east + np.cos(angle) * north
-    u_starts, u_ends = _street_grid_edges(rng)
-    v_starts, v_ends = _street_grid_edges(rng)
+    # districts differ: some have larger blocks, some more open lots
+    scale = rng.uniform(0.8, 1.4)
+    open_share = rng.uniform(0.03, 0.25)
+    u_starts, u_ends = _street_grid_edges(rng, scale)
+    v_starts, v_ends = _street_grid_edges(rng, scale)
     block_u = np.clip(np.searchsorted(u_starts, u, side="right") - 1, 0, len(u_starts) - 1)
     block_v = np.clip(np.searchsorted(v_starts, v, side="right") - 1, 0, len(v_starts) - 1)
     # position inside the block in [0, 1); outside [0, 1) means the point is on a street
@@ -59,7 +62,7 @@ def _district_buildings(rng: np.random.Generator, east: np.ndarray, north: np.nd
     # setbacks from the lot edges (fractions of the lot), so neighbours leave narrow gaps between them
     low_u, high_u = rng.uniform(0.0, 0.15, lots), 1 - rng.uniform(0.0, 0.15, lots)
     low_v, high_v = rng.uniform(0.0, 0.15, lots), 1 - rng.uniform(0.0, 0.15, lots)
-    built = rng.random(lots) > 0.08
+    built = rng.random(lots) > open_share
     # an L-shaped footprint: a corner notch of 30-60 % of each side cut away
     notched = rng.random(lots) < 0.45
     notch_u, notch_v = rng.uniform(0.3, 0.6, lots), rng.uniform(0.3, 0.6, lots)
@@ -83,6 +86,13 @@ def random_city(rng: np.random.Generator, size: int) -> np.ndarray:
         normal = rng.uniform(0, 2 * np.pi)
         side = np.cos(normal) * east + np.sin(normal) * north > rng.uniform(-60, 60)
         buildings = np.where(side, _district_buildings(rng, east, north), buildings)
+    if rng.random() < 0.25:
+        # an open space (a park, a square, a rail yard): an ellipse of 30-100 m half-axes
+        centre_east, centre_north = rng.uniform(-128, 128, size=2)
+        heading = rng.uniform(0, np.pi)
+        along = np.cos(heading) * (east - centre_east) + np.sin(heading) * (north - centre_north)
+        across = -np.sin(heading) * (east - centre_east) + np.cos(heading) * (north - centre_north)
+        buildings &= (along / rng.uniform(30, 100)) ** 2 + (across / rng.uniform(30, 100)) ** 2 > 1
     if rng.random() < 0.5:
         # a wide avenue crossing at an angle of its own
         heading = rng.uniform(0, np.pi)
