@@ -7,9 +7,9 @@ every corner the path turns. Buildings let nothing through (the shortest path ne
 
 - line of sight: rays cast from the transmitter on a polar grid; a pixel is lit if its ray meets no building first;
 - geodesic distance: Dijkstra on a 16-connected grid (at most 128 x 128 nodes), the detour measured against the
-  same grid metric in free space so that the grid's anisotropy cancels;
-- loss: ``20 log10 d`` up to a 10 m breakpoint, ``26 log10`` beyond (a two-slope model), from 0 dB at 1 m
-  above the RadioMapSeer maximum; plus ITU-R P.526 knife-edge ``J(v) - J(0)`` with ``v = sqrt(2 detour / lambda)``.
+  same grid metric in free space so that the grid's anisotropy cancels, then averaged over ~1.5 m in the shadow;
+- loss: ``10 n log10(d / 1 m)`` (n = 2.5) below the gain at 1 m, which is RadioMapSeer's maximum, plus ITU-R
+  P.526's knife-edge ``J(v) - J(0)`` with ``v = sqrt(2 detour / lambda)``.
 """
 
 from __future__ import annotations

@@ -53,8 +53,8 @@ def generate_map(seed: int, map_id: int, size: int, tx_per_map: int) -> Syntheti
     rng = np.random.default_rng([seed, map_id])
     buildings = random_city(rng, size)
     transmitters = place_transmitters(rng, buildings, tx_per_map)
-    city = prepare_city(buildings)
-    gain_maps = np.stack([encode_gain(path_gain_db(city, (int(row), int(col)))) for row, col in transmitters])
+    prepared = prepare_city(buildings)
+    gain_maps = np.stack([encode_gain(path_gain_db(prepared, (int(row), int(col)))) for row, col in transmitters])
     return SyntheticMap(map_id=map_id, buildings=buildings, transmitters=transmitters, gain_maps=gain_maps)
 
 
