@@ -110,10 +110,10 @@ class TrainConfig:
     min_lr: float = 5e-7
     lr_schedule: Literal["constant", "cosine", "poly"] = "poly"
     warmup_steps: int = 0
-    adam_beta1: float = 0.5
-    adam_beta2: float = 0.9
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
     weight_decay: float = 1e-4
-    max_grad_norm: float | None = 1.0
+    max_grad_norm: float | None = None
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     channels_last: bool = False
     gradient_checkpointing: bool = False
@@ -129,6 +129,8 @@ class TrainConfig:
     log_every: int = 100
     report_to: Literal["none", "tensorboard", "wandb", "trackio"] = "none"
     max_nonfinite_steps: int = 5
+    # collectives that wait longer than this (a dead rank) stop the run instead of hanging
+    collective_timeout_s: int = 600
     evaluate_at_end: bool = True
     push_to_hub: bool = False
     hub_repo_id: str | None = None
@@ -214,11 +216,43 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
     return cls(**{key: _convert(value, hints[key], prefix + key) for key, value in values.items()})
 
 
+_POSITIVE = (
+    "train.max_steps", "train.batch_size", "train.gradient_accumulation_steps", "train.save_every",
+    "train.sample_every", "train.log_every", "train.ema_update_every", "train.max_nonfinite_steps",
+    "train.collective_timeout_s", "discriminator.n_layers", "discriminator.ndf", "model.layers_per_block",
+    "data.synthetic.maps", "data.synthetic.tx_per_map", "data.synthetic.size",
+)
+
+
+def _check_values(config: Config) -> Config:
+    """Checks that span keys or ranges, after the types are right."""
+    for dotted in _POSITIVE:
+        section, *rest = dotted.split(".")
+        value = getattr(config, section)
+        for part in rest:
+            value = getattr(value, part)
+        if value < 1:
+            raise ConfigError(f"{dotted}: expected a positive integer, got {value}")
+    if config.train.lr <= 0:
+        raise ConfigError(f"train.lr: expected a positive learning rate, got {config.train.lr}")
+    if not 0.0 <= config.train.ema_decay < 1.0:
+        raise ConfigError(f"train.ema_decay: expected a value in [0, 1), got {config.train.ema_decay}")
+    if config.train.push_to_hub and not config.train.hub_repo_id:
+        raise ConfigError("train.push_to_hub: true needs train.hub_repo_id (USER/NAME)")
+    channels = config.model.block_out_channels
+    if not channels or any(c % config.model.norm_num_groups for c in channels):
+        raise ConfigError(
+            f"model.block_out_channels: {channels} must be non-empty multiples of model.norm_num_groups "
+            f"({config.model.norm_num_groups})"
+        )
+    return config
+
+
 def config_from_dict(values: Mapping[str, Any]) -> Config:
     """Validate a nested mapping (as read from YAML) into a :class:`Config`."""
     if not isinstance(values, Mapping):
         raise ConfigError(f"expected a mapping at the top of the config, got {type(values).__name__}")
-    return _build(Config, values)
+    return _check_values(_build(Config, values))
 
 
 def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -256,14 +290,141 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return values
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read ``path`` (or the defaults), apply ``overrides`` and validate."""
+def is_original_config(values: Mapping[str, Any]) -> bool:
+    """True for the original RadioDiff first-stage YAML (``model.ddconfig``, ``trainer``)."""
+    model = values.get("model")
+    return "trainer" in values or (isinstance(model, Mapping) and "ddconfig" in model)
+
+
+def _section(values: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    section = values.get(key) or {}
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{where}{key}: expected a mapping, got {section!r}")
+    return section
+
+
+# original RadioDiff key -> our dotted key, for keys that carry over one to one
+_ORIGINAL_DIRECT = {
+    "model.embed_dim": "model.latent_channels",
+    "model.ddconfig.in_channels": "model.in_channels",
+    "model.ddconfig.out_ch": "model.out_channels",
+    "model.ddconfig.num_res_blocks": "model.layers_per_block",
+    "model.lossconfig.disc_start": "loss.disc_start",
+    "model.lossconfig.kl_weight": "loss.kl_weight",
+    "model.lossconfig.disc_weight": "loss.disc_weight",
+    "model.lossconfig.disc_factor": "loss.disc_factor",
+    "model.lossconfig.disc_loss": "loss.disc_loss",
+    "model.lossconfig.perceptual_weight": "loss.perceptual_weight",
+    "model.lossconfig.logvar_init": "loss.logvar_init",
+    "model.lossconfig.disc_in_channels": "discriminator.in_channels",
+    "model.lossconfig.disc_num_layers": "discriminator.n_layers",
+    "model.lossconfig.disc_ndf": "discriminator.ndf",
+    "data.batch_size": "train.batch_size",
+    "trainer.gradient_accumulate_every": "train.gradient_accumulation_steps",
+    "trainer.lr": "train.lr",
+    "trainer.min_lr": "train.min_lr",
+    "trainer.train_num_steps": "train.max_steps",
+    "trainer.log_freq": "train.log_every",
+    "trainer.results_folder": "output_dir",
+}
+
+
+def translate_original_config(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Translate the original RadioDiff first-stage YAML into ours; returns it and one note per original key."""
+    model = _section(values, "model", "")
+    flat: dict[str, Any] = {}
+    for name, section in (("model", model), ("data", _section(values, "data", "")), ("trainer", _section(values, "trainer", ""))):
+        for key, value in section.items():
+            if name == "model" and key in ("ddconfig", "lossconfig"):
+                for inner_key, inner_value in _section(model, key, "model.").items():
+                    flat[f"model.{key}.{inner_key}"] = inner_value
+            else:
+                flat[f"{name}.{key}"] = value
+    ignored_top = sorted(set(values) - {"model", "data", "trainer"})
+
+    translated: dict[str, Any] = {"loss": {}, "train": {"lr_schedule": "poly"}}
+    notes: list[str] = []
+
+    def put(dotted: str, value: Any) -> None:
+        *parents, leaf = dotted.split(".")
+        node = translated
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+
+    for original, value in flat.items():
+        if original in _ORIGINAL_DIRECT:
+            put(_ORIGINAL_DIRECT[original], value)
+            notes.append(f"{original}: {value!r} -> {_ORIGINAL_DIRECT[original]}")
+        elif original == "model.ddconfig.ch" or original == "model.ddconfig.ch_mult":
+            continue  # combined below
+        elif original == "model.ddconfig.z_channels":
+            notes.append(f"{original}: {value!r} -> model.latent_channels (diffusers uses one width for z and embed_dim)")
+        elif original == "model.ddconfig.resolution":
+            notes.append(
+                f"{original}: {value!r} -> not applied: the original loader never resized the maps; "
+                "set data.resolution (with data.allow_resize=true) to resize"
+            )
+        elif original in ("model.ddconfig.double_z", "model.ddconfig.attn_resolutions", "model.ddconfig.dropout"):
+            notes.append(f"{original}: {value!r} -> checked (AutoencoderKL: double_z, no attention in blocks, no dropout)")
+        elif original == "model.lossconfig.use_actnorm":
+            put("discriminator.norm", "actnorm" if value else "batch")
+            notes.append(f"{original}: {value!r} -> discriminator.norm")
+        elif original == "trainer.save_and_sample_every":
+            put("train.save_every", value)
+            put("train.sample_every", value)
+            notes.append(f"{original}: {value!r} -> train.save_every and train.sample_every")
+        elif original in ("trainer.amp", "trainer.fp16"):
+            continue  # combined below
+        elif original == "data.name":
+            put("data.source", "radiomapseer")
+            notes.append(f"{original}: {value!r} -> data.source: radiomapseer (give data.root=<RadioMapSeer folder>)")
+        elif original == "model.ckpt_path":
+            notes.append(f"{original}: {value!r} -> not loaded: convert it with `radiodiff convert`, then set model.pretrained")
+        elif original == "trainer.resume_milestone":
+            notes.append(f"{original}: {value!r} -> not used: resume with --resume latest or --resume <checkpoint folder>")
+        else:
+            notes.append(f"{original}: {value!r} -> ignored (no equivalent)")
+
+    ddconfig = _section(model, "ddconfig", "model.")
+    if list(ddconfig.get("attn_resolutions") or []) or float(ddconfig.get("dropout", 0.0) or 0.0) != 0.0:
+        raise ConfigError(
+            "model.ddconfig: attention inside the blocks (attn_resolutions) and dropout cannot be expressed by "
+            f"AutoencoderKL; got attn_resolutions={ddconfig.get('attn_resolutions')}, dropout={ddconfig.get('dropout')}"
+        )
+    if "ch" in ddconfig or "ch_mult" in ddconfig:
+        ch, ch_mult = ddconfig.get("ch", 128), ddconfig.get("ch_mult", [1, 2, 4])
+        put("model.block_out_channels", [ch * m for m in ch_mult])
+        notes.append(f"model.ddconfig.ch {ch!r} x ch_mult {ch_mult!r} -> model.block_out_channels")
+    trainer = _section(values, "trainer", "")
+    if "amp" in trainer or "fp16" in trainer:
+        precision = "fp16" if trainer.get("amp") or trainer.get("fp16") else "no"
+        put("train.mixed_precision", precision)
+        notes.append(f"trainer.amp {trainer.get('amp')!r} / trainer.fp16 {trainer.get('fp16')!r} -> train.mixed_precision: {precision}")
+    notes.append("schedule -> train.lr_schedule: poly ((1 - t/T)^0.95, floored at train.min_lr)")
+    notes.extend(f"{key}: ignored (no equivalent)" for key in ignored_top)
+    return translated, notes
+
+
+def read_config(path: str | Path | None = None, overrides: list[str] | None = None) -> tuple[Config, list[str]]:
+    """Read ``path`` (ours or the original RadioDiff YAML), apply ``overrides`` and validate.
+
+    Returns the config and, for an original RadioDiff YAML, one note per original key saying what it became.
+    """
     values = read_yaml(path) if path is not None else {}
+    notes: list[str] = []
+    if is_original_config(values):
+        values, notes = translate_original_config(values)
     values = apply_overrides(values, overrides or [])
     try:
-        return config_from_dict(values)
+        return config_from_dict(values), notes
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}" if path else str(error)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read ``path`` (or the defaults), apply ``overrides`` and validate."""
+    return read_config(path, overrides)[0]
 
 
 def save_config(config: Config, path: str | Path) -> None:

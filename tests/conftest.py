@@ -30,3 +30,45 @@ def gain_maps() -> torch.Tensor:
     maps = torch.stack([1 - distance, 0.8 - 0.9 * distance]).clamp(-1, 1).unsqueeze(1)
     maps[:, :, 4:10, 20:28] = -1.0
     return maps
+
+
+def tiny_training_overrides(output_dir, cache_dir) -> list[str]:
+    """Overrides that turn any config into a seconds-long CPU run on tiny synthetic maps."""
+    return [
+        f"output_dir={output_dir}",
+        "model.block_out_channels=[8, 16]",
+        "model.layers_per_block=1",
+        "model.norm_num_groups=4",
+        "discriminator.ndf=8",
+        "discriminator.n_layers=2",
+        "data.source=synthetic",
+        f"data.synthetic.cache_dir={cache_dir}",
+        "data.synthetic.maps=8",
+        "data.synthetic.tx_per_map=4",
+        "data.synthetic.size=32",
+        "train.batch_size=4",
+        "train.lr=1.0e-3",
+        "train.max_steps=8",
+        "train.save_every=4",
+        "train.sample_every=4",
+        "train.log_every=2",
+        "train.ema_update_every=2",
+        "train.num_sample_images=2",
+        "loss.disc_start=5",
+    ]
+
+
+@pytest.fixture(scope="session")
+def synthetic_cache(tmp_path_factory):
+    """One synthetic-data cache for the whole session: generated once, reused by every training test."""
+    return tmp_path_factory.mktemp("synthetic-cache")
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """accelerate keeps process-wide state; each test builds its own Accelerator from scratch."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)

@@ -55,6 +55,7 @@ def make_training_run(output_dir: Path, evaluated: bool = True, ema: bool = True
         overrides=[
             f"output_dir={output_dir}",
             "model.block_out_channels=[8, 16]",
+            "model.norm_num_groups=4",
             "data.synthetic.size=64",
             "train.max_steps=1200",
             f"train.use_ema={str(ema).lower()}",

@@ -1,0 +1,157 @@
+"""Checkpoints: written atomically, found again by ``--resume latest``, pruned to the last K.
+
+A checkpoint is ``output_dir/checkpoints/checkpoint-<step>/``: accelerate's state (models as safetensors,
+optimizers, schedulers, RNG per process), the EMA weights as a ``save_pretrained`` folder, and
+``trainer_state.json``. Everything is written into ``.tmp-checkpoint-<step>`` first and renamed into place
+only when complete, so a crash, a kill or a full disk never leaves a half-written checkpoint that looks
+valid, and the previous one stays usable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from accelerate import Accelerator
+from diffusers.training_utils import EMAModel
+
+from ..models import RadioDiffVAE
+
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+STATE_FILE = "trainer_state.json"
+EMA_FOLDER = "ema"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be written or read."""
+
+
+@dataclass
+class TrainerState:
+    """What the loop needs besides model, optimizer, scheduler and RNG state to continue exactly."""
+
+    step: int = 0
+    skipped_steps: int = 0
+    consecutive_nonfinite: int = 0
+    wall_time_s: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_file(cls, path: Path) -> "TrainerState":
+        try:
+            values = json.loads(path.read_text())
+            return cls(**values)
+        except (OSError, ValueError, TypeError) as error:
+            raise CheckpointError(f"{path}: not a readable trainer state ({error})") from error
+
+
+def checkpoints_root(output_dir: str | Path) -> Path:
+    return Path(output_dir) / "checkpoints"
+
+
+def list_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints, oldest first. Temporary and incomplete folders are ignored."""
+    root = checkpoints_root(output_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.iterdir():
+        match = CHECKPOINT_PATTERN.match(path.name)
+        if match and (path / STATE_FILE).is_file():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def resolve_resume(output_dir: str | Path, resume: str | None) -> Path | None:
+    """The checkpoint folder that ``--resume`` names: ``latest`` (None if there is none yet) or a path."""
+    if resume is None:
+        return None
+    if resume == "latest":
+        checkpoints = list_checkpoints(output_dir)
+        return checkpoints[-1][1] if checkpoints else None
+    path = Path(resume)
+    if not (path / STATE_FILE).is_file():
+        raise CheckpointError(f"--resume {resume}: not a complete checkpoint folder (no {STATE_FILE} in it)")
+    return path
+
+
+def _replace_directory(source: Path, target: Path) -> None:
+    """Move ``source`` to ``target``, replacing an existing ``target`` with no moment where neither exists."""
+    if target.exists():
+        stale = target.with_name(f".old-{target.name}")
+        shutil.rmtree(stale, ignore_errors=True)
+        os.replace(target, stale)
+        os.replace(source, target)
+        shutil.rmtree(stale, ignore_errors=True)
+    else:
+        os.replace(source, target)
+    directory = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def save_checkpoint(
+    accelerator: Accelerator,
+    output_dir: str | Path,
+    state: TrainerState,
+    ema: EMAModel | None,
+    keep_last: int | None,
+) -> Path:
+    """Write the full training state for ``state.step``; every process must call this."""
+    root = checkpoints_root(output_dir)
+    final = root / f"checkpoint-{state.step}"
+    staging = root / f".tmp-checkpoint-{state.step}"
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    try:
+        accelerator.save_state(str(staging))
+        if accelerator.is_main_process:
+            if ema is not None:
+                ema.save_pretrained(str(staging / EMA_FOLDER))
+            # written last: its presence marks the checkpoint as complete
+            (staging / STATE_FILE).write_text(state.to_json())
+    except OSError as error:
+        if accelerator.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
+        previous = list_checkpoints(output_dir)
+        kept = f"the previous checkpoint {previous[-1][1]} is intact" if previous else "no earlier checkpoint exists"
+        raise CheckpointError(f"could not write the checkpoint for step {state.step} to {final}: {error}; {kept}") from error
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        _replace_directory(staging, final)
+        if keep_last is not None:
+            for _, stale in list_checkpoints(output_dir)[:-keep_last]:
+                shutil.rmtree(stale, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(accelerator: Accelerator, path: Path, ema: EMAModel | None) -> TrainerState:
+    """Restore models, optimizers, schedulers, RNG and EMA from ``path``; returns the loop's state."""
+    state = TrainerState.from_file(path / STATE_FILE)
+    try:
+        accelerator.load_state(str(path))
+    except (OSError, RuntimeError, KeyError, ValueError) as error:
+        raise CheckpointError(
+            f"{path}: could not restore the training state ({error}). Was it written by a run with another "
+            "model, discriminator or optimizer configuration?"
+        ) from error
+    if ema is not None:
+        ema_path = path / EMA_FOLDER
+        if not ema_path.is_dir():
+            raise CheckpointError(f"{path}: train.use_ema is on but the checkpoint holds no {EMA_FOLDER}/ folder")
+        stored = EMAModel.from_pretrained(str(ema_path), model_cls=RadioDiffVAE)
+        ema.load_state_dict(stored.state_dict())
+        ema.to(accelerator.device)
+    return state

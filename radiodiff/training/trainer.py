@@ -1,0 +1,459 @@
+"""The VAE-GAN training loop: one VAE forward per step, the generator update, then the discriminator update.
+
+Read top to bottom: :func:`train` sets up accelerate, data, models and optimizers, restores a checkpoint if
+asked, runs :meth:`Trainer.run`, and exports the result. This package is the only place that knows accelerate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import signal
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration, set_seed
+from diffusers.training_utils import EMAModel
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..config import Config, save_config
+from ..data import build_dataset, prepare_data
+from ..hub import push_to_hub, write_model_card
+from ..losses import VAEGANLoss
+from ..models import PatchGANDiscriminator, RadioDiffVAE
+from .checkpoints import TrainerState, list_checkpoints, load_checkpoint, resolve_resume, save_checkpoint
+from .runlog import RunLog
+from .samples import save_sample_sheet
+from .schedule import ResumableShuffleSampler, learning_rate
+
+
+class TrainingError(RuntimeError):
+    """The run cannot go on; the message says why and what was kept."""
+
+
+def build_vae(config: Config) -> RadioDiffVAE:
+    model = config.model
+    if model.pretrained:
+        return RadioDiffVAE.from_pretrained(model.pretrained)
+    return RadioDiffVAE.from_block_channels(
+        tuple(model.block_out_channels),
+        in_channels=model.in_channels,
+        out_channels=model.out_channels,
+        latent_channels=model.latent_channels,
+        layers_per_block=model.layers_per_block,
+        norm_num_groups=model.norm_num_groups,
+        mid_block_add_attention=model.mid_block_add_attention,
+        scaling_factor=model.scaling_factor,
+        sample_size=config.data.resolution or config.data.synthetic.size,
+    )
+
+
+def build_discriminator(config: Config) -> PatchGANDiscriminator:
+    return PatchGANDiscriminator(**dataclasses.asdict(config.discriminator))
+
+
+def parameters_are_finite(module: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
+
+
+class StopRequest:
+    """Turns SIGINT/SIGTERM into a request to checkpoint and stop at the end of the current step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRequest":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    """Holds what the loop needs; built by :func:`train`."""
+
+    def __init__(self, config: Config, accelerator: Accelerator, train_set: Dataset, val_set: Dataset):
+        self.config = config
+        self.accelerator = accelerator
+        self.output_dir = Path(config.output_dir)
+        train = config.train
+        device = accelerator.device
+
+        vae, discriminator = build_vae(config), build_discriminator(config)
+        if train.gradient_checkpointing:
+            vae.enable_gradient_checkpointing()
+        if train.channels_last:
+            vae.to(memory_format=torch.channels_last)
+            discriminator.to(memory_format=torch.channels_last)
+        self.loss_fn = VAEGANLoss(**dataclasses.asdict(config.loss)).to(device)
+        vae_parameters = list(vae.parameters()) + ([self.loss_fn.logvar] if config.loss.learn_logvar else [])
+        optimizer_g = torch.optim.AdamW(
+            vae_parameters, lr=train.lr, betas=(train.adam_beta1, train.adam_beta2), weight_decay=train.weight_decay
+        )
+        optimizer_d = torch.optim.AdamW(
+            discriminator.parameters(),
+            lr=train.disc_lr or train.lr,
+            betas=(train.adam_beta1, train.adam_beta2),
+            weight_decay=train.weight_decay,
+        )
+        self.vae, self.discriminator, self.optimizer_g, self.optimizer_d = accelerator.prepare(
+            vae, discriminator, optimizer_g, optimizer_d
+        )
+        if train.compile:
+            self.vae = torch.compile(self.vae)
+        # the unwrapped modules: parameters for the adaptive weight, EMA and export, and a discriminator
+        # that the generator loss can run without touching DDP's gradient synchronisation
+        self.raw_vae: RadioDiffVAE = accelerator.unwrap_model(self.vae)
+        self.raw_discriminator: PatchGANDiscriminator = accelerator.unwrap_model(self.discriminator)
+        if config.loss.learn_logvar:
+            # logvar lives outside the DDP-wrapped VAE: register it so its state is checkpointed
+            accelerator.register_for_checkpointing(self.loss_fn)
+        self.ema: EMAModel | None = None
+        if train.use_ema:
+            self.ema = EMAModel(
+                self.raw_vae.parameters(), decay=train.ema_decay, model_cls=RadioDiffVAE, model_config=self.raw_vae.config
+            )
+            self.ema.to(device)
+
+        self.sampler = ResumableShuffleSampler(
+            len(train_set), train.batch_size, train.seed, accelerator.num_processes, accelerator.process_index
+        )
+        self.loader = DataLoader(
+            train_set,
+            batch_size=train.batch_size,
+            sampler=self.sampler,
+            num_workers=config.data.num_workers,
+            drop_last=True,
+            pin_memory=device.type == "cuda",
+            persistent_workers=config.data.num_workers > 0,
+            # worker seeds come from this generator, not the global RNG, so resuming replays the same noise
+            generator=torch.Generator().manual_seed(train.seed),
+        )
+        sample_count = min(train.num_sample_images, len(val_set))
+        sample_items = [val_set[i] for i in range(sample_count)]
+        self.sample_maps = torch.stack([item["gain_map"] for item in sample_items]).to(device)
+        self.sample_names = [item["name"] for item in sample_items]
+        self.state = TrainerState()
+        self.runlog = RunLog(self.output_dir / "logs", config.to_dict(), enabled=accelerator.is_main_process)
+
+    # ---- the loop ---------------------------------------------------------------------------------------------
+
+    def micro_batches(self) -> Iterator[torch.Tensor]:
+        """Training maps from the current position on, epoch after epoch."""
+        epoch, start = divmod(self.state.step * self.config.train.gradient_accumulation_steps, self.sampler.batches_per_epoch)
+        while True:
+            self.sampler.set_position(epoch, start)
+            for batch in self.loader:
+                gain_map = batch["gain_map"].to(self.accelerator.device, non_blocking=True)
+                if self.config.train.channels_last:
+                    gain_map = gain_map.contiguous(memory_format=torch.channels_last)
+                yield gain_map
+            epoch, start = epoch + 1, 0
+
+    def all_finite(self, *losses: torch.Tensor) -> bool:
+        finite = torch.stack([torch.isfinite(loss).all() for loss in losses]).all().float()
+        if self.accelerator.num_processes > 1:
+            # every rank must take the same branch, or DDP's next collective would hang
+            finite = self.accelerator.reduce(finite, reduction="min")
+        return bool(finite)
+
+    def set_learning_rates(self, step: int) -> float:
+        train = self.config.train
+        lr = learning_rate(step, train.lr, train)
+        for group in self.optimizer_g.param_groups:
+            group["lr"] = lr
+        for group in self.optimizer_d.param_groups:
+            group["lr"] = learning_rate(step, train.disc_lr or train.lr, train)
+        return lr
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> None:
+        if self.config.train.max_grad_norm is not None:
+            self.accelerator.clip_grad_norm_(model.parameters(), self.config.train.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def train_step(self, batches: Iterator[torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        """One optimizer step over ``gradient_accumulation_steps`` micro-batches; None if it was skipped."""
+        step = self.state.step
+        accumulation = self.config.train.gradient_accumulation_steps
+        disc_active = self.loss_fn.discriminator_active(step)
+        logs: dict[str, torch.Tensor] = {}
+        skipped = False
+        for micro_step in range(accumulation):
+            gain_map = next(batches)
+            if skipped:
+                continue  # keep the data position; the step is lost anyway
+            last = micro_step == accumulation - 1
+            with contextlib.ExitStack() as stack:
+                if not last:
+                    stack.enter_context(self.accelerator.no_sync(self.vae))
+                    stack.enter_context(self.accelerator.no_sync(self.discriminator))
+                output = self.vae(gain_map, sample_posterior=True, return_posterior=True)
+                g_loss, g_logs = self.loss_fn.generator_loss(
+                    gain_map, output.sample, output.posterior, step, self.raw_discriminator, self.raw_vae.last_layer_weight
+                )
+                losses = [g_loss]
+                if disc_active:
+                    d_loss, d_logs = self.loss_fn.discriminator_loss(gain_map, output.sample, step, self.discriminator)
+                    losses.append(d_loss)
+                    g_logs.update(d_logs)
+                if not self.all_finite(*losses):
+                    skipped = True
+                    continue
+                self.accelerator.backward(g_loss / accumulation)
+                if disc_active:
+                    self.accelerator.backward(d_loss / accumulation)
+            logs = g_logs
+        if skipped:
+            self.optimizer_g.zero_grad(set_to_none=True)
+            self.optimizer_d.zero_grad(set_to_none=True)
+            return None
+        self.optimizer_step(self.optimizer_g, self.vae)
+        # no discriminator work before disc_start: not even weight decay (the original still applied it)
+        if disc_active:
+            self.optimizer_step(self.optimizer_d, self.discriminator)
+        if self.ema is not None and (step + 1) % self.config.train.ema_update_every == 0:
+            self.ema.step(self.raw_vae.parameters())
+        return logs
+
+    def run(self) -> None:
+        train = self.config.train
+        accelerator = self.accelerator
+        batches = self.micro_batches()
+        progress = tqdm(
+            total=train.max_steps, initial=self.state.step, desc="train", disable=not accelerator.is_main_process
+        )
+        interval_start, interval_steps = time.perf_counter(), 0
+        with StopRequest() as stop:
+            while self.state.step < train.max_steps:
+                step_start = time.perf_counter()
+                lr = self.set_learning_rates(self.state.step)
+                logs = self.train_step(batches)
+                self.state.step += 1
+                step = self.state.step
+                interval_steps += 1
+                if logs is None:
+                    self.record_nonfinite_step(step)
+                else:
+                    self.state.consecutive_nonfinite = 0
+                    if step % train.log_every == 0 or step == train.max_steps:
+                        elapsed = time.perf_counter() - interval_start
+                        images_per_s = interval_steps * train.batch_size * train.gradient_accumulation_steps * accelerator.num_processes / elapsed
+                        self.log_step(step, logs, lr, images_per_s, progress)
+                        interval_start, interval_steps = time.perf_counter(), 0
+                if step % train.sample_every == 0:
+                    self.save_samples(step)
+                self.state.wall_time_s += time.perf_counter() - step_start
+                progress.update(1)
+                if step % train.save_every == 0 or step == train.max_steps:
+                    self.save_checkpoint()
+                if self.stop_requested(stop):
+                    if self.last_checkpoint_step() != step:
+                        self.save_checkpoint()
+                    progress.close()
+                    raise KeyboardInterrupt(f"stopped at step {step}; checkpoint saved")
+        progress.close()
+
+    def stop_requested(self, stop: StopRequest) -> bool:
+        requested = torch.tensor(float(stop.requested), device=self.accelerator.device)
+        if self.accelerator.num_processes > 1:
+            requested = self.accelerator.reduce(requested, reduction="max")
+        return bool(requested)
+
+    def record_nonfinite_step(self, step: int) -> None:
+        self.state.skipped_steps += 1
+        self.state.consecutive_nonfinite += 1
+        self.runlog.note(f"[Train Step] {step}/{self.config.train.max_steps}: skipped step: non-finite loss")
+        if self.state.consecutive_nonfinite >= self.config.train.max_nonfinite_steps:
+            checkpoints = list_checkpoints(self.output_dir)
+            kept = f"the last good checkpoint is {checkpoints[-1][1]}" if checkpoints else "no checkpoint was written yet"
+            raise TrainingError(
+                f"{self.state.consecutive_nonfinite} steps in a row had non-finite losses (up to step {step}); "
+                f"stopping. Nothing was updated in those steps and {kept}. Lower train.lr or check the data."
+            )
+
+    def log_step(self, step: int, logs: dict[str, torch.Tensor], lr: float, images_per_s: float, progress: tqdm) -> None:
+        names = list(logs)
+        values = dict(zip(names, torch.stack([logs[name].float() for name in names]).tolist()))
+        generator = {k: v for k, v in values.items() if k not in ("disc_loss", "logits_real", "logits_fake")}
+        self.runlog.step(step, self.config.train.max_steps, generator, lr)
+        if "disc_loss" in values:
+            discriminator = {k: values[k] for k in ("disc_loss", "logits_real", "logits_fake")}
+            self.runlog.step(step, self.config.train.max_steps, discriminator, lr)
+        tracked = {f"train/{k}": v for k, v in values.items()}
+        tracked.update({"lr": lr, "images_per_s": images_per_s})
+        self.accelerator.log(tracked, step=step)
+        progress.set_postfix(rec=f"{values['rec_loss']:.4f}", kl=f"{values['kl_loss']:.3g}", img_s=f"{images_per_s:.1f}")
+
+    @torch.no_grad()
+    def save_samples(self, step: int) -> None:
+        if not self.accelerator.is_main_process or len(self.sample_maps) == 0:
+            return
+        self.raw_vae.eval()
+        reconstruction = self.raw_vae(self.sample_maps).sample
+        self.raw_vae.train()
+        milestone = step // self.config.train.sample_every
+        save_sample_sheet(
+            self.sample_maps,
+            reconstruction,
+            self.sample_names,
+            self.output_dir / "samples" / f"sample-{milestone}.png",
+            title=f"step {step}",
+        )
+
+    def last_checkpoint_step(self) -> int | None:
+        checkpoints = list_checkpoints(self.output_dir)
+        return checkpoints[-1][0] if checkpoints else None
+
+    def save_checkpoint(self) -> Path:
+        if not parameters_are_finite(self.raw_vae) or not parameters_are_finite(self.raw_discriminator):
+            raise TrainingError(f"step {self.state.step}: the weights are not finite; refusing to checkpoint them")
+        path = save_checkpoint(
+            self.accelerator, self.output_dir, self.state, self.ema, self.config.train.checkpoints_total_limit
+        )
+        self.runlog.note(f"Saved checkpoint {path}")
+        return path
+
+    def resume(self, path: Path) -> None:
+        self.state = load_checkpoint(self.accelerator, path, self.ema)
+        self.runlog.note(f"Resumed from {path} at step {self.state.step}")
+        self.accelerator.print(f"Resumed from {path} at step {self.state.step}")
+
+    # ---- export -----------------------------------------------------------------------------------------------
+
+    def export(self) -> Path:
+        """Write ``vae/`` (with the EMA weights as the ``ema`` variant), ``discriminator/`` and a summary."""
+        if not self.accelerator.is_main_process:
+            return self.output_dir
+        if not parameters_are_finite(self.raw_vae):
+            raise TrainingError("the trained VAE has non-finite weights; nothing was exported")
+        vae_dir = self.output_dir / "vae"
+        self.raw_vae.save_pretrained(vae_dir)
+        if self.ema is not None:
+            ema_vae = RadioDiffVAE.from_config(self.raw_vae.config)
+            self.ema.copy_to(ema_vae.parameters())
+            ema_vae.save_pretrained(vae_dir, variant="ema")
+        self.raw_discriminator.save_pretrained(self.output_dir / "discriminator")
+        save_config(self.config, self.output_dir / "config.yaml")
+        self.write_summary()
+        return self.output_dir
+
+    def write_summary(self) -> None:
+        train = self.config.train
+        device = self.accelerator.device
+        hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores, {platform.machine()})"
+        summary = {
+            "steps": self.state.step,
+            "max_steps": train.max_steps,
+            "skipped_steps": self.state.skipped_steps,
+            "wall_time_s": round(self.state.wall_time_s, 2),
+            "hardware": hardware,
+            "num_processes": self.accelerator.num_processes,
+            "mixed_precision": train.mixed_precision,
+            "data_source": self.config.data.source,
+            "images_per_sec": round(
+                self.state.step * train.batch_size * train.gradient_accumulation_steps * self.accelerator.num_processes
+                / max(self.state.wall_time_s, 1e-9),
+                2,
+            ),
+            "parameters": {
+                "vae": sum(p.numel() for p in self.raw_vae.parameters()),
+                "discriminator": sum(p.numel() for p in self.raw_discriminator.parameters()),
+            },
+        }
+        (self.output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2))
+
+
+def publish(config: Config) -> None:
+    """The model card, and the Hub upload when the config asks for it; the exported run is already safe on disk."""
+    write_model_card(config.output_dir, repo_id=config.train.hub_repo_id)
+    if config.train.push_to_hub:
+        url = push_to_hub(config.output_dir, config.train.hub_repo_id)
+        print(f"pushed to {url}")
+
+
+def make_accelerator(config: Config) -> Accelerator:
+    train = config.train
+    launched_processes = int(os.environ.get("WORLD_SIZE", "1"))
+    accelerator = Accelerator(
+        # without a GPU, accelerate only forms a process group (gloo) when told to run on the CPU
+        cpu=launched_processes > 1 and not torch.cuda.is_available(),
+        mixed_precision=train.mixed_precision,
+        log_with=None if train.report_to == "none" else train.report_to,
+        project_config=ProjectConfiguration(
+            project_dir=config.output_dir, logging_dir=str(Path(config.output_dir) / "logs")
+        ),
+        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=train.collective_timeout_s))],
+    )
+    if accelerator.num_processes != launched_processes:
+        # independent copies of one run would overwrite each other's checkpoints
+        raise TrainingError(
+            f"the launcher started {launched_processes} processes but accelerate formed a group of "
+            f"{accelerator.num_processes}; check the launch command"
+        )
+    return accelerator
+
+
+def _flat_hparams(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flat_hparams(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
+
+
+def train(config: Config, resume: str | None = None) -> Path:
+    """Train the VAE-GAN described by ``config``; returns the output folder.
+
+    ``resume`` is ``"latest"`` (the newest complete checkpoint in ``output_dir``, or a fresh start if none)
+    or the path of a checkpoint folder.
+    """
+    accelerator = make_accelerator(config)
+    set_seed(config.train.seed)
+    if config.train.allow_tf32 and torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    resume_path = resolve_resume(config.output_dir, resume)
+    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+
+    with accelerator.main_process_first():
+        if accelerator.is_main_process:
+            prepare_data(config.data)
+    train_set = build_dataset(config.data, "train")
+    val_set = build_dataset(config.data, "val")
+
+    trainer = Trainer(config, accelerator, train_set, val_set)
+    if config.train.report_to != "none":
+        accelerator.init_trackers("radiodiff-vae", config=_flat_hparams(config.to_dict()))
+    if resume_path is not None:
+        trainer.resume(resume_path)
+    try:
+        trainer.run()
+        trainer.export()
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            publish(config)
+    finally:
+        trainer.runlog.close()
+        # also tears down the process group, so it comes after the last collective
+        accelerator.end_training()
+    return Path(config.output_dir)

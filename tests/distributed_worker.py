@@ -1,0 +1,29 @@
+"""Run under `torchrun --nproc_per_node 2`: trains a tiny config and writes each rank's weights to its own file."""
+
+import sys
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+from radiodiff.config import load_config
+from radiodiff.training.trainer import Trainer, make_accelerator
+from radiodiff.data import build_dataset, prepare_data
+
+
+def main(output_dir: str, overrides: list[str]) -> None:
+    config = load_config(None, overrides)
+    accelerator = make_accelerator(config)
+    with accelerator.main_process_first():
+        prepare_data(config.data)
+    trainer = Trainer(config, accelerator, build_dataset(config.data, "train"), build_dataset(config.data, "val"))
+    trainer.run()
+    rank = accelerator.process_index
+    weights = {f"vae.{k}": v.contiguous() for k, v in trainer.raw_vae.state_dict().items()}
+    weights.update({f"discriminator.{k}": p.detach().contiguous() for k, p in trainer.raw_discriminator.named_parameters()})
+    save_file(weights, str(Path(output_dir) / f"rank{rank}.safetensors"))
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])

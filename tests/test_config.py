@@ -1,0 +1,111 @@
+import pytest
+
+from radiodiff.config import ConfigError, load_config, read_config, save_config
+
+ORIGINAL_YAML = "configs/radiodiff_original_first_stage.yaml"
+
+
+def test_dotted_overrides_reach_nested_fields():
+    config = load_config(
+        None, ["train.max_steps=10", "model.block_out_channels=[8, 16]", "model.norm_num_groups=4", "data.synthetic.maps=3"]
+    )
+    assert config.train.max_steps == 10
+    assert config.model.block_out_channels == [8, 16]
+    assert config.data.synthetic.maps == 3
+
+
+def test_unknown_key_is_named_with_the_valid_ones():
+    with pytest.raises(ConfigError) as error:
+        load_config(None, ["train.max_step=10"])
+    message = str(error.value)
+    assert "train.max_step" in message and "train.max_steps" in message and "train.batch_size" in message
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("train.max_steps=1.5", "train.max_steps: expected int"),
+        ("train.batch_size=true", "train.batch_size: expected int"),
+        ("loss.disc_loss=wasserstein", "one of 'hinge', 'vanilla'"),
+        ("train.lr=fast", "train.lr: expected float"),
+        ("model.block_out_channels=8", "a list of int"),
+        ("train=3", "train: expected a mapping"),
+    ],
+)
+def test_wrong_types_are_rejected_with_the_key(override, expected):
+    with pytest.raises(ConfigError, match=expected):
+        load_config(None, [override])
+
+
+def test_exponents_without_a_dot_are_read_as_floats(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 5e-6\n")
+    assert load_config(path).train.lr == 5e-6
+
+
+def test_malformed_yaml_names_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("train: {max_steps: [1,\n")
+    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
+        load_config(path)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_saved_config_loads_back_equal(tmp_path):
+    config = load_config("configs/quickstart.yaml", ["train.max_steps=7"])
+    save_config(config, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == config
+
+
+def test_shipped_configs_validate():
+    paper = load_config("configs/radiodiff_vae.yaml")
+    assert paper.model.block_out_channels == [128, 256, 512]
+    assert (paper.loss.kl_weight, paper.loss.disc_weight, paper.loss.disc_start) == (1e-6, 0.5, 50001)
+    assert (paper.train.batch_size, paper.train.lr, paper.train.min_lr, paper.train.max_steps) == (2, 5e-6, 5e-7, 150000)
+    assert (paper.train.save_every, paper.train.sample_every, paper.train.log_every) == (5000, 5000, 100)
+    assert paper.train.mixed_precision == "no" and paper.discriminator.in_channels == 1
+    quickstart = load_config("configs/quickstart.yaml")
+    assert 0 < quickstart.loss.disc_start < quickstart.train.max_steps
+
+
+def test_original_radiodiff_yaml_is_translated_with_a_note_per_key():
+    config, notes = read_config(ORIGINAL_YAML)
+    assert config.model.block_out_channels == [128, 256, 512]
+    assert config.model.layers_per_block == 2 and config.model.latent_channels == 3
+    assert (config.loss.disc_start, config.loss.kl_weight, config.loss.disc_weight) == (50001, 1e-6, 0.5)
+    assert config.discriminator.in_channels == 1
+    assert (config.train.lr, config.train.min_lr, config.train.max_steps) == (5e-6, 5e-7, 150000)
+    assert config.train.save_every == config.train.sample_every == 5000
+    assert config.train.lr_schedule == "poly" and config.train.mixed_precision == "no"
+    assert config.output_dir == "./radiodiff_Vae" and config.data.source == "radiomapseer"
+    text = "\n".join(notes)
+    for original_key in ("trainer.train_num_steps", "model.ddconfig.resolution", "model.ckpt_path", "trainer.resume_milestone",
+                         "model.lossconfig.disc_in_channels", "trainer.save_and_sample_every", "data.batch_size"):
+        assert original_key in text
+    assert "never resized" in text
+
+
+def test_original_yaml_with_attention_is_refused(tmp_path):
+    path = tmp_path / "first_radio.yaml"
+    path.write_text(open(ORIGINAL_YAML).read().replace("attn_resolutions: []", "attn_resolutions: [16]"))
+    with pytest.raises(ConfigError, match="attn_resolutions"):
+        read_config(path)
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("train.batch_size=0", "train.batch_size: expected a positive integer"),
+        ("train.lr=0", "train.lr: expected a positive"),
+        ("train.ema_decay=1.5", "train.ema_decay"),
+        ("train.push_to_hub=true", "hub_repo_id"),
+        ("model.norm_num_groups=5", "multiples of model.norm_num_groups"),
+    ],
+)
+def test_values_out_of_range_are_rejected(override, expected):
+    with pytest.raises(ConfigError, match=expected):
+        load_config(None, [override])
