@@ -1,8 +1,30 @@
 """RadioDiff VAE: the first stage of RadioDiff (radio-map latent diffusion) as a Hugging Face-native package."""
 
-from .losses import VAEGANLoss
-from .models import PatchGANDiscriminator, RadioDiffVAE
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# the models and the loss import torch and diffusers (seconds); they load on first use so that pure readers
+# such as `radiodiff report` start fast
+_LAZY_EXPORTS = {
+    "PatchGANDiscriminator": ".models",
+    "RadioDiffVAE": ".models",
+    "VAEGANLoss": ".losses",
+}
+
 __all__ = ["PatchGANDiscriminator", "RadioDiffVAE", "VAEGANLoss", "__version__"]
+
+if TYPE_CHECKING:
+    from .losses import VAEGANLoss
+    from .models import PatchGANDiscriminator, RadioDiffVAE
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY_EXPORTS:
+        raise AttributeError(f"module 'radiodiff' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable
 
 from .config import ConfigError
@@ -107,7 +108,30 @@ def _add_convert(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-SUBCOMMANDS: list[SubcommandAdder] = [_add_info, _add_card, _add_push, _add_convert, _add_synth]
+def _add_report(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="turn a training log (ours or the original RadioDiff's) into a CSV, a JSON, figures and report.md",
+    )
+    parser.add_argument("log", type=Path, help="the training log, e.g. OUTPUT_DIR/logs/2026-11-24-07-12_.log")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for the report (default: a 'report' folder next to the log)")
+    parser.add_argument("--samples", type=Path, default=None,
+                        help="folder with sample-<milestone>.png (default: the log's folder and ../samples)")
+
+    def run(args: argparse.Namespace) -> int:
+        from .report import write_report
+
+        result = write_report(args.log, args.out or args.log.parent / "report", args.samples)
+        print(f"wrote {result.markdown_path} ({len(result.figure_paths)} figures, {len(result.sample_paths)} samples)")
+        for finding in result.findings:
+            print(f"  - {finding.title}")
+        return 0
+
+    parser.set_defaults(run=run)
+
+
+SUBCOMMANDS: list[SubcommandAdder] = [_add_info, _add_card, _add_push, _add_convert, _add_synth, _add_report]
 
 
 def build_parser() -> argparse.ArgumentParser:
