@@ -68,8 +68,8 @@ def discriminator_never_trained(log: TrainingLog, analysis: Analysis) -> Finding
     with_generator_term = int((_active_adversarial_rows(log, analysis) & from_start).sum())
     consequence = (
         f" The generator term was nevertheless on at {with_generator_term:,} of these steps (`disc_factor` > 0): "
-        "the VAE was trained against a discriminator that kept its initial weights, so `g_loss` carries no "
-        "information about the maps."
+        "the VAE was trained against a discriminator that, as far as this log shows, never took a step, so "
+        "`g_loss` carries no information about the maps."
     ) if with_generator_term else ""
     disc_rows = from_start & log.present[DISC_LOSS] if DISC_LOSS in log.columns else np.zeros_like(from_start)
     source = "the config line" if analysis.disc_start_source == "config" else "the first step with `disc_factor` > 0"

@@ -77,6 +77,8 @@ def _plot_quantity(ax: Axes, log: TrainingLog, analysis: Analysis, name: str, co
     if values.size and np.ptp(values) == 0:
         ax.text(0.5, 0.5, f"constant {format_number(float(values[0]))}\nat all {log.present[name].sum():,} steps",
                 transform=ax.transAxes, ha="center", va="center", fontsize=11)
+        ax.set_xlim(steps[0], steps[-1])
+        ax.set_yticks([])
     else:
         ax.plot(steps, values, color=colour, alpha=0.25, linewidth=0.8)
         ax.plot(steps, smooth(steps, values, analysis.disc_start), color=colour, linewidth=1.8)
@@ -259,7 +261,7 @@ def multi_axis_losses(log: TrainingLog, analysis: Analysis) -> Figure:
     total_ax.axhline(0, color="grey", linewidth=0.6)
     total_ax.set_xlabel("step")
     total_ax.grid(alpha=0.3)
-    total_ax.legend(handles=lines, loc="upper left", fontsize=9)
+    total_ax.legend(handles=lines, loc="upper center", fontsize=9)
     total_ax.set_title("Three losses on their own axes (moving means); disc_start dashed")
     return figure
 
@@ -269,7 +271,8 @@ def normalized_comparison(log: TrainingLog, analysis: Analysis) -> Figure:
     ax = figure.subplots()
     for index, name in enumerate(log.columns):
         steps, values = _series(log, name)
-        if values.size < 2:
+        # flags such as disc_factor (0 or 1) have no curve shape to compare
+        if np.unique(values).size <= 2:
             continue
         low, high = np.percentile(values, [1, 99])
         if high <= low:
@@ -282,7 +285,7 @@ def normalized_comparison(log: TrainingLog, analysis: Analysis) -> Figure:
     ax.set_ylabel("scaled to its 1st–99th percentile")
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9)
     ax.grid(alpha=0.3)
-    ax.set_title("Shapes of the curves (moving means, each scaled to its own range; constant ones left out)")
+    ax.set_title("Shapes of the curves (moving means, each scaled to its own range; constants and 0/1 flags left out)")
     return figure
 
 

@@ -12,6 +12,7 @@ from .figures import short_name
 from .formatting import format_number
 from .parse import TrainingLog
 
+GALLERY_COLUMNS = 4
 FIGURE_CAPTIONS = {
     "training_phases_analysis.png": (
         "Training phases. Top: the total loss, shaded before and from `disc_start`. Middle: the terms it is made "
@@ -24,7 +25,7 @@ FIGURE_CAPTIONS = {
     ),
     "multi_axis_losses_improved.png": "Total, KL and reconstruction losses on three axes of their own.",
     "normalized_comparison_improved.png": (
-        "Every non-constant quantity scaled to its own 1st–99th percentile range: compares the shapes of the "
+        "Every quantity that varies scaled to its own 1st–99th percentile range: compares the shapes of the "
         "curves, not their sizes."
     ),
 }
@@ -128,8 +129,12 @@ def _gallery(samples: list[tuple[int, Path]], out_dir: Path, searched: list[Path
     if not samples:
         places = ", ".join(f"`{folder}`" for folder in searched)
         return f"No `sample-<milestone>.png` found in {places}."
-    return "\n\n".join(f"**milestone {milestone}**\n\n![sample-{milestone}]({_link(path, out_dir)})"
-                       for milestone, path in samples)
+    tables = []
+    for start in range(0, len(samples), GALLERY_COLUMNS):
+        row = samples[start:start + GALLERY_COLUMNS]
+        tables.append(_table([f"milestone {milestone}" for milestone, _ in row],
+                             [[f"![sample-{milestone}]({_link(path, out_dir)})" for milestone, path in row]]))
+    return f"{len(samples)} sample images, in milestone order.\n\n" + "\n\n".join(tables)
 
 
 def _log_lines(log: TrainingLog) -> str:
@@ -147,7 +152,7 @@ def _log_lines(log: TrainingLog) -> str:
         ["all lines", counts.total],
     ]
     text = _table(["lines", "count"], [[label, f"{count:,}"] for label, count in rows])
-    notes = [f"{len(log.runs)} run(s) in this file; {log.relogged_steps:,} steps logged again by a later run "
+    notes = [f"Runs in this file: {len(log.runs)}; {log.relogged_steps:,} steps logged again by a later run "
              "(the later run's values are kept)."]
     if log.missing_keys:
         notes.append("Lines lacking keys that other lines of their kind print: " + ", ".join(
