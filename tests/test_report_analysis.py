@@ -80,7 +80,9 @@ def test_fixture_phases_split_at_disc_start(fixture_report):
         "before_disc_start", 151, 35000, 50000)
     assert (after["name"], after["steps"], after["first_step"], after["last_step"]) == (
         "from_disc_start", 999, 50100, 149900)
-    for phase, selected in ((before, [v for _, s, v in lines if s < 50001]), (after, [v for _, s, v in lines if s >= 50001])):
+    before_values = [values for _, step, values in lines if step < 50001]
+    after_values = [values for _, step, values in lines if step >= 50001]
+    for phase, selected in ((before, before_values), (after, after_values)):
         for name in ("train/total_loss", "train/rec_loss", "train/nll_loss", "train/kl_loss"):
             assert_stats(phase["quantities"][name], [values[name] for values in selected])
 

@@ -152,7 +152,8 @@ def test_a_resume_appended_to_the_same_file_keeps_the_latest_run_per_step(tmp_pa
     assert len(log.runs) == 2
     assert log.relogged_steps == 3
     assert log.steps.tolist() == [100, 200, 300, 400, 500, 600, 700]
-    assert log.columns["train/rec_loss"].tolist()[:2] == pytest.approx([rows[0]["rec_loss"], rows[1]["rec_loss"]], rel=1e-5)
+    first_run = [rows[0]["rec_loss"], rows[1]["rec_loss"]]
+    assert log.columns["train/rec_loss"].tolist()[:2] == pytest.approx(first_run, rel=1e-5)
     assert log.columns["train/rec_loss"].tolist()[2:] == [0.5] * 5
     assert log.config.lr == 1e-5
 

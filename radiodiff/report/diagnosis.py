@@ -155,7 +155,8 @@ def negative_total_loss(log: TrainingLog, analysis: Analysis) -> Finding | None:
     if not negative.any():
         return None
     n_negative = int(negative.sum())
-    where = f"`{TOTAL_LOSS}` is negative at {n_negative:,} of {int(log.present[TOTAL_LOSS].sum()):,} steps ({describe_steps(log.steps[negative])})."
+    where = (f"`{TOTAL_LOSS}` is negative at {n_negative:,} of {int(log.present[TOTAL_LOSS].sum()):,} steps "
+             f"({describe_steps(log.steps[negative])}).")
     if not all(name in log.columns for name in needed):
         return Finding("negative_total_loss", "The total loss is negative", where, {"steps_negative": n_negative})
     rows = negative & np.logical_and.reduce([log.present[name] for name in needed])
@@ -273,7 +274,8 @@ def reconstruction_loss_rising(log: TrainingLog, analysis: Analysis) -> Finding 
     usable = log.present[REC_LOSS] & np.isfinite(log.columns[REC_LOSS])
     spans = [("over the whole log", usable)]
     if analysis.disc_start is not None:
-        spans.append((f"from `disc_start` {format_number(analysis.disc_start)} on", usable & (log.steps >= analysis.disc_start)))
+        from_start = usable & (log.steps >= analysis.disc_start)
+        spans.append((f"from `disc_start` {format_number(analysis.disc_start)} on", from_start))
     for where, rows in spans:
         steps, rec = log.steps[rows], log.columns[REC_LOSS][rows]
         if steps.size < MIN_TREND_POINTS or np.ptp(rec) == 0:

@@ -94,9 +94,11 @@ def _shade_phases(ax: Axes, log: TrainingLog, analysis: Analysis, label: bool = 
         return
     first, last = int(log.steps[0]), int(log.steps[-1])
     if first < analysis.disc_start:
-        ax.axvspan(first, min(analysis.disc_start, last), color=BEFORE_COLOUR, label="before disc_start" if label else None)
+        ax.axvspan(first, min(analysis.disc_start, last), color=BEFORE_COLOUR,
+                   label="before disc_start" if label else None)
     if last >= analysis.disc_start:
-        ax.axvspan(max(analysis.disc_start, first), last, color=AFTER_COLOUR, label="from disc_start" if label else None)
+        ax.axvspan(max(analysis.disc_start, first), last, color=AFTER_COLOUR,
+                   label="from disc_start" if label else None)
 
 
 def _aligned(log: TrainingLog, *names: str) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -119,7 +121,8 @@ def training_phases(log: TrainingLog, analysis: Analysis) -> Figure:
     if TOTAL_LOSS in log.columns:
         steps, total = _series(log, TOTAL_LOSS)
         total_ax.plot(steps, total, color="k", alpha=0.25, linewidth=0.8)
-        total_ax.plot(steps, smooth(steps, total, analysis.disc_start), color="k", linewidth=1.8, label="total_loss (moving mean)")
+        total_ax.plot(steps, smooth(steps, total, analysis.disc_start), color="k", linewidth=1.8,
+                      label="total_loss (moving mean)")
     total_ax.axhline(0, color="grey", linewidth=0.8)
     _mark_disc_start(total_ax, analysis, label=True)
     total_ax.set_title("Total loss: its sign follows the adversarial term below, not the reconstruction")
@@ -130,10 +133,12 @@ def training_phases(log: TrainingLog, analysis: Analysis) -> Figure:
         steps, (nll, d_weight, disc_factor, g_loss) = _aligned(log, *needed)
         steps, nll, adversarial = _thin(steps, nll, d_weight * disc_factor * g_loss)
         parts_ax.plot(steps, smooth(steps, nll, analysis.disc_start), color="C0", linewidth=1.8, label="nll_loss")
-        parts_ax.plot(steps, smooth(steps, adversarial, analysis.disc_start), color="C3", linewidth=1.8, label="d_weight × disc_factor × g_loss")
+        parts_ax.plot(steps, smooth(steps, adversarial, analysis.disc_start), color="C3", linewidth=1.8,
+                      label="d_weight × disc_factor × g_loss")
         if KL_LOSS in log.columns and log.config.kl_weight is not None:
             kl_steps, kl = _series(log, KL_LOSS)
-            parts_ax.plot(kl_steps, smooth(kl_steps, kl * log.config.kl_weight, analysis.disc_start), color="C2", linewidth=1.8,
+            kl_term = smooth(kl_steps, kl * log.config.kl_weight, analysis.disc_start)
+            parts_ax.plot(kl_steps, kl_term, color="C2", linewidth=1.8,
                           label=f"kl_weight × kl_loss (kl_weight {format_number(log.config.kl_weight)})")
     parts_ax.axhline(0, color="grey", linewidth=0.8)
     _mark_disc_start(parts_ax, analysis)
@@ -180,7 +185,8 @@ def _discriminator_panel(ax: Axes, log: TrainingLog, analysis: Analysis) -> None
     names = [name for name in (DISC_LOSS, "train/logits_real", "train/logits_fake") if name in log.columns]
     for index, name in enumerate(names):
         steps, values = _series(log, name)
-        ax.plot(steps, smooth(steps, values, analysis.disc_start), color=f"C{index + 3}", linewidth=1.5, label=short_name(name))
+        ax.plot(steps, smooth(steps, values, analysis.disc_start), color=f"C{index + 3}", linewidth=1.5,
+                label=short_name(name))
     if names:
         ax.legend(fontsize=9)
     elif log.steps.size:
@@ -195,8 +201,8 @@ def _discriminator_panel(ax: Axes, log: TrainingLog, analysis: Analysis) -> None
 
 def _learning_rate_panel(ax: Axes, log: TrainingLog, analysis: Analysis) -> None:
     """The printed ``lr`` against the config's: on a log axis, where a value printed as 0 cannot appear."""
-    configured = [(value, label) for value, label in ((log.config.lr, "config lr"), (log.config.min_lr, "config min_lr"))
-                  if value is not None and value > 0]
+    settings = ((log.config.lr, "config lr"), (log.config.min_lr, "config min_lr"))
+    configured = [(value, label) for value, label in settings if value is not None and value > 0]
     printed_zero = 0
     if LR in log.columns:
         steps, lr = _series(log, LR)
@@ -209,7 +215,8 @@ def _learning_rate_panel(ax: Axes, log: TrainingLog, analysis: Analysis) -> None
         ax.set_yscale("log")
     if printed_zero:
         decimals = log.learning_rate_print.fixed_point_decimals
-        ax.text(0.5, 0.5, f"lr printed as {0:.{decimals or 0}f}\nat {printed_zero:,} of {int(log.present[LR].sum()):,} steps",
+        ax.text(0.5, 0.5,
+                f"lr printed as {0:.{decimals or 0}f}\nat {printed_zero:,} of {int(log.present[LR].sum()):,} steps",
                 transform=ax.transAxes, ha="center", va="center", fontsize=12, color=START_COLOUR)
     if log.steps.size:
         ax.set_xlim(log.steps[0], log.steps[-1])
@@ -252,7 +259,8 @@ def multi_axis_losses(log: TrainingLog, analysis: Analysis) -> Figure:
         if name not in log.columns:
             continue
         steps, values = _series(log, name)
-        lines += ax.plot(steps, smooth(steps, values, analysis.disc_start), color=colour, linewidth=1.6, label=short_name(name))
+        lines += ax.plot(steps, smooth(steps, values, analysis.disc_start), color=colour, linewidth=1.6,
+                         label=short_name(name))
         ax.set_ylabel(short_name(name) + (" (log)" if wants_log_scale(values) else ""), color=colour)
         ax.tick_params(axis="y", colors=colour)
         if wants_log_scale(values):

@@ -44,9 +44,11 @@ def _link(path: Path, out_dir: Path) -> str:
 def _summary(log: TrainingLog, analysis: Analysis) -> str:
     config = log.config
     rows = [
-        ["steps logged", f"{analysis.steps:,} ({format_number(analysis.first_step)} → {format_number(analysis.last_step)})"],
+        ["steps logged",
+         f"{analysis.steps:,} ({format_number(analysis.first_step)} → {format_number(analysis.last_step)})"],
         ["planned steps", format_number(analysis.planned_steps)],
-        ["discriminator start", f"{format_number(analysis.disc_start)} (from {analysis.disc_start_source or 'nowhere'})"],
+        ["discriminator start",
+         f"{format_number(analysis.disc_start)} (from {analysis.disc_start_source or 'nowhere'})"],
         ["time logged", "–" if analysis.duration_hours is None else f"{analysis.duration_hours:.2f} h, "
                         f"{format_number(round(analysis.steps_per_hour))} steps per hour"],
         ["runs in this log", f"{analysis.runs} ({max(analysis.runs - 1, 0)} restarts)"],
@@ -113,7 +115,8 @@ def _phases(phases: list[Phase]) -> str:
         cells = [f"`{name}`"]
         for phase in phases:
             stats = phase.quantities.get(name)
-            cells += [format_number(stats.mean), format_number(stats.std), format_number(stats.final)] if stats else ["–"] * 3
+            numbers = (stats.mean, stats.std, stats.final) if stats else (None, None, None)
+            cells += [format_number(number) for number in numbers]
         rows.append(cells)
     header = ["quantity", "before: mean", "before: std", "before: final", "from: mean", "from: std", "from: final"]
     return "\n".join(lines) + "\n\n" + _table(header, rows)

@@ -235,7 +235,7 @@ class _KeySet:
 
 
 def _latest(rows: np.ndarray, line_numbers: np.ndarray) -> np.ndarray:
-    """Indices of the last line (by line number) of each row that has lines."""
+    """Indices of the last line (by line number) of each row that has lines, in row order."""
     by_line = np.argsort(line_numbers, kind="stable")
     reversed_rows = rows[by_line][::-1]
     _, first_in_reversed = np.unique(reversed_rows, return_index=True)
@@ -332,8 +332,8 @@ class _LogReader:
             run = self.start_run(line_number, run.config)
         run.step_lines += 1
         if run.first_step is None:
-            run.first_step, run.first_timestamp = step, stamp
-        run.last_step, run.last_timestamp = step, stamp
+            run.first_step = step
+        run.last_step = step
         key_set.steps.append(step)
         key_set.runs.append(run.index)
         key_set.line_numbers.append(line_number)
@@ -366,7 +366,8 @@ class _LogReader:
     def missing_keys(self, converted: dict) -> dict[str, int]:
         missing: Counter[str] = Counter()
         for discriminator in (False, True):
-            lines = {keys: int(readable.sum()) for keys, (k, _, readable) in converted.items() if k.discriminator == discriminator}
+            lines = {keys: int(readable.sum()) for keys, (key_set, _, readable) in converted.items()
+                     if key_set.discriminator == discriminator}
             expected = {key for keys in lines for key in keys}
             for keys, count in lines.items():
                 for key in expected.difference(keys):
@@ -374,9 +375,6 @@ class _LogReader:
         return {key: count for key, count in missing.items() if count}
 
     def result(self) -> TrainingLog:
-        for run in self.runs:
-            run.first_timestamp = run.first_timestamp and _iso_timestamp(run.first_timestamp)
-            run.last_timestamp = run.last_timestamp and _iso_timestamp(run.last_timestamp)
         converted = self.convert()
         # every readable step line, key set after key set; ``offsets`` says where each key set's lines start
         fields = [_readable_fields(key_set, readable) for key_set, _, readable in converted.values()]
@@ -384,6 +382,7 @@ class _LogReader:
         steps, runs, line_numbers = (_int_array([key_set_fields[i] for key_set_fields in fields]) for i in range(3))
         timestamps = [stamp for key_set_fields in fields for stamp in key_set_fields[3]]
         totals = [total for key_set_fields in fields for total in key_set_fields[4]]
+        self.stamp_runs(runs, line_numbers, timestamps)
         unique_steps, row_of_line = np.unique(steps, return_inverse=True)
         # a step logged again by a later run (a resume) takes that run's lines only
         latest_run = np.full(unique_steps.size, -1)
@@ -400,24 +399,15 @@ class _LogReader:
                 pieces.setdefault(name, []).append(
                     (row_of_line[span][ok], line_numbers[span][ok], values[ok, position])
                 )
-        columns, present = {}, {}
-        for name, parts in pieces.items():
-            rows, numbers, values = (np.concatenate(part) for part in zip(*parts))
-            # the generator and discriminator lines of a step are merged; a key printed twice keeps its later value
-            latest = _latest(rows, numbers)
-            columns[name] = np.full(unique_steps.size, math.nan)
-            columns[name][rows[latest]] = values[latest]
-            present[name] = np.zeros(unique_steps.size, dtype=bool)
-            present[name][rows[latest]] = True
-        last_line = _latest(row_of_line[kept], line_numbers[kept])
-        kept_lines = np.flatnonzero(kept)[last_line]
-        order = np.argsort(row_of_line[kept_lines])
+        columns, present = _merge_columns(pieces, unique_steps.size)
+        # each row's timestamp and total come from its last line
+        last_lines = np.flatnonzero(kept)[_latest(row_of_line[kept], line_numbers[kept])]
         return TrainingLog(
             path=self.path,
             runs=self.runs,
             steps=unique_steps,
-            total_steps=np.array([int(totals[i]) for i in kept_lines[order]], dtype=np.int64),
-            timestamps=[_iso_timestamp(timestamps[i]) for i in kept_lines[order]],
+            total_steps=np.array([int(totals[i]) for i in last_lines], dtype=np.int64),
+            timestamps=[_iso_timestamp(timestamps[i]) for i in last_lines],
             columns=columns,
             present=present,
             counts=self.counts,
@@ -426,6 +416,30 @@ class _LogReader:
             missing_keys=self.missing_keys(converted),
             learning_rate_print=self.lr_print,
         )
+
+    def stamp_runs(self, runs: np.ndarray, line_numbers: np.ndarray, timestamps: list[str]) -> None:
+        """Each run's first and last step-line timestamps."""
+        for run in self.runs:
+            lines = np.flatnonzero(runs == run.index)
+            if lines.size:
+                run.first_timestamp = _iso_timestamp(timestamps[lines[np.argmin(line_numbers[lines])]])
+                run.last_timestamp = _iso_timestamp(timestamps[lines[np.argmax(line_numbers[lines])]])
+
+
+def _merge_columns(
+    pieces: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]], n_rows: int
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """One column per logged name from its (rows, line numbers, values) pieces: the generator and discriminator
+    lines of a step merge, and a name printed twice for a step keeps its later value."""
+    columns, present = {}, {}
+    for name, parts in pieces.items():
+        rows, line_numbers, values = (np.concatenate(part) for part in zip(*parts))
+        latest = _latest(rows, line_numbers)
+        columns[name] = np.full(n_rows, math.nan)
+        columns[name][rows[latest]] = values[latest]
+        present[name] = np.zeros(n_rows, dtype=bool)
+        present[name][rows[latest]] = True
+    return columns, present
 
 
 def parse_log(path: str | Path) -> TrainingLog:
