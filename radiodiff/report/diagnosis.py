@@ -292,8 +292,8 @@ def reconstruction_loss_rising(log: TrainingLog, analysis: Analysis) -> Finding 
                     f"the steps ({format_number(int(steps[0]))}–{format_number(int(steps[quarter - 1]))}) and "
                     f"{format_number(last)} over the last ({format_number(int(steps[-quarter]))}–"
                     f"{format_number(int(steps[-1]))}), {last / first - 1:+.0%}; the rank correlation with the step is "
-                    f"{correlation:+.2f} over {steps.size:,} steps. The other terms are being bought with "
-                    "reconstruction quality."
+                    f"{correlation:+.2f} over {steps.size:,} steps. The VAE reconstructs its training batches worse as "
+                    "training goes on: something else in the loss (the adversarial or the KL term) is winning."
                 ),
                 data={"where": where, "first_quarter_median": first, "last_quarter_median": last,
                       "rank_correlation": correlation, "steps": int(steps.size)},
