@@ -23,7 +23,7 @@ CONFIG = {
     "discriminator": {"ndf": 8, "n_layers": 2},
     "loss": {"kl_weight": 1e-6, "disc_weight": 0.5, "disc_start": 1001, "disc_factor": 1.0},
     "data": {"source": "synthetic", "resolution": 32},
-    "train": {"max_steps": 2000, "batch_size": 2, "lr": 5e-6, "min_lr": 5e-7, "log_every": 100},
+    "train": {"max_steps": 2000, "batch_size": 2, "lr": 5e-6, "min_lr": 5e-7, "log_every": 100, "sample_every": 500},
 }
 GENERATOR_KEYS = ("total_loss", "logvar", "kl_loss", "nll_loss", "rec_loss", "d_weight", "disc_factor", "g_loss")
 PIXELS = 32 * 32

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 from PIL import Image
-from report_logs import FIXTURE_LOG, REPO_ROOT, write_run
+from report_logs import CONFIG, FIXTURE_LOG, GENERATOR_KEYS, REPO_ROOT, healthy_steps, with_total, write_run
 
 from radiodiff.cli import main
+from radiodiff.config import config_from_dict
 from radiodiff.report.figures import FIGURE_NAMES
 
 OUTPUTS = ("training_data_parsed.csv", "training_analysis.json", "report.md", *FIGURE_NAMES)
@@ -58,6 +60,7 @@ def test_report_on_our_output_folder_shows_samples_from_samples_in_milestone_ord
     report = (output_dir / "logs" / "report" / "report.md").read_text()
     links = [report.index(f"(../../samples/sample-{milestone}.png)") for milestone in (1, 2, 10)]
     assert links == sorted(links)
+    assert "| milestone 1 (step 500) | milestone 2 (step 1,000) | milestone 10 (step 5,000) |" in report
     assert "found nothing to report" in report
     for name in OUTPUTS:
         assert (output_dir / "logs" / "report" / name).is_file()
@@ -87,3 +90,25 @@ def test_report_package_imports_neither_torch_nor_the_trainer():
                           env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_report_reads_the_log_our_trainer_writes(tmp_path, capsys):
+    if not (REPO_ROOT / "radiodiff" / "training" / "runlog.py").is_file():
+        pytest.skip("the trainer's run log is not in this checkout")
+    from radiodiff.training import runlog
+
+    log = runlog.RunLog(tmp_path / "outputs" / "tiny" / "logs", config_from_dict(CONFIG).to_dict())
+    for row in map(with_total, healthy_steps()):
+        log.step(row["step"], 2000, {key: row[key] for key in GENERATOR_KEYS}, row["lr"])
+        if row["disc_loss"] is not None:
+            log.step(row["step"], 2000, {key: row[key] for key in ("disc_loss", "logits_real", "logits_fake")},
+                     row["lr"])
+        if row["step"] == 1000:
+            log.note("Saved checkpoint outputs/tiny/checkpoints/checkpoint-1000")
+    log.note("[Train Step] 2000/2000: skipped step: non-finite loss")
+    log.close()
+    assert main(["report", str(log.path), "--out", str(tmp_path / "report")]) == 0
+    analysis = json.loads((tmp_path / "report" / "training_analysis.json").read_text())
+    assert (analysis["steps"], analysis["disc_start"], analysis["planned_steps"]) == (20, 1001, 2000)
+    assert analysis["lines"]["discriminator"] == 10 and analysis["lines"]["other_messages"] == 1
+    assert [finding["code"] for finding in analysis["diagnosis"]] == ["non_finite_values"]

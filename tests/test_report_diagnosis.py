@@ -13,9 +13,9 @@ from radiodiff.report.diagnosis import ADAPTIVE_WEIGHT_MAX, diagnose
 from radiodiff.report.parse import parse_log
 
 
-def findings_of(path) -> dict:
+def findings_of(path, sample_milestones=()) -> dict:
     log = parse_log(path)
-    return {finding.code: finding for finding in diagnose(log, analyse(log))}
+    return {finding.code: finding for finding in diagnose(log, analyse(log), sample_milestones)}
 
 
 def active(row: dict) -> bool:
@@ -136,8 +136,18 @@ def test_a_reconstruction_loss_rising_only_after_disc_start_is_found(tmp_path):
 def test_a_run_that_stops_early_is_found(tmp_path):
     rows = [row for row in healthy_steps() if row["step"] <= 1200]
     finding = findings_of(write_run(tmp_path / "run.log", rows))["run_ended_early"]
-    assert finding.data == {"last_step": 1200, "planned_steps": 2000, "log_every": 100, "conclusive": True}
+    assert finding.data == {"last_step": 1200, "planned_steps": 2000, "log_every": 100, "last_sample_step": None,
+                            "conclusive": True}
     assert "800 steps (40.0%)" in finding.evidence
+
+
+def test_a_log_that_stops_early_while_a_later_sample_exists_says_the_run_went_on(tmp_path):
+    path = write_run(tmp_path / "run.log", [row for row in healthy_steps() if row["step"] <= 1200])
+    # sample_every is 500: milestone 2 is step 1,000 (inside the log), milestone 3 step 1,500 (past it)
+    assert findings_of(path, [1, 2])["run_ended_early"].data["conclusive"] is True
+    finding = findings_of(path, [1, 2, 3])["run_ended_early"]
+    assert finding.data["last_sample_step"] == 1500 and finding.data["conclusive"] is False
+    assert "went on beyond this log" in finding.evidence
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +186,19 @@ def test_fixture_lr_printed_as_zero_while_config_says_5e6_to_5e7(fixture_finding
 
 def test_fixture_log_ends_at_149900_of_150000_within_its_last_logging_interval(fixture_findings):
     data = fixture_findings["run_ended_early"].data
-    assert data == {"last_step": 149900, "planned_steps": 150000, "log_every": 100, "conclusive": False}
+    assert data == {"last_step": 149900, "planned_steps": 150000, "log_every": 100, "last_sample_step": None,
+                    "conclusive": False}
+
+
+def test_fixture_sample_of_milestone_30_shows_the_run_reached_150000():
+    if not FIXTURE_LOG.is_file():
+        pytest.skip(f"{FIXTURE_LOG} is not shared with this checkout")
+    # the run's reference maps were saved at milestones 5, 12, 20 and 30 (save_and_sample_every 5,000)
+    findings = findings_of(FIXTURE_LOG, [5, 12, 20, 30])
+    assert "run_ended_early" not in findings
+    finding = findings["run_reached_plan"]
+    assert finding.data["last_sample_step"] == 150000 and finding.data["last_step"] == 149900
+    assert "step 150,000" in finding.evidence
 
 
 def test_fixture_has_no_non_finite_values_and_a_falling_reconstruction_loss(fixture_findings):

@@ -44,6 +44,7 @@ def test_original_python_literal_config_gives_disc_start_total_and_lr(fixture_lo
     assert config.syntax == "python-literal"
     assert (config.disc_start, config.planned_steps, config.log_every) == (50001, 150000, 100)
     assert (config.lr, config.min_lr, config.kl_weight, config.disc_weight) == (5e-6, 5e-7, 1e-6, 0.5)
+    assert (config.batch_size, config.sample_every) == (2, 5000)
 
 
 def test_original_lr_print_is_recorded_as_five_decimals(fixture_log):

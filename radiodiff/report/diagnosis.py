@@ -6,7 +6,7 @@ Every check is silent on a healthy run; a finding states the counts and steps it
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -301,13 +301,35 @@ def reconstruction_loss_rising(log: TrainingLog, analysis: Analysis) -> Finding 
     return None
 
 
-def run_ended_early(log: TrainingLog, analysis: Analysis) -> Finding | None:
+def run_ended_early(log: TrainingLog, analysis: Analysis, sample_milestones: Sequence[int] = ()) -> Finding | None:
+    """A log that stops short of the plan; a sample saved at a later milestone shows how far the run really got."""
     planned, last = analysis.planned_steps, analysis.last_step
     if planned is None or last is None or last >= planned:
         return None
     log_every = log.config.log_every or (int(np.median(np.diff(log.steps))) if log.steps.size > 1 else 1)
-    data = {"last_step": last, "planned_steps": planned, "log_every": log_every}
+    sample_every = log.config.sample_every
+    sample_step = max(sample_milestones) * sample_every if sample_milestones and sample_every else None
+    data = {"last_step": last, "planned_steps": planned, "log_every": log_every, "last_sample_step": sample_step}
     reached = f"The last step line is {format_number(last)} of {format_number(planned)} planned ({last / planned:.2%})."
+    sample = (f" The sample of milestone {max(sample_milestones)} is step {format_number(sample_step)} "
+              f"({max(sample_milestones)} × `sample_every` {format_number(sample_every)})") if sample_step else ""
+    if sample_step is not None and sample_step >= planned:
+        return Finding(
+            code="run_reached_plan",
+            title=(f"The log stops at step {format_number(last)}, "
+                   f"but the run reached its {format_number(planned)} steps"),
+            evidence=reached + sample + f": the run got there, and its last steps fell between two log lines "
+            f"(one every {format_number(log_every)} steps).",
+            data=data | {"conclusive": True},
+        )
+    if sample_step is not None and sample_step > last:
+        return Finding(
+            code="run_ended_early",
+            title=f"The log ends at step {format_number(last)} of {format_number(planned)}, the run went on",
+            evidence=reached + sample + ", later than the last logged step: the run went on beyond this log (a "
+            "resumed run writes a new log file); its end is in the later log.",
+            data=data | {"conclusive": False},
+        )
     if planned - last <= log_every:
         return Finding(
             code="run_ended_early",
@@ -338,10 +360,12 @@ CHECKS: list[Callable[[TrainingLog, Analysis], Finding | None]] = [
     learning_rate_unreadable,
     non_finite_values,
     reconstruction_loss_rising,
-    run_ended_early,
 ]
 
 
-def diagnose(log: TrainingLog, analysis: Analysis) -> list[Finding]:
-    """The findings of every check, in the order of :data:`CHECKS`."""
-    return [finding for check in CHECKS if (finding := check(log, analysis)) is not None]
+def diagnose(log: TrainingLog, analysis: Analysis, sample_milestones: Sequence[int] = ()) -> list[Finding]:
+    """The findings of every check, in the order of :data:`CHECKS`, then the run's length against its plan
+    (``sample_milestones``: the milestones of the sample images found next to the log)."""
+    findings = [finding for check in CHECKS if (finding := check(log, analysis)) is not None]
+    length = run_ended_early(log, analysis, sample_milestones)
+    return findings + ([length] if length is not None else [])

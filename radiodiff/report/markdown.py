@@ -128,14 +128,18 @@ def _figures(figure_paths: list[Path], out_dir: Path) -> str:
     )
 
 
-def _gallery(samples: list[tuple[int, Path]], out_dir: Path, searched: list[Path]) -> str:
+def _gallery(samples: list[tuple[int, Path]], out_dir: Path, searched: list[Path], sample_every: int | None) -> str:
     if not samples:
         places = ", ".join(f"`{folder}`" for folder in searched)
         return f"No `sample-<milestone>.png` found in {places}."
+
+    def label(milestone: int) -> str:
+        return f"milestone {milestone}" + (f" (step {milestone * sample_every:,})" if sample_every else "")
+
     tables = []
     for start in range(0, len(samples), GALLERY_COLUMNS):
         row = samples[start:start + GALLERY_COLUMNS]
-        tables.append(_table([f"milestone {milestone}" for milestone, _ in row],
+        tables.append(_table([label(milestone) for milestone, _ in row],
                              [[f"![sample-{milestone}]({_link(path, out_dir)})" for milestone, path in row]]))
     return f"{len(samples)} sample images, in milestone order.\n\n" + "\n\n".join(tables)
 
@@ -184,7 +188,7 @@ def render_markdown(
         _statistics(analysis),
         "## Phases", _phases(analysis.phases),
         "## Figures", _figures(figure_paths, out_dir),
-        "## Samples", _gallery(samples, out_dir, searched),
+        "## Samples", _gallery(samples, out_dir, searched, log.config.sample_every),
         "## The log itself", _log_lines(log),
     ]
     return "\n\n".join(sections) + "\n"

@@ -35,6 +35,7 @@ _CONFIG_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
     "kl_weight": (("loss", "kl_weight"), ("model", "lossconfig", "kl_weight")),
     "disc_weight": (("loss", "disc_weight"), ("model", "lossconfig", "disc_weight")),
     "batch_size": (("train", "batch_size"), ("data", "batch_size")),
+    "sample_every": (("train", "sample_every"), ("trainer", "save_and_sample_every")),
 }
 
 
@@ -50,6 +51,8 @@ class RunConfig:
     kl_weight: float | None = None
     disc_weight: float | None = None
     batch_size: int | None = None
+    # both trainers name a sample after its milestone, step // sample_every
+    sample_every: int | None = None
     # "json" (our trainer), "python-literal" (the original) or None when the run has no config line
     syntax: str | None = None
 

@@ -106,14 +106,14 @@ def write_report(log_path: str | Path, out_dir: str | Path, samples_dir: str | P
                          f"{log.counts.total:,} lines: not a RadioDiff training log")
     out_dir.mkdir(parents=True, exist_ok=True)
     analysis = analyse(log)
-    findings = diagnose(log, analysis)
+    folders = sample_folders(log_path, samples_dir)
+    samples = find_samples(folders)
+    findings = diagnose(log, analysis, [milestone for milestone, _ in samples])
     csv_path, json_path, markdown_path = out_dir / CSV_NAME, out_dir / JSON_NAME, out_dir / MARKDOWN_NAME
     write_csv(log, csv_path)
     json_path.write_text(json.dumps(_finite_or_none(analysis_document(log, analysis, findings)), indent=2,
                                     allow_nan=False) + "\n")
     figure_paths = write_figures(log, analysis, out_dir)
-    folders = sample_folders(log_path, samples_dir)
-    samples = find_samples(folders)
     markdown_path.write_text(render_markdown(log, analysis, findings, figure_paths, samples, folders, out_dir))
     return ReportResult(out_dir, csv_path, json_path, markdown_path, figure_paths,
                         [path for _, path in samples], findings)
