@@ -19,7 +19,7 @@ FIXTURE_LOG = REPO_ROOT.parent / "shared" / "fixtures" / "radiodiff_vae_2025-08-
 
 CONFIG = {
     "output_dir": "outputs/tiny",
-    "model": {"block_out_channels": [8, 16], "latent_channels": 3},
+    "model": {"block_out_channels": [8, 16], "norm_num_groups": 4, "latent_channels": 3},
     "discriminator": {"ndf": 8, "n_layers": 2},
     "loss": {"kl_weight": 1e-6, "disc_weight": 0.5, "disc_start": 1001, "disc_factor": 1.0},
     "data": {"source": "synthetic", "resolution": 32},
