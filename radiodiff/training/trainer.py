@@ -146,8 +146,9 @@ class Trainer:
             # worker seeds come from this generator, not the global RNG, so resuming replays the same noise
             generator=torch.Generator().manual_seed(train.seed),
         )
+        # spread over the split, so that the sheet shows several cities rather than one city's transmitters
         sample_count = min(train.num_sample_images, len(val_set))
-        sample_items = [val_set[i] for i in range(sample_count)]
+        sample_items = [val_set[i * len(val_set) // sample_count] for i in range(sample_count)]
         self.sample_maps = torch.stack([item["gain_map"] for item in sample_items]).to(device)
         self.sample_names = [item["name"] for item in sample_items]
         self.state = TrainerState()
