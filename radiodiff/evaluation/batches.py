@@ -1,0 +1,68 @@
+"""Running a VAE over a dataset of gain maps: batches, devices and inference mode, shared by every pass."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import torch
+from diffusers import AutoencoderKL
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_vae(model_dir: str, variant: str | None = None) -> AutoencoderKL:
+    """A saved VAE folder, read with plain ``AutoencoderKL`` so that any KL autoencoder can be evaluated.
+
+    ``variant="ema"`` reads ``diffusion_pytorch_model.ema.safetensors``, the EMA weights the trainer saves.
+    """
+    try:
+        return AutoencoderKL.from_pretrained(model_dir, variant=variant)
+    except (OSError, EnvironmentError) as error:
+        weights = "diffusion_pytorch_model" + (f".{variant}" if variant else "") + ".safetensors"
+        raise FileNotFoundError(
+            f"{model_dir}: expected a saved VAE folder with config.json and {weights} ({error})"
+        ) from error
+
+
+@contextlib.contextmanager
+def inference(vae: torch.nn.Module, device: torch.device | str) -> Iterator[torch.nn.Module]:
+    """``vae`` on ``device`` in eval mode without gradients; its training mode is restored afterwards."""
+    was_training = vae.training
+    vae.to(device).eval()
+    try:
+        with torch.inference_mode():
+            yield vae
+    finally:
+        vae.train(was_training)
+
+
+def batches(
+    dataset: Dataset, *, batch_size: int, num_workers: int = 0, description: str = ""
+) -> Iterator[dict[str, Any]]:
+    """Collated batches of ``dataset`` items in dataset order, under a progress bar."""
+    if len(dataset) == 0:
+        raise ValueError(f"{description or 'dataset'}: the dataset is empty; there is nothing to evaluate")
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    with tqdm(total=len(dataset), desc=description, unit="map") as progress:
+        for batch in loader:
+            yield batch
+            progress.update(len(batch["name"]))
+
+
+def model_input(batch: dict[str, Any], vae: torch.nn.Module, device: torch.device | str) -> torch.Tensor:
+    """The batch's gain maps on ``device`` in the VAE's dtype."""
+    return batch["gain_map"].to(device=device, dtype=vae.dtype)
+
+
+def posterior_latent(posterior, sample_posterior: bool, generator: torch.Generator | None) -> torch.Tensor:
+    """A posterior sample (reproducible through ``generator``) or the deterministic posterior mode."""
+    return posterior.sample(generator=generator) if sample_posterior else posterior.mode()
+
+
+def seeded_generator(device: torch.device | str, seed: int) -> torch.Generator:
+    return torch.Generator(device=torch.device(device)).manual_seed(seed)

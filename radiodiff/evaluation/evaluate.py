@@ -1,0 +1,140 @@
+"""The evaluation pass: reconstruct every map of a split, measure it, and write ``metrics.json`` + CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .batches import batches, inference, model_input, posterior_latent, seeded_generator
+from .metrics import METRIC_NAMES, reconstruction_metrics, summarize, to_unit_range
+
+PER_IMAGE_CSV = "per_image.csv"
+
+
+@dataclass
+class EvaluationResult:
+    """Per-map metrics of one split, in dataset order, and what the latent costs.
+
+    Args:
+        names: the map names (``"12_3"``), one per map.
+        per_image: ``{"nmse", "rmse", "ssim", "psnr"}`` -> one value per map.
+        input_shape: (C, H, W) of a map.
+        latent_shape: (C, h, w) of its latent.
+        kl_per_element: mean over maps of KL(q(z|x) || N(0, I)) / latent elements, in nats.
+        split: the split evaluated.
+        variant: the weights evaluated (``"ema"``), ``None`` for the plain weights.
+    """
+
+    names: list[str]
+    per_image: dict[str, np.ndarray]
+    input_shape: tuple[int, int, int]
+    latent_shape: tuple[int, int, int]
+    kl_per_element: float
+    split: str = "val"
+    variant: str | None = None
+    sample_posterior: bool = field(default=False)
+
+    @property
+    def num_maps(self) -> int:
+        return len(self.names)
+
+    @property
+    def compression_factor(self) -> float:
+        """Input elements / latent elements (both counted as numbers, whatever their precision)."""
+        return math.prod(self.input_shape) / math.prod(self.latent_shape)
+
+    def non_finite_counts(self) -> dict[str, int]:
+        return {name: int((~np.isfinite(values)).sum()) for name, values in self.per_image.items()}
+
+    def summary(self) -> dict[str, Any]:
+        """The content of ``metrics.json``."""
+        return {
+            "split": self.split,
+            "variant": self.variant,
+            "num_maps": self.num_maps,
+            "metrics": {name: summarize(self.per_image[name]) for name in METRIC_NAMES},
+            "non_finite": self.non_finite_counts(),
+            "latent": {
+                "shape": list(self.latent_shape),
+                "compression_factor": round(self.compression_factor, 4),
+                "kl_per_element": self.kl_per_element,
+            },
+        }
+
+
+def evaluate_vae(
+    vae: torch.nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    device: torch.device | str,
+    sample_posterior: bool = False,
+    num_workers: int = 0,
+    split: str = "val",
+    variant: str | None = None,
+    seed: int = 0,
+) -> EvaluationResult:
+    """Reconstruct every gain map of ``dataset`` and measure it on the [0, 1] scale.
+
+    ``dataset`` yields dicts with ``"gain_map"`` (1, H, W) in [-1, 1] and ``"name"``. Reconstructions decode
+    the posterior mode (deterministic) unless ``sample_posterior``, which samples with a ``seed``-ed generator.
+    """
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in METRIC_NAMES}
+    names: list[str] = []
+    kl_per_map: list[np.ndarray] = []
+    generator = seeded_generator(device, seed) if sample_posterior else None
+    with inference(vae, device):
+        for batch in batches(dataset, batch_size=batch_size, num_workers=num_workers, description=f"evaluate {split}"):
+            gain_map = model_input(batch, vae, device)
+            posterior = vae.encode(gain_map).latent_dist
+            latent = posterior_latent(posterior, sample_posterior, generator)
+            reconstruction = vae.decode(latent).sample
+            metrics = reconstruction_metrics(to_unit_range(reconstruction), to_unit_range(gain_map))
+            for name, values in metrics.items():
+                columns[name].append(values.cpu().numpy())
+            kl_per_map.append((posterior.kl().float() / latent[0].numel()).cpu().numpy())
+            names.extend(batch["name"])
+    return EvaluationResult(
+        names=names,
+        per_image={name: np.concatenate(values).astype(np.float64) for name, values in columns.items()},
+        input_shape=tuple(gain_map.shape[1:]),
+        latent_shape=tuple(latent.shape[1:]),
+        kl_per_element=float(np.concatenate(kl_per_map).mean()),
+        split=split,
+        variant=variant,
+        sample_posterior=sample_posterior,
+    )
+
+
+def metrics_paths(output_dir_or_file: str | Path) -> tuple[Path, Path]:
+    """``(metrics.json, per_image.csv)`` for an output folder, or for a ``.json`` file and the CSV beside it."""
+    target = Path(output_dir_or_file)
+    json_path = target if target.suffix == ".json" else target / "metrics.json"
+    return json_path, json_path.parent / PER_IMAGE_CSV
+
+
+def write_metrics(result: EvaluationResult, output_dir_or_file: str | Path) -> Path:
+    """Write ``metrics.json`` (summary; strict JSON, no NaN or Infinity) and ``per_image.csv`` beside it.
+
+    Returns the path of ``metrics.json``. The CSV keeps every value, ``inf`` for the PSNR of a perfect map.
+    """
+    json_path, csv_path = metrics_paths(output_dir_or_file)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = json_path.with_name(json_path.name + ".tmp")
+    temporary.write_text(json.dumps(result.summary(), indent=2, allow_nan=False) + "\n")
+    os.replace(temporary, json_path)
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("name", *METRIC_NAMES))
+        for index, name in enumerate(result.names):
+            writer.writerow((name, *(repr(float(result.per_image[m][index])) for m in METRIC_NAMES)))
+    return json_path

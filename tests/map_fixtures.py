@@ -1,0 +1,25 @@
+"""Small in-memory radio-map datasets: items shaped like ``radiodiff.data.build_dataset``'s."""
+
+from __future__ import annotations
+
+import torch
+
+
+def radio_map_items(count: int, size: int = 32, *, with_conditions: bool = False) -> list[dict]:
+    """``count`` maps of path gain decaying from a transmitter, buildings dark, in [-1, 1], named ``"city_tx"``."""
+    grid = torch.linspace(0, 1, size)
+    items = []
+    for index in range(count):
+        tx_row, tx_col = 0.2 + 0.6 * (index % 3) / 2, 0.3 + 0.4 * (index % 2)
+        distance = ((grid[:, None] - tx_row) ** 2 + (grid[None, :] - tx_col) ** 2).sqrt()
+        buildings = torch.zeros(size, size)
+        top, left = (3 + 2 * index) % (size // 2), (5 * index) % (size // 2)
+        buildings[top : top + size // 4, left : left + size // 3] = 1.0
+        gain = (1.0 - 1.6 * distance).clamp(-1, 1)
+        gain = torch.where(buildings > 0, torch.full_like(gain, -1.0), gain)
+        item = {"gain_map": gain[None].float(), "name": f"{index // 4}_{index % 4}"}
+        if with_conditions:
+            item["buildings"] = buildings[None]
+            item["transmitter"] = (-(distance**2) / 0.002).exp()[None]
+        items.append(item)
+    return items

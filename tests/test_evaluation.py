@@ -1,0 +1,222 @@
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AutoencoderKL
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+from map_fixtures import radio_map_items
+
+from radiodiff.evaluation import (
+    EvaluationResult,
+    evaluate_vae,
+    gallery_indices,
+    latent_statistics,
+    reconstruction_metrics,
+    save_gallery,
+    summarize,
+    to_unit_range,
+    write_latent_scale,
+    write_metrics,
+)
+
+
+def constant_maps(value: float, size: int = 16) -> torch.Tensor:
+    return torch.full((1, 1, size, size), value)
+
+
+def strict_json(path):
+    def refuse(constant):
+        raise AssertionError(f"metrics.json holds the non-JSON constant {constant}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+# --- metrics -------------------------------------------------------------------------------------------------
+
+
+def test_metrics_match_hand_computation_on_constant_maps():
+    metrics = reconstruction_metrics(constant_maps(0.6), constant_maps(0.5))
+    # MSE = 0.1^2; the target's power is 0.5^2
+    assert metrics["nmse"].item() == pytest.approx(0.01 / 0.25, rel=1e-5)
+    assert metrics["rmse"].item() == pytest.approx(0.1, rel=1e-5)
+    # with the data range fixed to 1: PSNR = 10 log10(1 / MSE), whatever the maps' own range
+    assert metrics["psnr"].item() == pytest.approx(20.0, rel=1e-5)
+    # flat maps have no variance, so SSIM is its luminance term (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1)
+    c1 = (0.01 * 1.0) ** 2
+    assert metrics["ssim"].item() == pytest.approx((2 * 0.6 * 0.5 + c1) / (0.36 + 0.25 + c1), rel=1e-5)
+
+
+def test_metrics_are_per_map():
+    prediction = torch.cat([constant_maps(0.6), constant_maps(0.5)])
+    target = torch.cat([constant_maps(0.5), constant_maps(0.25)])
+    metrics = reconstruction_metrics(prediction, target)
+    assert metrics["rmse"].tolist() == pytest.approx([0.1, 0.25], rel=1e-5)
+    assert metrics["nmse"].tolist() == pytest.approx([0.04, 1.0], rel=1e-5)
+
+
+def test_perfect_reconstruction_gives_zero_nmse_unit_ssim_and_infinite_psnr():
+    gain_map = to_unit_range(radio_map_items(1)[0]["gain_map"][None])
+    metrics = reconstruction_metrics(gain_map, gain_map.clone())
+    assert metrics["nmse"].item() == 0.0
+    assert metrics["rmse"].item() == 0.0
+    assert metrics["ssim"].item() == pytest.approx(1.0, abs=1e-6)
+    assert math.isinf(metrics["psnr"].item())
+
+
+def test_maps_are_measured_on_the_unit_scale_after_clamping():
+    assert to_unit_range(torch.tensor([-1.0, 0.0, 1.0, 1.7, -3.0])).tolist() == [0.0, 0.5, 1.0, 1.0, 0.0]
+
+
+def test_summary_is_mean_sample_std_and_student_t_interval():
+    summary = summarize(np.array([1.0, 2.0, 3.0, 4.0]))
+    std = math.sqrt(5 / 3)
+    half_width = 3.182446305284263 * std / 2  # t(0.975, 3 degrees of freedom) * std / sqrt(4)
+    assert summary["mean"] == pytest.approx(2.5)
+    assert summary["std"] == pytest.approx(std)
+    assert summary["ci95"] == pytest.approx([2.5 - half_width, 2.5 + half_width])
+
+
+def test_summary_leaves_out_infinite_values_and_is_empty_without_finite_ones():
+    assert summarize(np.array([30.0, math.inf, 40.0]))["mean"] == pytest.approx(35.0)
+    assert summarize(np.array([math.inf, math.inf])) == {"mean": None, "std": None, "ci95": None}
+    assert summarize(np.array([7.0])) == {"mean": 7.0, "std": 0.0, "ci95": None}
+
+
+# --- the evaluation pass ---------------------------------------------------------------------------------------
+
+
+def test_evaluation_measures_every_map_in_order_against_the_deterministic_reconstruction(tiny_vae):
+    items = radio_map_items(5)
+    tiny_vae.train()
+    result = evaluate_vae(tiny_vae, items, batch_size=2, device="cpu", split="test", variant="ema")
+    assert result.names == [item["name"] for item in items]
+    assert tiny_vae.training, "evaluation must leave the model in the mode it found it"
+
+    gain_maps = torch.stack([item["gain_map"] for item in items])
+    with torch.no_grad():
+        tiny_vae.eval()
+        reconstruction = tiny_vae(gain_maps).sample
+        posterior = tiny_vae.encode(gain_maps).latent_dist
+    expected = reconstruction_metrics(to_unit_range(reconstruction), to_unit_range(gain_maps))
+    for name, values in expected.items():
+        np.testing.assert_allclose(result.per_image[name], values.numpy(), rtol=1e-4, atol=1e-6)
+    assert result.kl_per_element == pytest.approx((posterior.kl() / (3 * 16 * 16)).mean().item(), rel=1e-4)
+    assert result.latent_shape == (3, 16, 16)
+    assert result.compression_factor == pytest.approx(32 * 32 / (3 * 16 * 16))
+
+
+def test_evaluation_is_deterministic_by_default_and_samples_reproducibly_on_request(tiny_vae):
+    items = radio_map_items(3)
+    first = evaluate_vae(tiny_vae, items, batch_size=3, device="cpu")
+    second = evaluate_vae(tiny_vae, items, batch_size=1, device="cpu")
+    np.testing.assert_allclose(first.per_image["nmse"], second.per_image["nmse"], rtol=1e-5)
+    sampled = [evaluate_vae(tiny_vae, items, batch_size=3, device="cpu", sample_posterior=True, seed=1)
+               for _ in range(2)]
+    np.testing.assert_array_equal(sampled[0].per_image["nmse"], sampled[1].per_image["nmse"])
+    assert not np.allclose(sampled[0].per_image["nmse"], first.per_image["nmse"])
+
+
+def test_metrics_json_has_the_model_card_schema_and_the_csv_one_row_per_map(tiny_vae, tmp_path):
+    items = radio_map_items(4)
+    result = evaluate_vae(tiny_vae, items, batch_size=4, device="cpu", split="val", variant="ema")
+    path = write_metrics(result, tmp_path)
+    assert path == tmp_path / "metrics.json"
+    metrics = strict_json(path)
+    assert set(metrics) == {"split", "variant", "num_maps", "metrics", "non_finite", "latent"}
+    assert (metrics["split"], metrics["variant"], metrics["num_maps"]) == ("val", "ema", 4)
+    assert set(metrics["metrics"]) == {"nmse", "rmse", "ssim", "psnr"}
+    for summary in metrics["metrics"].values():
+        assert set(summary) == {"mean", "std", "ci95"}
+        low, high = summary["ci95"]
+        assert low <= summary["mean"] <= high
+    assert metrics["metrics"]["nmse"]["mean"] == pytest.approx(result.per_image["nmse"].mean())
+    assert metrics["latent"] == {"shape": [3, 16, 16], "compression_factor": 1.3333,
+                                 "kl_per_element": pytest.approx(result.kl_per_element)}
+    with (tmp_path / "per_image.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["name"] for row in rows] == [item["name"] for item in items]
+    assert [float(row["psnr"]) for row in rows] == pytest.approx(result.per_image["psnr"].tolist())
+
+
+def test_perfect_maps_keep_metrics_json_valid_with_null_psnr_and_a_count(tmp_path):
+    result = EvaluationResult(
+        names=["0_0", "0_1"],
+        per_image={"nmse": np.zeros(2), "rmse": np.zeros(2), "ssim": np.ones(2), "psnr": np.full(2, math.inf)},
+        input_shape=(1, 32, 32),
+        latent_shape=(3, 16, 16),
+        kl_per_element=0.5,
+    )
+    metrics = strict_json(write_metrics(result, tmp_path / "eval" / "test.json"))
+    assert metrics["metrics"]["nmse"] == {"mean": 0.0, "std": 0.0, "ci95": [0.0, 0.0]}
+    assert metrics["metrics"]["psnr"] == {"mean": None, "std": None, "ci95": None}
+    assert metrics["non_finite"] == {"nmse": 0, "rmse": 0, "ssim": 0, "psnr": 2}
+    with (tmp_path / "eval" / "per_image.csv").open() as handle:
+        assert [float(row["psnr"]) for row in csv.DictReader(handle)] == [math.inf, math.inf]
+
+
+def test_gallery_picks_best_median_and_worst_by_nmse(tiny_vae, tmp_path):
+    nmse = np.array([0.5, 0.1, 0.3, 0.9, 0.2, math.nan])
+    assert gallery_indices(nmse, 1) == {"best": [1], "median": [2], "worst": [3]}
+    assert gallery_indices(nmse, 2) == {"best": [1, 4], "median": [4, 2], "worst": [3, 0]}
+
+    items = radio_map_items(4)
+    result = evaluate_vae(tiny_vae, items, batch_size=4, device="cpu")
+    path = save_gallery(tiny_vae, items, result, tmp_path / "gallery.png", count=1, device="cpu")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- the latent scale ------------------------------------------------------------------------------------------
+
+
+class AffineEncoder(torch.nn.Module):
+    """Latent channel c = scale[c] * map + shift[c], with a negligible posterior std: a known distribution."""
+
+    def __init__(self, scale, shift):
+        super().__init__()
+        self.register_buffer("scale", torch.tensor(scale).view(1, -1, 1, 1))
+        self.register_buffer("shift", torch.tensor(shift).view(1, -1, 1, 1))
+
+    @property
+    def dtype(self):
+        return self.scale.dtype
+
+    def encode(self, gain_map):
+        mean = self.scale * gain_map + self.shift
+        logvar = torch.full_like(mean, -40.0)
+        return type("EncoderOutput", (), {"latent_dist": DiagonalGaussianDistribution(torch.cat([mean, logvar], 1))})
+
+
+def test_latent_scale_of_a_known_distribution_is_one_over_its_std():
+    torch.manual_seed(0)
+    maps = [{"gain_map": torch.randn(1, 32, 32), "name": f"0_{i}"} for i in range(16)]
+    encoder = AffineEncoder(scale=[1.0, 2.0, 0.5], shift=[0.0, 1.0, -1.0])
+    stats = latent_statistics(encoder, maps, batch_size=5, device="cpu")
+    assert stats.num_maps == 16
+    assert stats.mean == pytest.approx([0.0, 1.0, -1.0], abs=0.05)
+    assert stats.std == pytest.approx([1.0, 2.0, 0.5], rel=0.03)
+    # all channels pooled: variance = mean of the channel variances + variance of the channel means
+    pooled_std = math.sqrt((1.0 + 4.0 + 0.25) / 3 + 2 / 3)
+    assert stats.scaling_factor == pytest.approx(1 / pooled_std, rel=0.03)
+    # and exactly the population std of the latents it saw
+    latents = torch.cat([encoder.encode(m["gain_map"][None]).latent_dist.mean for m in maps])
+    assert stats.scaling_factor == pytest.approx(1 / latents.std(unbiased=False).item(), rel=1e-6)
+    assert stats.std[1] == pytest.approx(latents[:, 1].std(unbiased=False).item(), rel=1e-6)
+
+
+def test_latent_scale_is_written_into_the_vae_config_leaving_the_weights_alone(tiny_vae, tmp_path):
+    tiny_vae.save_pretrained(tmp_path)
+    weights = (tmp_path / "diffusion_pytorch_model.safetensors").read_bytes()
+    stats = latent_statistics(tiny_vae, radio_map_items(3), batch_size=3, device="cpu")
+    write_latent_scale(tmp_path, stats.scaling_factor, stats)
+    reloaded = AutoencoderKL.from_pretrained(tmp_path)
+    assert reloaded.config.scaling_factor == pytest.approx(stats.scaling_factor)
+    assert list(reloaded.config.latents_std) == pytest.approx(stats.std)
+    assert (tmp_path / "diffusion_pytorch_model.safetensors").read_bytes() == weights
+
+    write_latent_scale(tmp_path, 0.3)  # RadioDiff's fixed value stays selectable
+    assert AutoencoderKL.from_pretrained(tmp_path).config.scaling_factor == 0.3
+    with pytest.raises(ValueError, match="positive"):
+        write_latent_scale(tmp_path, 0.0)
