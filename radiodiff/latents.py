@@ -1,0 +1,142 @@
+"""Latents for the downstream diffusion stage, saved as a ``datasets`` dataset that needs no radiodiff to read.
+
+Each row is one map: its name, the VAE posterior's mean and std (unscaled), optionally a posterior sample,
+and, when the maps come with them, the conditions (building and transmitter rasters).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import datasets
+import torch
+from torch.utils.data import Dataset
+
+from .evaluation.batches import batches, inference, model_input, seeded_generator
+
+CONDITION_COLUMNS = ("buildings", "transmitter")
+LATENTS_INFO = "latents.json"
+
+
+def _latent_features(latent_shape: tuple[int, ...], condition_shape: tuple[int, ...] | None, sample: bool):
+    array = lambda shape: datasets.Array3D(shape=tuple(shape), dtype="float32")  # noqa: E731
+    columns: dict[str, Any] = {"name": datasets.Value("string"), "latent_mean": array(latent_shape),
+                               "latent_std": array(latent_shape)}
+    if sample:
+        columns["latent_sample"] = array(latent_shape)
+    if condition_shape is not None:
+        columns.update({column: array(condition_shape) for column in CONDITION_COLUMNS})
+    return datasets.Features(columns)
+
+
+def _encoded_rows(vae, dataset, batch_size, device, num_workers, sample, seed) -> Iterator[dict[str, Any]]:
+    generator = seeded_generator(device, seed) if sample else None
+    with inference(vae, device):
+        for batch in batches(dataset, batch_size=batch_size, num_workers=num_workers, description="encode latents"):
+            posterior = vae.encode(model_input(batch, vae, device)).latent_dist
+            columns = {"latent_mean": posterior.mean, "latent_std": posterior.std}
+            if sample:
+                columns["latent_sample"] = posterior.sample(generator=generator)
+            columns.update({column: batch[column] for column in CONDITION_COLUMNS if column in batch})
+            arrays = {column: values.float().cpu().numpy() for column, values in columns.items()}
+            for index, name in enumerate(batch["name"]):
+                yield {"name": name, **{column: values[index] for column, values in arrays.items()}}
+
+
+def encode_latents(
+    vae: torch.nn.Module,
+    dataset: Dataset,
+    out_dir: str | Path,
+    *,
+    batch_size: int,
+    device: torch.device | str,
+    sample: bool = False,
+    seed: int = 0,
+    num_workers: int = 0,
+    source: dict[str, Any] | None = None,
+) -> datasets.Dataset:
+    """Encode every map of ``dataset`` and save the latents with ``save_to_disk(out_dir)``, plus a README.md
+    and ``latents.json`` (scaling factor, shapes, ``source``: where the model and maps came from).
+
+    Condition columns are written when the dataset's items carry ``"buildings"`` and ``"transmitter"``.
+    """
+    first = dataset[0]
+    with inference(vae, device):
+        probe = vae.encode(model_input({"gain_map": first["gain_map"][None]}, vae, device)).latent_dist.mean
+    latent_shape = tuple(probe.shape[1:])
+    has_conditions = all(column in first for column in CONDITION_COLUMNS)
+    condition_shape = tuple(first["buildings"].shape) if has_conditions else None
+    features = _latent_features(latent_shape, condition_shape, sample)
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory(prefix="radiodiff-latents-") as cache_dir:
+        latents = datasets.Dataset.from_generator(
+            # bound here rather than passed as gen_kwargs, which datasets would shard when the maps are a list
+            functools.partial(_encoded_rows, vae, dataset, batch_size, device, num_workers, sample, seed),
+            features=features,
+            cache_dir=cache_dir,
+            # hashing the model to fingerprint the generator would be slow and is pointless for a one-off cache
+            fingerprint=uuid.uuid4().hex,
+        )
+        latents.save_to_disk(str(out_dir))
+    info = {
+        "scaling_factor": float(vae.config.scaling_factor),
+        "shift_factor": vae.config.shift_factor,
+        "latent_shape": list(latent_shape),
+        "condition_shape": list(condition_shape) if condition_shape else None,
+        "num_maps": len(latents),
+        "sampled": sample,
+        "seed": seed if sample else None,
+        "source": source or {},
+    }
+    (out_dir / LATENTS_INFO).write_text(json.dumps(info, indent=2) + "\n")
+    (out_dir / "README.md").write_text(latents_readme(info, list(features)))
+    return datasets.load_from_disk(str(out_dir))
+
+
+def latents_readme(info: dict[str, Any], columns: list[str]) -> str:
+    """The README of a latents folder: what each column is and how to use it without radiodiff."""
+    shape = "x".join(str(n) for n in info["latent_shape"])
+    described = {
+        "name": "the map's name, `<city>_<transmitter>` (string)",
+        "latent_mean": f"posterior mean of the VAE latent, float32 {shape}, unscaled",
+        "latent_std": f"posterior standard deviation, float32 {shape} (exp(0.5 * logvar))",
+        "latent_sample": f"one posterior sample mean + std * eps (seed {info['seed']}), float32 {shape}, unscaled",
+        "buildings": "building raster on [0, 1] (1 = building), float32 "
+        + "x".join(str(n) for n in info["condition_shape"] or []),
+        "transmitter": "transmitter raster on [0, 1], float32 " + "x".join(str(n) for n in info["condition_shape"] or []),
+    }
+    shift = info["shift_factor"]
+
+    def scaled(latent: str) -> str:
+        return f"scaling_factor * ({latent} - {shift})" if shift is not None else f"scaling_factor * {latent}"
+
+    lines = [
+        "# RadioDiff VAE latents",
+        "",
+        f"{info['num_maps']} maps encoded by the RadioDiff first-stage VAE, saved with `datasets` `save_to_disk`.",
+        f"Source: `{json.dumps(info['source'])}`.",
+        "",
+        "| column | content |",
+        "|---|---|",
+        *(f"| `{column}` | {described[column]} |" for column in columns),
+        "",
+        f"The diffusion stage works on `{scaled('latent')}` with `scaling_factor = {info['scaling_factor']}` (from the VAE's",
+        "`config.json`; also in `latents.json`). To decode a generated latent, divide by the scaling factor",
+        "(and add the shift) before `AutoencoderKL.decode`.",
+        "",
+        "```python",
+        "import json, datasets, torch",
+        "latents = datasets.load_from_disk(\"THIS_FOLDER\").with_format(\"torch\")",
+        "scaling_factor = json.load(open(\"THIS_FOLDER/latents.json\"))[\"scaling_factor\"]",
+        "row = latents[0]",
+        "z = row[\"latent_mean\"] + row[\"latent_std\"] * torch.randn_like(row[\"latent_std\"])",
+        f"z = {scaled('z')}",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

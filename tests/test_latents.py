@@ -1,0 +1,50 @@
+import json
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from map_fixtures import radio_map_items
+
+from radiodiff.latents import encode_latents
+
+
+def test_latents_round_trip_equals_encoding_the_same_maps(tiny_vae, tmp_path):
+    items = radio_map_items(5, with_conditions=True)
+    encode_latents(tiny_vae, items, tmp_path / "latents", batch_size=2, device="cpu")
+
+    saved = datasets.load_from_disk(str(tmp_path / "latents"))
+    assert saved.column_names == ["name", "latent_mean", "latent_std", "buildings", "transmitter"]
+    latents = saved.with_format("numpy")[:]
+    assert list(latents["name"]) == [item["name"] for item in items]
+    gain_maps = torch.stack([item["gain_map"] for item in items])
+    with torch.no_grad():
+        posterior = tiny_vae.eval().encode(gain_maps).latent_dist
+    np.testing.assert_allclose(latents["latent_mean"], posterior.mean.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(latents["latent_std"], posterior.std.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(latents["buildings"], torch.stack([i["buildings"] for i in items]).numpy())
+    np.testing.assert_array_equal(latents["transmitter"], torch.stack([i["transmitter"] for i in items]).numpy())
+
+
+def test_latents_folder_explains_itself(tiny_vae, tmp_path):
+    tiny_vae.register_to_config(scaling_factor=0.71)
+    encode_latents(tiny_vae, radio_map_items(2, with_conditions=True), tmp_path, batch_size=2, device="cpu",
+                   source={"model": "outputs/vae", "split": "train"})
+    info = json.loads((tmp_path / "latents.json").read_text())
+    assert info["scaling_factor"] == pytest.approx(0.71)
+    assert info["latent_shape"] == [3, 16, 16]
+    assert info["source"] == {"model": "outputs/vae", "split": "train"}
+    readme = (tmp_path / "README.md").read_text()
+    for column in ("name", "latent_mean", "latent_std", "buildings", "transmitter", "load_from_disk", "0.71"):
+        assert column in readme
+
+
+def test_sampled_latents_are_reproducible_and_drawn_from_the_stored_posterior(tiny_vae, tmp_path):
+    items = radio_map_items(3)
+    runs = [encode_latents(tiny_vae, items, tmp_path / str(i), batch_size=3, device="cpu", sample=True, seed=7)
+            .with_format("numpy") for i in range(2)]
+    assert "buildings" not in runs[0].column_names, "maps without conditions give no condition columns"
+    first, second = runs[0][:], runs[1][:]
+    np.testing.assert_array_equal(first["latent_sample"], second["latent_sample"])
+    noise = (first["latent_sample"] - first["latent_mean"]) / first["latent_std"]
+    assert abs(noise.mean()) < 0.1 and noise.std() == pytest.approx(1.0, rel=0.1)
