@@ -23,10 +23,24 @@ CONDITION_COLUMNS = ("buildings", "transmitter")
 LATENTS_INFO = "latents.json"
 
 
-def _latent_features(latent_shape: tuple[int, ...], condition_shape: tuple[int, ...] | None, sample: bool):
-    array = lambda shape: datasets.Array3D(shape=tuple(shape), dtype="float32")  # noqa: E731
-    columns: dict[str, Any] = {"name": datasets.Value("string"), "latent_mean": array(latent_shape),
-                               "latent_std": array(latent_shape)}
+def latent_shape_of(vae_config: Any, height: int, width: int) -> tuple[int, int, int]:
+    """(C, h, w) of the latent of a ``height`` x ``width`` map, for any ``AutoencoderKL`` config: each encoder
+    level after the first halves the resolution."""
+    factor = 2 ** (len(vae_config.block_out_channels) - 1)
+    return (vae_config.latent_channels, height // factor, width // factor)
+
+
+def _latent_features(
+    latent_shape: tuple[int, ...], condition_shape: tuple[int, ...] | None, sample: bool
+) -> datasets.Features:
+    def array(shape: tuple[int, ...]) -> datasets.Array3D:
+        return datasets.Array3D(shape=tuple(shape), dtype="float32")
+
+    columns: dict[str, Any] = {
+        "name": datasets.Value("string"),
+        "latent_mean": array(latent_shape),
+        "latent_std": array(latent_shape),
+    }
     if sample:
         columns["latent_sample"] = array(latent_shape)
     if condition_shape is not None:
@@ -66,9 +80,7 @@ def encode_latents(
     Condition columns are written when the dataset's items carry ``"buildings"`` and ``"transmitter"``.
     """
     first = dataset[0]
-    with inference(vae, device):
-        probe = vae.encode(model_input({"gain_map": first["gain_map"][None]}, vae, device)).latent_dist.mean
-    latent_shape = tuple(probe.shape[1:])
+    latent_shape = latent_shape_of(vae.config, *first["gain_map"].shape[-2:])
     has_conditions = all(column in first for column in CONDITION_COLUMNS)
     condition_shape = tuple(first["buildings"].shape) if has_conditions else None
     features = _latent_features(latent_shape, condition_shape, sample)

@@ -22,7 +22,7 @@ def load_vae(model_dir: str, variant: str | None = None) -> AutoencoderKL:
     """
     try:
         return AutoencoderKL.from_pretrained(model_dir, variant=variant)
-    except (OSError, EnvironmentError) as error:
+    except OSError as error:
         weights = "diffusion_pytorch_model" + (f".{variant}" if variant else "") + ".safetensors"
         raise FileNotFoundError(
             f"{model_dir}: expected a saved VAE folder with config.json and {weights} ({error})"

@@ -6,7 +6,7 @@ import csv
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,6 @@ class EvaluationResult:
     kl_per_element: float
     split: str = "val"
     variant: str | None = None
-    sample_posterior: bool = field(default=False)
 
     @property
     def num_maps(self) -> int:
@@ -111,7 +110,6 @@ def evaluate_vae(
         kl_per_element=float(np.concatenate(kl_per_map).mean()),
         split=split,
         variant=variant,
-        sample_posterior=sample_posterior,
     )
 
 

@@ -1,0 +1,121 @@
+"""What the ``evaluate``, ``latent-scale`` and ``encode-latents`` commands do: a saved VAE folder and a config's
+split in, files out. Library code the CLI calls in one line each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+import datasets
+
+from ..config import load_config
+from ..data import build_dataset, prepare_data
+from ..latents import encode_latents
+from .batches import load_vae
+from .evaluate import EvaluationResult, evaluate_vae, metrics_paths, write_metrics
+from .gallery import save_gallery
+from .latent_scale import LatentStats, latent_statistics, write_latent_scale
+
+
+def split_dataset(config_path: str, overrides: list[str], split: str, *, with_conditions: bool = False):
+    """The maps of ``split`` as the config describes them (the synthetic cache is generated on first use)."""
+    config = load_config(config_path, overrides)
+    prepare_data(config.data)
+    return build_dataset(config.data, split, with_conditions=with_conditions), config.data.num_workers
+
+
+def format_summary(result: EvaluationResult) -> str:
+    """The numbers of ``metrics.json`` as a few lines for the terminal."""
+    summary = result.summary()
+    lines = [f"{summary['num_maps']} maps of split {summary['split']!r} (weights: {summary['variant'] or 'main'})"]
+    for name, stats in summary["metrics"].items():
+        if stats["mean"] is None:
+            lines.append(f"  {name:5s} undefined (every map is a perfect reconstruction)")
+            continue
+        interval = "" if stats["ci95"] is None else f"  95% CI [{stats['ci95'][0]:.4g}, {stats['ci95'][1]:.4g}]"
+        lines.append(f"  {name:5s} {stats['mean']:.4g} ± {stats['std']:.3g}{interval}")
+    if summary["non_finite"]["psnr"]:
+        lines.append(f"  {summary['non_finite']['psnr']} perfect maps (infinite PSNR) are left out of the PSNR")
+    latent = summary["latent"]
+    lines.append(
+        f"  latent {'x'.join(map(str, latent['shape']))}, compression factor {latent['compression_factor']:.4g}, "
+        f"KL {latent['kl_per_element']:.4g} nats per latent element"
+    )
+    return "\n".join(lines)
+
+
+def run_evaluate(
+    model_dir: str,
+    config_path: str,
+    *,
+    variant: str | None,
+    split: str,
+    out: str,
+    batch_size: int,
+    device: str,
+    sample_posterior: bool = False,
+    gallery: int = 0,
+    overrides: list[str] | None = None,
+) -> EvaluationResult:
+    """Evaluate a saved VAE on a split; write ``out`` (metrics JSON), ``per_image.csv`` and ``gallery.png``."""
+    vae = load_vae(model_dir, variant)
+    dataset, num_workers = split_dataset(config_path, overrides or [], split)
+    result = evaluate_vae(vae, dataset, batch_size=batch_size, device=device, sample_posterior=sample_posterior,
+                          num_workers=num_workers, split=split, variant=variant)
+    json_path = write_metrics(result, out)
+    print(format_summary(result))
+    print(f"wrote {json_path} and {metrics_paths(out)[1]}")
+    if gallery > 0:
+        print(f"wrote {save_gallery(vae, dataset, result, json_path.parent / 'gallery.png', count=gallery, device=device)}")
+    return result
+
+
+def run_latent_scale(
+    model_dir: str,
+    config_path: str | None,
+    *,
+    variant: str | None,
+    split: str,
+    batch_size: int,
+    device: str,
+    write: bool = False,
+    value: float | None = None,
+    overrides: list[str] | None = None,
+) -> LatentStats | None:
+    """Measure the latent scale on a split (``write``: store it in the VAE's config), or store a given ``value``."""
+    if value is not None:
+        print(f"wrote scaling_factor {value} into {write_latent_scale(model_dir, value)}")
+        return None
+    if config_path is None:
+        raise ValueError("latent-scale: --config is required to measure the scale (or give --scaling-factor VALUE)")
+    vae = load_vae(model_dir, variant)
+    dataset, num_workers = split_dataset(config_path, overrides or [], split)
+    stats = latent_statistics(vae, dataset, batch_size=batch_size, device=device, num_workers=num_workers)
+    print(f"latents of {stats.num_maps} maps of split {split!r}:")
+    for channel, (mean, std) in enumerate(zip(stats.mean, stats.std)):
+        print(f"  channel {channel}: mean {mean:.4g}, std {std:.4g}")
+    print(f"scaling factor 1/std: {stats.scaling_factor:.6g} (the VAE's config has {vae.config.scaling_factor})")
+    if write:
+        print(f"wrote it into {write_latent_scale(model_dir, stats.scaling_factor, stats)}")
+    return stats
+
+
+def run_encode_latents(
+    model_dir: str,
+    config_path: str,
+    out_dir: str,
+    *,
+    variant: str | None,
+    split: str,
+    batch_size: int,
+    device: str,
+    sample: bool = False,
+    seed: int = 0,
+    overrides: list[str] | None = None,
+) -> datasets.Dataset:
+    """Encode a split's maps with their conditions into the latents dataset ``out_dir``."""
+    vae = load_vae(model_dir, variant)
+    dataset, num_workers = split_dataset(config_path, overrides or [], split, with_conditions=True)
+    source = {"model": str(Path(model_dir)), "variant": variant, "config": config_path, "split": split}
+    latents = encode_latents(vae, dataset, out_dir, batch_size=batch_size, device=device, sample=sample, seed=seed,
+                             num_workers=num_workers, source=source)
+    print(f"wrote {len(latents)} latents to {out_dir} (columns: {', '.join(latents.column_names)})")
+    return latents
