@@ -131,7 +131,93 @@ def _add_report(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-SUBCOMMANDS: list[SubcommandAdder] = [_add_info, _add_card, _add_push, _add_convert, _add_synth, _add_report]
+def _add_model_arguments(parser: argparse.ArgumentParser, *, config_required: bool = True) -> None:
+    """The arguments every command on a saved VAE shares: which weights, which maps, which device."""
+    parser.add_argument("--model", required=True, help="a saved VAE folder (OUTPUT_DIR/vae)")
+    parser.add_argument("--variant", default=None, help="weights variant, e.g. 'ema' (default: the plain weights)")
+    parser.add_argument("--config", required=config_required, help="the training config YAML naming the data")
+    parser.add_argument("--split", default="test", help="which split of the config's data (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
+
+
+def _device(args: argparse.Namespace) -> str:
+    from .evaluation import default_device
+
+    return args.device or str(default_device())
+
+
+def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("evaluate", help="reconstruction metrics of a saved VAE on a split")
+    _add_model_arguments(parser)
+    parser.add_argument("--out", default="metrics.json", help="metrics JSON; per_image.csv is written beside it")
+    parser.add_argument("--sample-posterior", action="store_true",
+                        help="decode posterior samples (seeded) instead of the deterministic posterior mode")
+    parser.add_argument("--gallery", type=int, default=0, metavar="N",
+                        help="also draw the N best, median and worst maps by NMSE into gallery.png")
+
+    def run(args: argparse.Namespace) -> int:
+        from .evaluation.commands import run_evaluate
+
+        run_evaluate(args.model, args.config, variant=args.variant, split=args.split, out=args.out,
+                     batch_size=args.batch_size, device=_device(args), sample_posterior=args.sample_posterior,
+                     gallery=args.gallery, overrides=args.overrides)
+        return 0
+
+    parser.set_defaults(run=run)
+
+
+def _add_latent_scale(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("latent-scale", help="measure the latent scale (1/std) of a saved VAE")
+    _add_model_arguments(parser, config_required=False)
+    parser.set_defaults(split="train")
+    parser.add_argument("--write", action="store_true",
+                        help="store the measured scaling factor and per-channel mean/std in the VAE's config.json")
+    parser.add_argument("--scaling-factor", type=float, default=None, metavar="VALUE", dest="value",
+                        help="store VALUE as the scaling factor without measuring (RadioDiff's is 0.3)")
+
+    def run(args: argparse.Namespace) -> int:
+        from .evaluation.commands import run_latent_scale
+
+        run_latent_scale(args.model, args.config, variant=args.variant, split=args.split,
+                         batch_size=args.batch_size, device=_device(args), write=args.write, value=args.value,
+                         overrides=args.overrides)
+        return 0
+
+    parser.set_defaults(run=run)
+
+
+def _add_encode_latents(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("encode-latents", help="save the latents of a split for the diffusion stage")
+    _add_model_arguments(parser)
+    parser.set_defaults(split="train")
+    parser.add_argument("--out", required=True, help="folder for the saved datasets dataset and its README")
+    parser.add_argument("--sample", action="store_true", help="also store one posterior sample per map")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the posterior samples")
+
+    def run(args: argparse.Namespace) -> int:
+        from .evaluation.commands import run_encode_latents
+
+        run_encode_latents(args.model, args.config, args.out, variant=args.variant, split=args.split,
+                           batch_size=args.batch_size, device=_device(args), sample=args.sample, seed=args.seed,
+                           overrides=args.overrides)
+        return 0
+
+    parser.set_defaults(run=run)
+
+
+SUBCOMMANDS: list[SubcommandAdder] = [
+    _add_info,
+    _add_card,
+    _add_push,
+    _add_convert,
+    _add_synth,
+    _add_report,
+    _add_evaluate,
+    _add_latent_scale,
+    _add_encode_latents,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
