@@ -23,3 +23,16 @@ def radio_map_items(count: int, size: int = 32, *, with_conditions: bool = False
             item["transmitter"] = (-(distance**2) / 0.002).exp()[None]
         items.append(item)
     return items
+
+
+def write_tiny_run(folder, vae) -> tuple[str, str]:
+    """A config of 14 synthetic 32x32 cities (2 transmitters each: 24 train, 2 val, 2 test maps) and ``vae``
+    saved beside it with plain and EMA weights, as a training run leaves them. Returns (config, model folder)."""
+    config = folder / "config.yaml"
+    config.write_text(
+        "data:\n  synthetic:\n    maps: 14\n    tx_per_map: 2\n    size: 32\n"
+        f"    cache_dir: {folder / 'synthetic'}\n"
+    )
+    vae.save_pretrained(folder / "vae")
+    vae.save_pretrained(folder / "vae", variant="ema")
+    return str(config), str(folder / "vae")

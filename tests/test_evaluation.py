@@ -7,8 +7,11 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
-from map_fixtures import radio_map_items
+from map_fixtures import radio_map_items, write_tiny_run
 
+from radiodiff.cli import main
+from radiodiff.config import load_config
+from radiodiff.data import build_dataset
 from radiodiff.evaluation import (
     EvaluationResult,
     evaluate_vae,
@@ -220,3 +223,38 @@ def test_latent_scale_is_written_into_the_vae_config_leaving_the_weights_alone(t
     assert AutoencoderKL.from_pretrained(tmp_path).config.scaling_factor == 0.3
     with pytest.raises(ValueError, match="positive"):
         write_latent_scale(tmp_path, 0.0)
+
+
+# --- the commands, end to end on a tiny synthetic split --------------------------------------------------------
+
+
+def test_evaluate_command_writes_metrics_csv_and_gallery_for_the_split(tiny_vae, tmp_path, capsys):
+    config, model = write_tiny_run(tmp_path, tiny_vae)
+    out = tmp_path / "eval" / "metrics.json"
+    assert main(["evaluate", "--model", model, "--variant", "ema", "--config", config, "--split", "test",
+                 "--out", str(out), "--gallery", "1", "--batch-size", "2", "--device", "cpu"]) == 0
+    metrics = strict_json(out)
+    test_maps = build_dataset(load_config(config).data, "test")
+    assert (metrics["split"], metrics["variant"], metrics["num_maps"]) == ("test", "ema", len(test_maps))
+    with (tmp_path / "eval" / "per_image.csv").open() as handle:
+        assert [row["name"] for row in csv.DictReader(handle)] == [test_maps[i]["name"] for i in range(len(test_maps))]
+    assert (tmp_path / "eval" / "gallery.png").is_file()
+    assert "nmse" in capsys.readouterr().out
+
+
+def test_latent_scale_command_measures_and_writes_or_sets_radiodiffs_value(tiny_vae, tmp_path):
+    config, model = write_tiny_run(tmp_path, tiny_vae)
+    assert main(["latent-scale", "--model", model, "--config", config, "--write", "--device", "cpu"]) == 0
+    train_maps = build_dataset(load_config(config).data, "train")
+    expected = latent_statistics(tiny_vae, train_maps, batch_size=8, device="cpu")
+    assert AutoencoderKL.from_pretrained(model).config.scaling_factor == pytest.approx(expected.scaling_factor)
+
+    assert main(["latent-scale", "--model", model, "--scaling-factor", "0.3"]) == 0
+    assert AutoencoderKL.from_pretrained(model).config.scaling_factor == 0.3
+
+
+def test_commands_name_a_model_folder_that_is_not_one(tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text("{}\n")
+    assert main(["evaluate", "--model", str(tmp_path / "missing"), "--config", str(config)]) == 2
+    assert "missing" in capsys.readouterr().err

@@ -4,8 +4,11 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from map_fixtures import radio_map_items
+from map_fixtures import radio_map_items, write_tiny_run
 
+from radiodiff.cli import main
+from radiodiff.config import load_config
+from radiodiff.data import build_dataset
 from radiodiff.latents import encode_latents
 
 
@@ -48,3 +51,15 @@ def test_sampled_latents_are_reproducible_and_drawn_from_the_stored_posterior(ti
     np.testing.assert_array_equal(first["latent_sample"], second["latent_sample"])
     noise = (first["latent_sample"] - first["latent_mean"]) / first["latent_std"]
     assert abs(noise.mean()) < 0.1 and noise.std() == pytest.approx(1.0, rel=0.1)
+
+
+def test_encode_latents_command_saves_every_training_map_with_its_conditions(tiny_vae, tmp_path):
+    config, model = write_tiny_run(tmp_path, tiny_vae)
+    out = tmp_path / "latents"
+    assert main(["encode-latents", "--model", model, "--config", config, "--out", str(out), "--device", "cpu"]) == 0
+    train_maps = build_dataset(load_config(config).data, "train", with_conditions=True)
+    latents = datasets.load_from_disk(str(out))
+    assert latents["name"][:] == [train_maps[i]["name"] for i in range(len(train_maps))]
+    first = latents.with_format("numpy")[0]
+    np.testing.assert_array_equal(first["buildings"], train_maps[0]["buildings"].numpy())
+    assert json.loads((out / "latents.json").read_text())["source"]["split"] == "train"

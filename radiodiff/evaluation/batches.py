@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any, Iterator
 
 import torch
@@ -15,18 +16,21 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_vae(model_dir: str, variant: str | None = None) -> AutoencoderKL:
+def load_vae(model_dir: str | Path, variant: str | None = None) -> AutoencoderKL:
     """A saved VAE folder, read with plain ``AutoencoderKL`` so that any KL autoencoder can be evaluated.
 
     ``variant="ema"`` reads ``diffusion_pytorch_model.ema.safetensors``, the EMA weights the trainer saves.
+    Local folders and safetensors only: a missing path must not turn into a Hub download, nor a missing
+    safetensors file into unpickling a ``.bin``.
     """
+    weights = "diffusion_pytorch_model" + (f".{variant}" if variant else "") + ".safetensors"
+    expected = f"expected a saved VAE folder with config.json and {weights}"
+    if not (Path(model_dir) / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir}: no config.json; {expected}")
     try:
-        return AutoencoderKL.from_pretrained(model_dir, variant=variant)
+        return AutoencoderKL.from_pretrained(model_dir, variant=variant, use_safetensors=True)
     except OSError as error:
-        weights = "diffusion_pytorch_model" + (f".{variant}" if variant else "") + ".safetensors"
-        raise FileNotFoundError(
-            f"{model_dir}: expected a saved VAE folder with config.json and {weights} ({error})"
-        ) from error
+        raise FileNotFoundError(f"{model_dir}: {expected} ({error})") from error
 
 
 @contextlib.contextmanager

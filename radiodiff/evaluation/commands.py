@@ -85,7 +85,7 @@ def run_latent_scale(
         print(f"wrote scaling_factor {value} into {write_latent_scale(model_dir, value)}")
         return None
     if config_path is None:
-        raise ValueError("latent-scale: --config is required to measure the scale (or give --scaling-factor VALUE)")
+        raise ValueError("--config is required to measure the scale (or give --scaling-factor VALUE)")
     vae = load_vae(model_dir, variant)
     dataset, num_workers = split_dataset(config_path, overrides or [], split)
     stats = latent_statistics(vae, dataset, batch_size=batch_size, device=device, num_workers=num_workers)
