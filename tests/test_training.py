@@ -49,6 +49,9 @@ def test_accelerate_launch_writes_every_artifact(tmp_path, synthetic_cache):
     assert (output_dir / "config.yaml").is_file() and (output_dir / "training_summary.json").is_file()
     assert (output_dir / "README.md").is_file()  # the model card
     assert load_config(output_dir / "config.yaml").train.max_steps == 8
+    metrics = json.loads((output_dir / "metrics.json").read_text())  # the end-of-run evaluation
+    assert (metrics["split"], metrics["variant"]) == ("val", "ema")
+    assert metrics["metrics"]["nmse"]["mean"] > 0 and (output_dir / "per_image.csv").is_file()
 
     maps = torch.rand(2, 1, 32, 32) * 2 - 1
     plain = AutoencoderKL.from_pretrained(output_dir / "vae").eval()

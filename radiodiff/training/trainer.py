@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..config import Config, save_config
 from ..data import build_dataset, prepare_data
+from ..evaluation import evaluate_vae, load_vae, write_metrics
 from ..hub import push_to_hub, write_model_card
 from ..losses import VAEGANLoss
 from ..models import PatchGANDiscriminator, RadioDiffVAE
@@ -382,6 +383,16 @@ class Trainer:
         (self.output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2))
 
 
+def evaluate_export(config: Config, val_set: Dataset, device: torch.device) -> Path:
+    """The exported VAE, as users will load it (its EMA weights when it has them), on the validation split:
+    ``output_dir/metrics.json`` and ``per_image.csv``, which the model card reports."""
+    vae_dir = Path(config.output_dir) / "vae"
+    variant = "ema" if (vae_dir / "diffusion_pytorch_model.ema.safetensors").is_file() else None
+    result = evaluate_vae(load_vae(vae_dir, variant), val_set, batch_size=config.train.batch_size, device=device,
+                          num_workers=config.data.num_workers, split="val", variant=variant)
+    return write_metrics(result, config.output_dir)
+
+
 def publish(config: Config) -> None:
     """The model card, and the Hub upload when the config asks for it; the exported run is already safe on disk."""
     write_model_card(config.output_dir, repo_id=config.train.hub_repo_id)
@@ -452,6 +463,8 @@ def train(config: Config, resume: str | None = None) -> Path:
         trainer.export()
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
+            if config.train.evaluate_at_end:
+                evaluate_export(config, val_set, accelerator.device)
             publish(config)
     finally:
         trainer.runlog.close()
