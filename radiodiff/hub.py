@@ -172,10 +172,10 @@ def _eval_results(run: TrainingRun) -> list[EvalResult] | None:
             dataset_split=run.evaluation.get("split"),
             metric_type=name,
             metric_value=round(float(values["mean"]), 6),
-            metric_name=f"{METRICS[name][0]} ({run.evaluation.get('variant', 'default')} weights)",
+            metric_name=f"{METRICS[name][0]} ({run.evaluation.get('variant') or 'plain'} weights)",
         )
         for name, values in run.evaluation["metrics"].items()
-        if name in METRICS
+        if name in METRICS and values.get("mean") is not None
     ]
 
 
@@ -238,7 +238,12 @@ def _evaluation_rows(run: TrainingRun) -> list[tuple[str, str, str, str]]:
     rows = []
     for name, values in run.evaluation["metrics"].items():
         label, better = METRICS.get(name, (name, ""))
-        low, high = values.get("ci95", (None, None))
+        # metrics.json writes null where the maps cannot define a value: an interval from one map, or the PSNR
+        # when every map is a perfect reconstruction
+        if values.get("mean") is None:
+            rows.append((label, "undefined", "", better))
+            continue
+        low, high = values.get("ci95") or (None, None)
         interval = f"[{low:.4g}, {high:.4g}]" if low is not None else ""
         rows.append((label, f"{values['mean']:.4g} ± {values.get('std', 0.0):.2g}", interval, better))
     return rows

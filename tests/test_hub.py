@@ -131,6 +131,20 @@ def test_the_card_shows_how_to_load_the_vae_and_its_ema_variant(training_run):
     assert "RadioUNet: Fast Radio Map Estimation" in text
 
 
+def test_metrics_that_the_maps_cannot_define_are_shown_as_undefined(training_run):
+    # one perfectly reconstructed map: no interval anywhere, and an infinite PSNR written as null
+    single = {"mean": 0.0, "std": 0.0, "ci95": None}
+    evaluation = METRICS | {
+        "num_maps": 1,
+        "metrics": {"nmse": single, "rmse": single, "ssim": {**single, "mean": 1.0},
+                    "psnr": {"mean": None, "std": None, "ci95": None}},
+    }
+    (training_run / "metrics.json").write_text(json.dumps(evaluation))
+    card = render_model_card(training_run)
+    assert "| PSNR (dB) | undefined |" in card.text
+    assert [r.metric_type for r in card.data.eval_results] == ["nmse", "rmse", "ssim"]
+
+
 def test_an_unevaluated_run_without_ema_gets_a_card_without_model_index(tmp_path):
     run = make_training_run(tmp_path / "run", evaluated=False, ema=False)
 
