@@ -98,6 +98,9 @@ def encode_latents(
     info = {
         "scaling_factor": float(vae.config.scaling_factor),
         "shift_factor": vae.config.shift_factor,
+        # per-channel statistics, when ``radiodiff latent-scale --write`` has stored them in the VAE's config
+        "latents_mean": vae.config.latents_mean,
+        "latents_std": vae.config.latents_std,
         "latent_shape": list(latent_shape),
         "condition_shape": list(condition_shape) if condition_shape else None,
         "num_maps": len(latents),
@@ -113,14 +116,14 @@ def encode_latents(
 def latents_readme(info: dict[str, Any], columns: list[str]) -> str:
     """The README of a latents folder: what each column is and how to use it without radiodiff."""
     shape = "x".join(str(n) for n in info["latent_shape"])
+    raster = "x".join(str(n) for n in info["condition_shape"] or [])
     described = {
         "name": "the map's name, `<city>_<transmitter>` (string)",
         "latent_mean": f"posterior mean of the VAE latent, float32 {shape}, unscaled",
         "latent_std": f"posterior standard deviation, float32 {shape} (exp(0.5 * logvar))",
         "latent_sample": f"one posterior sample mean + std * eps (seed {info['seed']}), float32 {shape}, unscaled",
-        "buildings": "building raster on [0, 1] (1 = building), float32 "
-        + "x".join(str(n) for n in info["condition_shape"] or []),
-        "transmitter": "transmitter raster on [0, 1], float32 " + "x".join(str(n) for n in info["condition_shape"] or []),
+        "buildings": f"building raster on [0, 1] (1 = building), float32 {raster}",
+        "transmitter": f"transmitter raster (1 at the transmitter's pixel, 0 elsewhere), float32 {raster}",
     }
     shift = info["shift_factor"]
 
@@ -138,8 +141,9 @@ def latents_readme(info: dict[str, Any], columns: list[str]) -> str:
         *(f"| `{column}` | {described[column]} |" for column in columns),
         "",
         f"The diffusion stage works on `{scaled('latent')}` with `scaling_factor = {info['scaling_factor']}` (from the VAE's",
-        "`config.json`; also in `latents.json`). To decode a generated latent, divide by the scaling factor",
-        "(and add the shift) before `AutoencoderKL.decode`.",
+        "`config.json`; also in `latents.json`). To decode a generated latent, divide by the scaling factor"
+        + (" and add the shift" if shift is not None else "")
+        + " before `AutoencoderKL.decode`.",
         "",
         "```python",
         "import json, datasets, torch",
