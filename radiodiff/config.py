@@ -132,6 +132,8 @@ class TrainConfig:
     # collectives that wait longer than this (a dead rank) stop the run instead of hanging
     collective_timeout_s: int = 600
     evaluate_at_end: bool = True
+    # training maps whose latents set the exported scaling factor; 0 keeps model.scaling_factor
+    latent_scale_maps: int = 1024
     push_to_hub: bool = False
     hub_repo_id: str | None = None
 

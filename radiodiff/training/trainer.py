@@ -21,12 +21,12 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration, set_seed
 from diffusers.training_utils import EMAModel
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from ..config import Config, save_config
 from ..data import build_dataset, prepare_data
-from ..evaluation import evaluate_vae, load_vae, write_metrics
+from ..evaluation import evaluate_vae, latent_statistics, load_vae, write_latent_scale, write_metrics
 from ..hub import push_to_hub, write_model_card
 from ..losses import VAEGANLoss
 from ..models import PatchGANDiscriminator, RadioDiffVAE
@@ -383,11 +383,29 @@ class Trainer:
         (self.output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2))
 
 
+def exported_vae(config: Config) -> tuple[Path, str | None]:
+    """The exported VAE folder and the variant users should load: the EMA weights when there are some."""
+    vae_dir = Path(config.output_dir) / "vae"
+    variant = "ema" if (vae_dir / "diffusion_pytorch_model.ema.safetensors").is_file() else None
+    return vae_dir, variant
+
+
+def store_latent_scale(config: Config, train_set: Dataset, device: torch.device) -> float:
+    """Measure the latents of (up to ``train.latent_scale_maps``) training maps with the exported VAE and store
+    the scaling factor (1/std) and the per-channel mean and std in ``vae/config.json`` for the diffusion stage."""
+    vae_dir, variant = exported_vae(config)
+    count = min(config.train.latent_scale_maps, len(train_set))
+    maps = Subset(train_set, [i * len(train_set) // count for i in range(count)])
+    stats = latent_statistics(load_vae(vae_dir, variant), maps, batch_size=config.train.batch_size, device=device,
+                              num_workers=config.data.num_workers, seed=config.train.seed)
+    write_latent_scale(vae_dir, stats.scaling_factor, stats)
+    return stats.scaling_factor
+
+
 def evaluate_export(config: Config, val_set: Dataset, device: torch.device) -> Path:
     """The exported VAE, as users will load it (its EMA weights when it has them), on the validation split:
     ``output_dir/metrics.json`` and ``per_image.csv``, which the model card reports."""
-    vae_dir = Path(config.output_dir) / "vae"
-    variant = "ema" if (vae_dir / "diffusion_pytorch_model.ema.safetensors").is_file() else None
+    vae_dir, variant = exported_vae(config)
     result = evaluate_vae(load_vae(vae_dir, variant), val_set, batch_size=config.train.batch_size, device=device,
                           num_workers=config.data.num_workers, split="val", variant=variant)
     return write_metrics(result, config.output_dir)
@@ -463,6 +481,8 @@ def train(config: Config, resume: str | None = None) -> Path:
         trainer.export()
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
+            if config.train.latent_scale_maps > 0:
+                store_latent_scale(config, train_set, accelerator.device)
             if config.train.evaluate_at_end:
                 evaluate_export(config, val_set, accelerator.device)
             publish(config)
