@@ -24,7 +24,7 @@ def save_sample_sheet(
     errors = (inputs - outputs).abs()
     columns = inputs.shape[0]
     error_max = max(float(errors.max()), 1e-3)
-    figure, axes = plt.subplots(3, columns, figsize=(2.2 * columns + 0.8, 6.8), squeeze=False)
+    figure, axes = plt.subplots(3, columns, figsize=(1.9 * columns + 1.2, 6.2), squeeze=False, layout="constrained")
     rows = [("input", inputs, GAIN_CMAP, 1.0), ("reconstruction", outputs, GAIN_CMAP, 1.0), ("|error|", errors, ERROR_CMAP, error_max)]
     for row, (label, images, cmap, vmax) in enumerate(rows):
         for column in range(columns):
