@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -193,14 +194,19 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
         if value is None:
             return None
     elif annotation is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value) if abs(value) < 1e308 else math.inf
+        elif isinstance(value, str):
             # PyYAML reads exponents without a dot (``5e-6``) as strings
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None:
+            if not math.isfinite(number):
+                raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+            return number
     elif annotation is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -221,8 +227,9 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
 _POSITIVE = (
     "train.max_steps", "train.batch_size", "train.gradient_accumulation_steps", "train.save_every",
     "train.sample_every", "train.log_every", "train.ema_update_every", "train.max_nonfinite_steps",
-    "train.collective_timeout_s", "discriminator.n_layers", "discriminator.ndf", "model.layers_per_block",
-    "data.synthetic.maps", "data.synthetic.tx_per_map", "data.synthetic.size",
+    "train.collective_timeout_s", "discriminator.n_layers", "discriminator.ndf", "discriminator.in_channels",
+    "model.layers_per_block", "model.norm_num_groups", "model.in_channels", "model.out_channels",
+    "model.latent_channels", "data.synthetic.maps", "data.synthetic.tx_per_map", "data.synthetic.size",
 )
 
 
@@ -242,7 +249,7 @@ def _check_values(config: Config) -> Config:
     if config.train.push_to_hub and not config.train.hub_repo_id:
         raise ConfigError("train.push_to_hub: true needs train.hub_repo_id (USER/NAME)")
     channels = config.model.block_out_channels
-    if not channels or any(c % config.model.norm_num_groups for c in channels):
+    if not channels or any(c < 1 or c % config.model.norm_num_groups for c in channels):
         raise ConfigError(
             f"model.block_out_channels: {channels} must be non-empty multiples of model.norm_num_groups "
             f"({config.model.norm_num_groups})"
@@ -282,9 +289,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        values = yaml.safe_load(path.read_text())
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({error})") from error
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error})") from error
     if values is None:
         return {}
     if not isinstance(values, dict):
@@ -329,6 +340,14 @@ _ORIGINAL_DIRECT = {
     "trainer.log_freq": "train.log_every",
     "trainer.results_folder": "output_dir",
 }
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def translate_original_config(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -389,13 +408,23 @@ def translate_original_config(values: Mapping[str, Any]) -> tuple[dict[str, Any]
             notes.append(f"{original}: {value!r} -> ignored (no equivalent)")
 
     ddconfig = _section(model, "ddconfig", "model.")
-    if list(ddconfig.get("attn_resolutions") or []) or float(ddconfig.get("dropout", 0.0) or 0.0) != 0.0:
+    attn_resolutions, dropout = ddconfig.get("attn_resolutions") or [], ddconfig.get("dropout") or 0.0
+    if not isinstance(attn_resolutions, list) or not _is_number(dropout):
+        raise ConfigError(
+            f"model.ddconfig: expected attn_resolutions to be a list and dropout a number, got "
+            f"{attn_resolutions!r} and {dropout!r}"
+        )
+    if attn_resolutions or dropout != 0.0:
         raise ConfigError(
             "model.ddconfig: attention inside the blocks (attn_resolutions) and dropout cannot be expressed by "
             f"AutoencoderKL; got attn_resolutions={ddconfig.get('attn_resolutions')}, dropout={ddconfig.get('dropout')}"
         )
     if "ch" in ddconfig or "ch_mult" in ddconfig:
         ch, ch_mult = ddconfig.get("ch", 128), ddconfig.get("ch_mult", [1, 2, 4])
+        if not _is_integer(ch) or not isinstance(ch_mult, list) or not all(_is_integer(m) for m in ch_mult):
+            raise ConfigError(
+                f"model.ddconfig.ch {ch!r} and ch_mult {ch_mult!r}: expected an integer and a list of integers"
+            )
         put("model.block_out_channels", [ch * m for m in ch_mult])
         notes.append(f"model.ddconfig.ch {ch!r} x ch_mult {ch_mult!r} -> model.block_out_channels")
     trainer = _section(values, "trainer", "")
