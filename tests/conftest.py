@@ -1,6 +1,7 @@
 """Shared fixtures. Nothing in the suite may reach the network: the Hub is forced offline."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -11,8 +12,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from safetensors.torch import load_file  # noqa: E402
+
 from radiodiff import RadioDiffVAE  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
+EXPORTED_WEIGHTS = (
+    "vae/diffusion_pytorch_model.safetensors",
+    "vae/diffusion_pytorch_model.ema.safetensors",
+    "discriminator/diffusion_pytorch_model.safetensors",
+)
 TINY_VAE = dict(block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4, sample_size=32)
 
 
@@ -56,6 +65,25 @@ def tiny_training_overrides(output_dir, cache_dir) -> list[str]:
         "train.num_sample_images=2",
         "loss.disc_start=5",
     ]
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment for training subprocesses: this checkout first on the path, one thread (exact results)."""
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def read_exported_weights(output_dir: Path) -> dict[str, torch.Tensor]:
+    """Every tensor a run exports (vae/, its EMA variant, discriminator/), keyed by file and name."""
+    weights = {}
+    for name in EXPORTED_WEIGHTS:
+        weights.update({f"{name}:{k}": v for k, v in load_file(Path(output_dir) / name).items()})
+    return weights
+
+
+def assert_same_weights(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    assert actual.keys() == expected.keys()
+    for key in expected:
+        torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=0, msg=key)
 
 
 @pytest.fixture(scope="session")

@@ -2,37 +2,22 @@
 
 import errno
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 from diffusers import AutoencoderKL
 from safetensors.torch import load_file
 
-from conftest import tiny_training_overrides
+from conftest import REPO, assert_same_weights, read_exported_weights, subprocess_env, tiny_training_overrides
 from radiodiff.config import load_config, read_config
 from radiodiff.training import CheckpointError, TrainingError, train
 from radiodiff.training.checkpoints import list_checkpoints
 
-REPO = Path(__file__).resolve().parents[1]
 STEP_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[Train Step\] (\d+)/(\d+): (.*), $")
-
-
-def subprocess_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-
-
-def read_weights(output_dir: Path) -> dict[str, torch.Tensor]:
-    weights = {}
-    for name in ("vae/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.ema.safetensors",
-                 "discriminator/diffusion_pytorch_model.safetensors"):
-        weights.update({f"{name}:{k}": v for k, v in load_file(output_dir / name).items()})
-    return weights
 
 
 @pytest.mark.slow
@@ -84,10 +69,7 @@ def test_resume_ends_with_the_same_weights_as_a_straight_run(tmp_path, synthetic
     shutil.copytree(straight / "checkpoints" / "checkpoint-4", resumed / "checkpoints" / "checkpoint-4")
     train(load_config(None, tiny_training_overrides(resumed, synthetic_cache)), resume="latest")
 
-    expected, actual = read_weights(straight), read_weights(resumed)
-    assert expected.keys() == actual.keys()
-    for key in expected:
-        torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=0, msg=key)
+    assert_same_weights(read_exported_weights(resumed), read_exported_weights(straight))
 
 
 @pytest.mark.slow

@@ -9,16 +9,20 @@ valid, and the previous one stays usable.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import pickle
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from accelerate import Accelerator
 from diffusers.training_utils import EMAModel
+from safetensors import SafetensorError
 
 from ..models import RadioDiffVAE
 
@@ -69,6 +73,14 @@ def list_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def newest_checkpoint_note(output_dir: str | Path) -> str:
+    """What a failed run leaves to resume from, for its error message."""
+    checkpoints = list_checkpoints(output_dir)
+    if not checkpoints:
+        return "no checkpoint was written yet"
+    return f"the newest complete checkpoint, {checkpoints[-1][1]}, is intact (continue with --resume latest)"
+
+
 def resolve_resume(output_dir: str | Path, resume: str | None) -> Path | None:
     """The checkpoint folder that ``--resume`` names: ``latest`` (None if there is none yet) or a path."""
     if resume is None:
@@ -99,6 +111,30 @@ def _replace_directory(source: Path, target: Path) -> None:
         os.close(directory)
 
 
+@contextlib.contextmanager
+def staged_directory(target: Path) -> Iterator[Path]:
+    """A folder to write ``target``'s new content into; it replaces ``target`` only if the block completes.
+
+    If the block raises (a full disk) or the process is killed, ``target`` keeps its earlier content.
+    """
+    staging = target.with_name(f".tmp-{target.name}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _replace_directory(staging, target)
+
+
+def _short(error: BaseException, lines: int = 2) -> str:
+    """The first lines of an error: torch lists every mismatching tensor, which buries the point."""
+    text = str(error).strip().splitlines()
+    more = f" ... ({len(text) - lines} more lines)" if len(text) > lines else ""
+    return " ".join(line.strip() for line in text[:lines]) + more
+
+
 def save_checkpoint(
     accelerator: Accelerator,
     output_dir: str | Path,
@@ -124,9 +160,9 @@ def save_checkpoint(
     except OSError as error:
         if accelerator.is_main_process:
             shutil.rmtree(staging, ignore_errors=True)
-        previous = list_checkpoints(output_dir)
-        kept = f"the previous checkpoint {previous[-1][1]} is intact" if previous else "no earlier checkpoint exists"
-        raise CheckpointError(f"could not write the checkpoint for step {state.step} to {final}: {error}; {kept}") from error
+        raise CheckpointError(
+            f"could not write the checkpoint for step {state.step} to {final}: {error}; {newest_checkpoint_note(output_dir)}"
+        ) from error
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         _replace_directory(staging, final)
@@ -142,16 +178,23 @@ def load_checkpoint(accelerator: Accelerator, path: Path, ema: EMAModel | None) 
     state = TrainerState.from_file(path / STATE_FILE)
     try:
         accelerator.load_state(str(path))
+    except (SafetensorError, EOFError, pickle.UnpicklingError) as error:
+        raise CheckpointError(
+            f"{path}: a file of the checkpoint is truncated or not in the expected format ({_short(error)})"
+        ) from error
     except (OSError, RuntimeError, KeyError, ValueError) as error:
         raise CheckpointError(
-            f"{path}: could not restore the training state ({error}). Was it written by a run with another "
-            "model, discriminator or optimizer configuration?"
+            f"{path}: could not restore the training state ({_short(error)}). Was it written by a run with "
+            "another model, discriminator or optimizer configuration?"
         ) from error
     if ema is not None:
         ema_path = path / EMA_FOLDER
         if not ema_path.is_dir():
             raise CheckpointError(f"{path}: train.use_ema is on but the checkpoint holds no {EMA_FOLDER}/ folder")
-        stored = EMAModel.from_pretrained(str(ema_path), model_cls=RadioDiffVAE)
+        try:
+            stored = EMAModel.from_pretrained(str(ema_path), model_cls=RadioDiffVAE)
+        except (OSError, ValueError, SafetensorError) as error:
+            raise CheckpointError(f"{ema_path}: the EMA weights cannot be read ({_short(error)})") from error
         ema.load_state_dict(stored.state_dict())
         ema.to(accelerator.device)
     return state

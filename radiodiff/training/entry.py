@@ -1,4 +1,8 @@
-"""``train_vae.py``'s command line: ``--config``, ``--resume`` and ``dotted.key=value`` overrides."""
+"""``train_vae.py``'s command line: ``--config``, ``--resume`` and ``dotted.key=value`` overrides.
+
+Every failure a user can cause or meet (a bad config or input, an unreadable checkpoint, a full disk, a dead
+process of a multi-process run) ends as one ``error: ...`` line on stderr and exit code 2, not a traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,8 @@ import argparse
 import os
 import sys
 
-from ..config import ConfigError, read_config
-from .checkpoints import CheckpointError
+from ..config import Config, ConfigError, read_config
+from .checkpoints import CheckpointError, newest_checkpoint_note
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,22 +27,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def is_collective_failure(error: RuntimeError) -> bool:
+    """A collective that failed because another process died or stalled.
+
+    NCCL raises ``DistBackendError``; gloo raises a plain RuntimeError from its transport, named in the message.
+    """
+    import torch.distributed
+
+    return isinstance(error, torch.distributed.DistError) or "gloo" in str(error)
+
+
+def collective_failure_message(error: RuntimeError, config: Config) -> str:
+    rank, world_size = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
+    reason = str(error).strip().splitlines()[0]
+    return (
+        f"process {rank} of {world_size}: another process of the run died or stalled for longer than "
+        f"train.collective_timeout_s ({config.train.collective_timeout_s} s), so this one stops too; the "
+        f"launcher's report names the process that failed first; {newest_checkpoint_note(config.output_dir)} "
+        f"(collective error: {reason})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # imported here so that `--help` and config errors come back fast
+    # imported here so that `--help` comes back fast
     from .trainer import TrainingError, train
 
     # accelerate's process state must not exist before the trainer builds it (it decides CPU vs GPU groups)
     is_main_process = int(os.environ.get("RANK", "0")) == 0
+    multi_process = int(os.environ.get("WORLD_SIZE", "1")) > 1
     try:
         config, notes = read_config(args.config, args.overrides)
-        if notes and is_main_process:
-            print(f"{args.config}: the original RadioDiff config was translated:")
-            for note in notes:
-                print(f"  {note}")
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if notes and is_main_process:
+        print(f"{args.config}: the original RadioDiff config was translated:")
+        for note in notes:
+            print(f"  {note}")
+    try:
         output_dir = train(config, resume=args.resume)
     except (ConfigError, CheckpointError, TrainingError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        # a full disk or a lost mount: checkpoints are written whole or not at all, so the newest one is usable
+        print(f"error: {error}; {newest_checkpoint_note(config.output_dir)}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:
+        if not (multi_process and is_collective_failure(error)):
+            raise
+        print(f"error: {collective_failure_message(error, config)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:
         print(f"interrupted: {interrupt or 'no checkpoint was written for the current step'}", file=sys.stderr)

@@ -30,7 +30,15 @@ from ..evaluation import evaluate_vae, latent_statistics, load_vae, write_latent
 from ..hub import push_to_hub, write_model_card
 from ..losses import VAEGANLoss
 from ..models import PatchGANDiscriminator, RadioDiffVAE
-from .checkpoints import TrainerState, list_checkpoints, load_checkpoint, resolve_resume, save_checkpoint
+from .checkpoints import (
+    TrainerState,
+    list_checkpoints,
+    load_checkpoint,
+    newest_checkpoint_note,
+    resolve_resume,
+    save_checkpoint,
+    staged_directory,
+)
 from .runlog import RunLog
 from .samples import save_sample_sheet
 from .schedule import ResumableShuffleSampler, learning_rate
@@ -43,7 +51,15 @@ class TrainingError(RuntimeError):
 def build_vae(config: Config) -> RadioDiffVAE:
     model = config.model
     if model.pretrained:
-        return RadioDiffVAE.from_pretrained(model.pretrained)
+        try:
+            return RadioDiffVAE.from_pretrained(model.pretrained)
+        except (OSError, ValueError) as error:
+            # diffusers' message for a missing folder talks about the Hub; say what was expected here
+            first_line = str(error).strip().splitlines()[0]
+            raise TrainingError(
+                f"model.pretrained {model.pretrained}: not a readable vae/ folder (config.json and "
+                f"diffusion_pytorch_model.safetensors from save_pretrained or `radiodiff convert`): {first_line}"
+            ) from error
     return RadioDiffVAE.from_block_channels(
         tuple(model.block_out_channels),
         in_channels=model.in_channels,
@@ -59,6 +75,19 @@ def build_vae(config: Config) -> RadioDiffVAE:
 
 def build_discriminator(config: Config) -> PatchGANDiscriminator:
     return PatchGANDiscriminator(**dataclasses.asdict(config.discriminator))
+
+
+def check_channels(vae: RadioDiffVAE, discriminator: PatchGANDiscriminator, train_set: Dataset) -> None:
+    """The models must take the maps the data yields; otherwise the first convolution fails deep in torch."""
+    channels = train_set[0]["gain_map"].shape[0]
+    expected = {
+        "model.in_channels": vae.config.in_channels,
+        "model.out_channels": vae.config.out_channels,
+        "discriminator.in_channels": discriminator.config.in_channels,
+    }
+    for key, value in expected.items():
+        if value != channels:
+            raise TrainingError(f"{key}: {value}, but the training maps have {channels} channel(s); expected {channels}")
 
 
 def parameters_are_finite(module: torch.nn.Module) -> bool:
@@ -98,6 +127,7 @@ class Trainer:
         device = accelerator.device
 
         vae, discriminator = build_vae(config), build_discriminator(config)
+        check_channels(vae, discriminator, train_set)
         if train.gradient_checkpointing:
             vae.enable_gradient_checkpointing()
         if train.channels_last:
@@ -346,15 +376,23 @@ class Trainer:
             return self.output_dir
         if not parameters_are_finite(self.raw_vae):
             raise TrainingError("the trained VAE has non-finite weights; nothing was exported")
-        vae_dir = self.output_dir / "vae"
-        self.raw_vae.save_pretrained(vae_dir)
-        if self.ema is not None:
-            ema_vae = RadioDiffVAE.from_config(self.raw_vae.config)
-            self.ema.copy_to(ema_vae.parameters())
-            ema_vae.save_pretrained(vae_dir, variant="ema")
-        self.raw_discriminator.save_pretrained(self.output_dir / "discriminator")
-        save_config(self.config, self.output_dir / "config.yaml")
-        self.write_summary()
+        try:
+            # staged: a full disk or a kill leaves an earlier export whole, never a half-written one
+            with staged_directory(self.output_dir / "vae") as vae_dir:
+                self.raw_vae.save_pretrained(vae_dir)
+                if self.ema is not None:
+                    ema_vae = RadioDiffVAE.from_config(self.raw_vae.config)
+                    self.ema.copy_to(ema_vae.parameters())
+                    ema_vae.save_pretrained(vae_dir, variant="ema")
+            with staged_directory(self.output_dir / "discriminator") as discriminator_dir:
+                self.raw_discriminator.save_pretrained(discriminator_dir)
+            save_config(self.config, self.output_dir / "config.yaml")
+            self.write_summary()
+        except OSError as error:
+            raise TrainingError(
+                f"could not export the trained model to {self.output_dir}: {error}; "
+                f"{newest_checkpoint_note(self.output_dir)}, and resuming from it exports again"
+            ) from error
         return self.output_dir
 
     def write_summary(self) -> None:
