@@ -89,6 +89,8 @@ class RadioMapSeerDataset(Dataset):
         self._grayscale = GrayscaleReader()
 
         transmitters = _transmitters_by_map(self.gain_folder)
+        if not transmitters:
+            raise FileNotFoundError(f"{self.gain_folder}: no gain maps in it; expected {{map}}_{{tx}}.png files")
         map_ids = split_map_ids(protocol, split, list(transmitters))
         missing = [map_id for map_id in map_ids if map_id not in transmitters]
         if missing:
