@@ -196,6 +196,13 @@ STEP_LINE = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \[Train Step\] (
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
 
 
+def _step_number(text: str) -> int | None:
+    """A step count as the trainers print it (ASCII digits that fit in int64), else None: the line is malformed."""
+    if text.isascii() and text.isdigit() and len(text) <= 18:
+        return int(text)
+    return None
+
+
 def _iso_timestamp(stamp: str) -> str:
     return f"{stamp[:10]}T{stamp[11:19]}.{stamp[20:23]}"
 
@@ -298,11 +305,12 @@ class _LogReader:
         """A step line without values: a skipped update, or a line cut short."""
         head, sep, body = message.partition(": ")
         step_text, slash, total_text = head.partition("/")
-        if not (sep and slash and step_text.isdigit() and total_text.isdigit()):
+        step = _step_number(step_text)
+        if not (sep and slash and step is not None and _step_number(total_text) is not None):
             self.counts.malformed += 1
         elif body.startswith(SKIPPED_STEP):
             self.counts.skipped_step += 1
-            self.skipped_steps.append(int(step_text))
+            self.skipped_steps.append(step)
         else:
             self.counts.truncated += 1
 
@@ -321,14 +329,14 @@ class _LogReader:
 
     def read_step_values(self, stamp: str, step_text: str, total_text: str, body: str, line_number: int) -> None:
         parts = body.replace(": ", ", ").split(", ")
-        if len(parts) % 2:
+        step = _step_number(step_text)
+        if len(parts) % 2 or step is None or _step_number(total_text) is None:
             self.counts.malformed += 1
             return
         key_set = self.key_set(tuple(parts[::2]))
         texts = parts[1::2]
         if key_set.lr_index is not None:
             self.note_lr_print(texts[key_set.lr_index])
-        step = int(step_text)
         run = self.runs[-1] if self.runs else self.start_run(line_number, RunConfig())
         if run.last_step is not None and step < run.last_step:
             # the steps went back without a config line: a restart, trained with the same settings

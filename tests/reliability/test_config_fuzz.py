@@ -28,10 +28,14 @@ ORIGINAL_KEYS = [
 ]
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(min_value=-(10**30), max_value=10**30) .map(lambda i: i * 10**30),
+    st.none(), st.booleans(), st.integers(), st.integers().map(lambda i: i * 10**400),
     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
 )
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 yaml_keys = st.one_of(st.text(max_size=12), st.integers(), st.booleans(), st.none(), st.floats(allow_nan=False))
 
 
