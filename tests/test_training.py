@@ -137,7 +137,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, synth
 
     monkeypatch.setattr(Accelerator, "save_state", disk_full_on_second_save)
     output_dir = tmp_path / "full"
-    with pytest.raises(CheckpointError, match="No space left on device.*checkpoint-4 is intact"):
+    with pytest.raises(CheckpointError, match="No space left on device.*checkpoint-4, is intact"):
         train(load_config(None, tiny_training_overrides(output_dir, synthetic_cache)))
     assert [step for step, _ in list_checkpoints(output_dir)] == [4]
     assert not list((output_dir / "checkpoints").glob(".tmp-*"))

@@ -128,7 +128,7 @@ def staged_directory(target: Path) -> Iterator[Path]:
     _replace_directory(staging, target)
 
 
-def _short(error: BaseException, lines: int = 2) -> str:
+def error_summary(error: BaseException, lines: int = 2) -> str:
     """The first lines of an error: torch lists every mismatching tensor, which buries the point."""
     text = str(error).strip().splitlines()
     more = f" ... ({len(text) - lines} more lines)" if len(text) > lines else ""
@@ -161,7 +161,8 @@ def save_checkpoint(
         if accelerator.is_main_process:
             shutil.rmtree(staging, ignore_errors=True)
         raise CheckpointError(
-            f"could not write the checkpoint for step {state.step} to {final}: {error}; {newest_checkpoint_note(output_dir)}"
+            f"could not write the checkpoint for step {state.step} to {final}: {error}; "
+            f"{newest_checkpoint_note(output_dir)}"
         ) from error
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -180,11 +181,11 @@ def load_checkpoint(accelerator: Accelerator, path: Path, ema: EMAModel | None) 
         accelerator.load_state(str(path))
     except (SafetensorError, EOFError, pickle.UnpicklingError) as error:
         raise CheckpointError(
-            f"{path}: a file of the checkpoint is truncated or not in the expected format ({_short(error)})"
+            f"{path}: a file of the checkpoint is truncated or not in the expected format ({error_summary(error)})"
         ) from error
     except (OSError, RuntimeError, KeyError, ValueError) as error:
         raise CheckpointError(
-            f"{path}: could not restore the training state ({_short(error)}). Was it written by a run with "
+            f"{path}: could not restore the training state ({error_summary(error)}). Was it written by a run with "
             "another model, discriminator or optimizer configuration?"
         ) from error
     if ema is not None:
@@ -194,7 +195,7 @@ def load_checkpoint(accelerator: Accelerator, path: Path, ema: EMAModel | None) 
         try:
             stored = EMAModel.from_pretrained(str(ema_path), model_cls=RadioDiffVAE)
         except (OSError, ValueError, SafetensorError) as error:
-            raise CheckpointError(f"{ema_path}: the EMA weights cannot be read ({_short(error)})") from error
+            raise CheckpointError(f"{ema_path}: the EMA weights cannot be read ({error_summary(error)})") from error
         ema.load_state_dict(stored.state_dict())
         ema.to(accelerator.device)
     return state

@@ -11,7 +11,7 @@ import os
 import sys
 
 from ..config import Config, ConfigError, read_config
-from .checkpoints import CheckpointError, newest_checkpoint_note
+from .checkpoints import CheckpointError, error_summary, newest_checkpoint_note
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,12 +39,11 @@ def is_collective_failure(error: RuntimeError) -> bool:
 
 def collective_failure_message(error: RuntimeError, config: Config) -> str:
     rank, world_size = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
-    reason = str(error).strip().splitlines()[0]
     return (
-        f"process {rank} of {world_size}: another process of the run died or stalled for longer than "
+        f"process {rank} of {world_size}: another process of the run died, or stalled for longer than "
         f"train.collective_timeout_s ({config.train.collective_timeout_s} s), so this one stops too; the "
         f"launcher's report names the process that failed first; {newest_checkpoint_note(config.output_dir)} "
-        f"(collective error: {reason})"
+        f"(collective error: {error_summary(error, lines=1)})"
     )
 
 

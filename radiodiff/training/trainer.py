@@ -32,6 +32,7 @@ from ..losses import VAEGANLoss
 from ..models import PatchGANDiscriminator, RadioDiffVAE
 from .checkpoints import (
     TrainerState,
+    error_summary,
     list_checkpoints,
     load_checkpoint,
     newest_checkpoint_note,
@@ -55,10 +56,10 @@ def build_vae(config: Config) -> RadioDiffVAE:
             return RadioDiffVAE.from_pretrained(model.pretrained)
         except (OSError, ValueError) as error:
             # diffusers' message for a missing folder talks about the Hub; say what was expected here
-            first_line = str(error).strip().splitlines()[0]
             raise TrainingError(
                 f"model.pretrained {model.pretrained}: not a readable vae/ folder (config.json and "
-                f"diffusion_pytorch_model.safetensors from save_pretrained or `radiodiff convert`): {first_line}"
+                f"diffusion_pytorch_model.safetensors from save_pretrained or `radiodiff convert`): "
+                f"{error_summary(error, lines=1)}"
             ) from error
     return RadioDiffVAE.from_block_channels(
         tuple(model.block_out_channels),

@@ -123,7 +123,9 @@ def test_config_mistakes_are_named(text, expected, tmp_path, capsys):
     assert message.startswith(f"error: {config}: ") and expected in message
 
 
-def test_resuming_a_checkpoint_of_another_architecture_names_the_folder(tmp_path, synthetic_cache, finished_run, capsys):
+def test_resuming_a_checkpoint_of_another_architecture_names_the_folder(
+    tmp_path, synthetic_cache, finished_run, capsys
+):
     checkpoint = finished_run / "checkpoints" / "checkpoint-2"
     argv = ["--resume", str(checkpoint), *overrides(tmp_path, synthetic_cache, "model.block_out_channels=[8, 8]")]
     message = run_and_read_the_error(argv, capsys)

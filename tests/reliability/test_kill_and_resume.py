@@ -11,7 +11,7 @@ from radiodiff.training.checkpoints import STATE_FILE, list_checkpoints, resolve
 from training_processes import INSIDE_CHECKPOINT_WRITE, TrainingProcess, logged_step_lines
 
 MAX_STEPS = 12
-# a checkpoint every 3 steps, samples every 4, the discriminator from step 5, EMA every 2: a kill can land in any of them
+# a checkpoint every 3 steps, samples every 4, the discriminator from step 5, EMA every 2: a kill can land in any
 RUN = [f"train.max_steps={MAX_STEPS}", "train.save_every=3", "train.log_every=1", "train.sample_every=4",
        "train.checkpoints_total_limit=2"]
 KILLS_PER_RUN = 2

@@ -47,7 +47,7 @@ def test_a_killed_rank_stops_the_other_with_a_clear_message(tmp_path, synthetic_
     assert "exitcode  : -9" in result.stderr  # torchrun's report names the killed rank
     assert "Traceback" not in rank0
     (message,) = error_lines(rank0)
-    assert "process 0 of 2: another process of the run died or stalled" in message
+    assert "process 0 of 2: another process of the run died, or stalled" in message
     assert "checkpoint-2, is intact (continue with --resume latest)" in message
     assert [step for step, _ in list_checkpoints(output_dir)] == [2]
 

@@ -60,6 +60,9 @@ class TrainingProcess:
     def stderr(self) -> str:
         return self.stderr_path.read_text() if self.stderr_path.exists() else ""
 
+    def report(self) -> str:
+        return f"exit code {self.process.exitcode}, stderr:\n{self.stderr()[-3000:]}"
+
     def wait(self, timeout: float = 300) -> int:
         self.process.join(timeout)
         if self.process.exitcode is None:
@@ -70,7 +73,7 @@ class TrainingProcess:
     def kill(self) -> None:
         """``kill -9``; it is an error if the run had already ended (the kill would test nothing)."""
         if self.process.exitcode is not None:
-            raise AssertionError(f"the run ended (exit {self.process.exitcode}) before the kill:\n{self.stderr()[-3000:]}")
+            raise AssertionError(f"the run ended before the kill:\n{self.report()}")
         os.kill(self.process.pid, signal.SIGKILL)
         self.process.join()
 
@@ -79,7 +82,7 @@ class TrainingProcess:
         deadline = time.monotonic() + timeout
         while not condition():
             if not self.process.is_alive():
-                raise AssertionError(f"the run ended (exit {self.process.exitcode}) before {what}:\n{self.stderr()[-3000:]}")
+                raise AssertionError(f"the run ended before {what}:\n{self.report()}")
             if time.monotonic() > deadline:
                 self.kill()
                 raise AssertionError(f"no {what} within {timeout} s")
