@@ -94,8 +94,22 @@ def resolve_resume(output_dir: str | Path, resume: str | None) -> Path | None:
     return path
 
 
+def _fsync_tree(root: Path) -> None:
+    """Flush every file and folder under ``root`` to disk, so that a rename never publishes unwritten data."""
+    for path in sorted(root.rglob("*"), reverse=True) + [root]:
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
 def _replace_directory(source: Path, target: Path) -> None:
-    """Move ``source`` to ``target``, replacing an existing ``target`` with no moment where neither exists."""
+    """Move ``source`` to ``target``, replacing an existing ``target`` with no moment where neither exists.
+
+    ``source`` is flushed first, so that even a power cut leaves either the old or the complete new folder.
+    """
+    _fsync_tree(source)
     if target.exists():
         stale = target.with_name(f".old-{target.name}")
         shutil.rmtree(stale, ignore_errors=True)
