@@ -115,11 +115,14 @@ class TrainConfig:
     adam_beta2: float = 0.999
     weight_decay: float = 1e-4
     max_grad_norm: float | None = None
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    # "auto": bf16 autocast on a GPU that supports it, fp32 elsewhere (master weights stay fp32 either way)
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     channels_last: bool = False
     gradient_checkpointing: bool = False
     allow_tf32: bool = True
     compile: bool = False
+    # one fused AdamW kernel over all parameters instead of a loop over them (same update, less overhead)
+    fused_optimizer: bool = True
     use_ema: bool = True
     ema_decay: float = 0.995
     ema_update_every: int = 10

@@ -192,7 +192,7 @@ class VAEGANLoss(nn.Module):
             "nll_loss": nll_loss.detach(),
             "rec_loss": rec_loss.detach().mean(),
             "d_weight": d_weight.detach(),
-            "disc_factor": torch.tensor(disc_factor),
+            "disc_factor": zero.new_full((), disc_factor),  # on the loss's device, like every logged value
             "g_loss": g_loss.detach(),
         }
         return loss, logs

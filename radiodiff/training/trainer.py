@@ -24,7 +24,7 @@ from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from ..config import Config, save_config
+from ..config import Config, TrainConfig, save_config
 from ..data import build_dataset, prepare_data
 from ..evaluation import evaluate_vae, latent_statistics, load_vae, write_latent_scale, write_metrics
 from ..hub import push_to_hub, write_model_card
@@ -136,15 +136,14 @@ class Trainer:
             discriminator.to(memory_format=torch.channels_last)
         self.loss_fn = VAEGANLoss(**dataclasses.asdict(config.loss)).to(device)
         vae_parameters = list(vae.parameters()) + ([self.loss_fn.logvar] if config.loss.learn_logvar else [])
-        optimizer_g = torch.optim.AdamW(
-            vae_parameters, lr=train.lr, betas=(train.adam_beta1, train.adam_beta2), weight_decay=train.weight_decay
-        )
-        optimizer_d = torch.optim.AdamW(
-            discriminator.parameters(),
-            lr=train.disc_lr or train.lr,
+        adamw = dict(
             betas=(train.adam_beta1, train.adam_beta2),
             weight_decay=train.weight_decay,
+            # None leaves torch's choice: a loop over the tensors on CPU, foreach on CUDA
+            fused=train.fused_optimizer or None,
         )
+        optimizer_g = torch.optim.AdamW(vae_parameters, lr=train.lr, **adamw)
+        optimizer_d = torch.optim.AdamW(discriminator.parameters(), lr=train.disc_lr or train.lr, **adamw)
         self.vae, self.discriminator, self.optimizer_g, self.optimizer_d = accelerator.prepare(
             vae, discriminator, optimizer_g, optimizer_d
         )
@@ -160,7 +159,11 @@ class Trainer:
         self.ema: EMAModel | None = None
         if train.use_ema:
             self.ema = EMAModel(
-                self.raw_vae.parameters(), decay=train.ema_decay, model_cls=RadioDiffVAE, model_config=self.raw_vae.config
+                self.raw_vae.parameters(),
+                decay=train.ema_decay,
+                foreach=True,  # one batched update instead of a Python loop over ~200 tensors
+                model_cls=RadioDiffVAE,
+                model_config=self.raw_vae.config,
             )
             self.ema.to(device)
 
@@ -200,8 +203,9 @@ class Trainer:
                 yield gain_map
             epoch, start = epoch + 1, 0
 
-    def all_finite(self, *losses: torch.Tensor) -> bool:
-        finite = torch.stack([torch.isfinite(loss).all() for loss in losses]).all().float()
+    def all_finite(self, finite: torch.Tensor) -> bool:
+        """The device-side flag ``finite`` on the host, the same on every rank: the step's one host sync."""
+        finite = finite.float()
         if self.accelerator.num_processes > 1:
             # every rank must take the same branch, or DDP's next collective would hang
             finite = self.accelerator.reduce(finite, reduction="min")
@@ -227,34 +231,30 @@ class Trainer:
         step = self.state.step
         accumulation = self.config.train.gradient_accumulation_steps
         disc_active = self.loss_fn.discriminator_active(step)
-        logs: dict[str, torch.Tensor] = {}
-        skipped = False
+        # checked once after every backward, not per loss: a mid-step host sync would stall a GPU's queue
+        finite = torch.ones((), dtype=torch.bool, device=self.accelerator.device)
         for micro_step in range(accumulation):
             gain_map = next(batches)
-            if skipped:
-                continue  # keep the data position; the step is lost anyway
-            last = micro_step == accumulation - 1
             with contextlib.ExitStack() as stack:
-                if not last:
+                if micro_step < accumulation - 1:
                     stack.enter_context(self.accelerator.no_sync(self.vae))
                     stack.enter_context(self.accelerator.no_sync(self.discriminator))
                 output = self.vae(gain_map, sample_posterior=True, return_posterior=True)
-                g_loss, g_logs = self.loss_fn.generator_loss(
-                    gain_map, output.sample, output.posterior, step, self.raw_discriminator, self.raw_vae.last_layer_weight
+                # the losses sum over every pixel: under autocast they still add up in fp32
+                reconstruction = output.sample.float()
+                g_loss, logs = self.loss_fn.generator_loss(
+                    gain_map, reconstruction, output.posterior, step, self.raw_discriminator, self.raw_vae.last_layer_weight
                 )
-                losses = [g_loss]
-                if disc_active:
-                    d_loss, d_logs = self.loss_fn.discriminator_loss(gain_map, output.sample, step, self.discriminator)
-                    losses.append(d_loss)
-                    g_logs.update(d_logs)
-                if not self.all_finite(*losses):
-                    skipped = True
-                    continue
+                finite &= torch.isfinite(g_loss)
+                # the VAE's graph is freed before the discriminator runs, which lowers the peak memory
                 self.accelerator.backward(g_loss / accumulation)
                 if disc_active:
+                    d_loss, d_logs = self.loss_fn.discriminator_loss(gain_map, reconstruction, step, self.discriminator)
+                    logs.update(d_logs)
+                    finite &= torch.isfinite(d_loss)
                     self.accelerator.backward(d_loss / accumulation)
-            logs = g_logs
-        if skipped:
+        # a non-finite loss anywhere in the step discards all of its gradients
+        if not self.all_finite(finite):
             self.optimizer_g.zero_grad(set_to_none=True)
             self.optimizer_d.zero_grad(set_to_none=True)
             return None
@@ -305,10 +305,10 @@ class Trainer:
         progress.close()
 
     def stop_requested(self, stop: StopRequest) -> bool:
+        if self.accelerator.num_processes == 1:
+            return stop.requested  # a device round trip here would be a second host sync every step
         requested = torch.tensor(float(stop.requested), device=self.accelerator.device)
-        if self.accelerator.num_processes > 1:
-            requested = self.accelerator.reduce(requested, reduction="max")
-        return bool(requested)
+        return bool(self.accelerator.reduce(requested, reduction="max"))
 
     def record_nonfinite_step(self, step: int) -> None:
         self.state.skipped_steps += 1
@@ -407,7 +407,7 @@ class Trainer:
             "wall_time_s": round(self.state.wall_time_s, 2),
             "hardware": hardware,
             "num_processes": self.accelerator.num_processes,
-            "mixed_precision": train.mixed_precision,
+            "mixed_precision": self.accelerator.mixed_precision,
             "data_source": self.config.data.source,
             "images_per_sec": round(
                 self.state.step * train.batch_size * train.gradient_accumulation_steps * self.accelerator.num_processes
@@ -458,13 +458,20 @@ def publish(config: Config) -> None:
         print(f"pushed to {url}")
 
 
+def resolved_mixed_precision(train: TrainConfig) -> str:
+    """``train.mixed_precision`` with ``auto`` decided: bf16 on a GPU that supports it, fp32 (``no``) elsewhere."""
+    if train.mixed_precision != "auto":
+        return train.mixed_precision
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
 def make_accelerator(config: Config) -> Accelerator:
     train = config.train
     launched_processes = int(os.environ.get("WORLD_SIZE", "1"))
     accelerator = Accelerator(
         # without a GPU, accelerate only forms a process group (gloo) when told to run on the CPU
         cpu=launched_processes > 1 and not torch.cuda.is_available(),
-        mixed_precision=train.mixed_precision,
+        mixed_precision=resolved_mixed_precision(train),
         log_with=None if train.report_to == "none" else train.report_to,
         project_config=ProjectConfiguration(
             project_dir=config.output_dir, logging_dir=str(Path(config.output_dir) / "logs")
