@@ -181,7 +181,7 @@ def format_row(variant: str, row: dict) -> str:
 
     fraction = "—" if row["fraction_of_peak"] is None else f"{100 * row['fraction_of_peak']:.1f} %"
     return (
-        f"| {variant:<14} | {row['ms_per_step']:9.1f} | {row['images_per_s']:8.1f} | {row['peak_memory_mib']:9.0f} "
+        f"| {variant:<14} | {row['ms_per_step']:9.1f} | {row['images_per_s']:8.3g} | {row['peak_memory_mib']:9.0f} "
         f"| {number('gflop_per_step', '.1f'):>9} | {number('achieved_tflops', '.3f'):>8} | {fraction:>7} "
         f"| {row['bare_vae_ms']:9.1f} | {row['ratio']:10.2f} |"
     )
