@@ -1,7 +1,7 @@
 """Speed of the real training step (generator and discriminator updates, discriminator active) per variant.
 
     python benchmarks/train_step.py [--config configs/quickstart.yaml] [--batch-size 6] [--size 64]
-                                    [--steps 20] [--warmup 3] [--variants default,fp32,bf16,...]
+                                    [--steps 10] [--warmup 2] [--variants default,fp32,bf16,...]
                                     [dotted.key=value ...]
 
 Each variant runs in its own process: it builds a :class:`radiodiff.training.Trainer` from the config (on
@@ -192,8 +192,8 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "configs" / "quickstart.yaml"))
     parser.add_argument("--batch-size", type=int, default=6)
     parser.add_argument("--size", type=int, default=64, help="map side in pixels")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps (each paired with a bare VAE step)")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (each paired with a bare VAE step)")
+    parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma-separated, from: {', '.join(VARIANTS)}")
     parser.add_argument("--one-variant", help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="config overrides (dotted.key=value) for every variant")

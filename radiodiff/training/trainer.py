@@ -246,7 +246,7 @@ class Trainer:
                     gain_map, reconstruction, output.posterior, step, self.raw_discriminator, self.raw_vae.last_layer_weight
                 )
                 finite &= torch.isfinite(g_loss)
-                # the VAE's graph is freed before the discriminator runs, which lowers the peak memory
+                # backward first: the discriminator's own forwards then never hold memory beside the VAE's graph
                 self.accelerator.backward(g_loss / accumulation)
                 if disc_active:
                     d_loss, d_logs = self.loss_fn.discriminator_loss(gain_map, reconstruction, step, self.discriminator)
