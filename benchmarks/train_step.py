@@ -72,7 +72,7 @@ def timed(function: Callable[[], None], synchronize: Callable[[], None]) -> floa
     return time.perf_counter() - start
 
 
-def measure_variant(config_path: str | None, overrides: list[str], args: argparse.Namespace) -> dict:
+def measure_variant(config_path: str | None, overrides: list[str], args: argparse.Namespace, scratch: str) -> dict:
     """Build a trainer for one variant and time its step against a bare VAE forward+backward; returns a row."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -81,7 +81,6 @@ def measure_variant(config_path: str | None, overrides: list[str], args: argpars
     from radiodiff.data import build_dataset, prepare_data
     from radiodiff.training.trainer import Trainer, make_accelerator
 
-    scratch = tempfile.mkdtemp(prefix="radiodiff-bench-")
     config = load_config(config_path, [
         f"output_dir={scratch}",
         "data.source=synthetic",
@@ -200,7 +199,8 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.one_variant:
-        print(json.dumps(measure_variant(args.config, args.overrides + VARIANTS[args.one_variant], args)))
+        with tempfile.TemporaryDirectory(prefix="radiodiff-bench-") as scratch:  # the trainer's output_dir
+            print(json.dumps(measure_variant(args.config, args.overrides + VARIANTS[args.one_variant], args, scratch)))
         return
     variants = [name.strip() for name in args.variants.split(",") if name.strip()]
     unknown = [name for name in variants if name not in VARIANTS]
