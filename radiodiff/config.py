@@ -157,6 +157,9 @@ class Config:
         return dataclasses.asdict(self)
 
 
+_YAML_BOOL_WORDS = {False: ("no", "off", "false"), True: ("yes", "on", "true")}
+
+
 def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     if origin is Literal:
@@ -185,7 +188,11 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
                 continue
         raise ConfigError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
     if origin is Literal:
-        if value in typing.get_args(annotation):
+        choices = typing.get_args(annotation)
+        if isinstance(value, bool):
+            # YAML 1.1 reads an unquoted no/off (yes/on) as a boolean; take it back as the word when it is a choice
+            value = next((word for word in _YAML_BOOL_WORDS[value] if word in choices), value)
+        if not isinstance(value, bool) and value in choices:
             return value
         raise ConfigError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
     if origin is list:

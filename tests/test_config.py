@@ -109,3 +109,12 @@ def test_original_yaml_with_attention_is_refused(tmp_path):
 def test_values_out_of_range_are_rejected(override, expected):
     with pytest.raises(ConfigError, match=expected):
         load_config(None, [override])
+
+
+def test_an_unquoted_no_is_the_word_where_the_choices_are_words(tmp_path):
+    assert load_config(None, ["train.mixed_precision=no"]).train.mixed_precision == "no"
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  mixed_precision: no\n")
+    assert load_config(path).train.mixed_precision == "no"
+    with pytest.raises(ConfigError, match="train.report_to"):
+        load_config(None, ["train.report_to=yes"])
