@@ -268,13 +268,14 @@ class Trainer:
 
     def run(self) -> None:
         train = self.config.train
-        accelerator = self.accelerator
         batches = self.micro_batches()
-        progress = tqdm(
-            total=train.max_steps, initial=self.state.step, desc="train", disable=not accelerator.is_main_process
-        )
+        images_per_step = train.batch_size * train.gradient_accumulation_steps * self.accelerator.num_processes
         interval_start, interval_steps = time.perf_counter(), 0
-        with StopRequest() as stop:
+        progress = tqdm(
+            total=train.max_steps, initial=self.state.step, desc="train", disable=not self.accelerator.is_main_process
+        )
+        # the bar is closed however the loop ends, so that an error line starts on a line of its own
+        with StopRequest() as stop, progress:
             while self.state.step < train.max_steps:
                 step_start = time.perf_counter()
                 lr = self.set_learning_rates(self.state.step)
@@ -287,8 +288,7 @@ class Trainer:
                 else:
                     self.state.consecutive_nonfinite = 0
                     if step % train.log_every == 0 or step == train.max_steps:
-                        elapsed = time.perf_counter() - interval_start
-                        images_per_s = interval_steps * train.batch_size * train.gradient_accumulation_steps * accelerator.num_processes / elapsed
+                        images_per_s = interval_steps * images_per_step / (time.perf_counter() - interval_start)
                         self.log_step(step, logs, lr, images_per_s, progress)
                         interval_start, interval_steps = time.perf_counter(), 0
                 if step % train.sample_every == 0:
@@ -300,9 +300,7 @@ class Trainer:
                 if self.stop_requested(stop):
                     if self.last_checkpoint_step() != step:
                         self.save_checkpoint()
-                    progress.close()
                     raise KeyboardInterrupt(f"stopped at step {step}; checkpoint saved")
-        progress.close()
 
     def stop_requested(self, stop: StopRequest) -> bool:
         if self.accelerator.num_processes == 1:
