@@ -216,7 +216,8 @@ def _training_rows(run: TrainingRun) -> list[tuple[str, str]]:
             ("GAN", f"{loss.disc_loss} loss, weight {loss.disc_weight:g}, from step {loss.disc_start}"),
             ("perceptual weight", f"{loss.perceptual_weight:g}"),
             ("EMA", f"decay {train.ema_decay:g} every {train.ema_update_every} steps" if train.use_ema else "off"),
-            ("mixed precision", train.mixed_precision),
+            # the summary holds what `auto` resolved to on the machine that trained
+            ("mixed precision", (run.summary or {}).get("mixed_precision", train.mixed_precision)),
         ]
     summary = run.summary or {}
     if "steps" in summary:
