@@ -20,6 +20,7 @@ def main(output_dir: str, overrides: list[str]) -> None:
     rank = accelerator.process_index
     weights = {f"vae.{k}": v.contiguous() for k, v in trainer.raw_vae.state_dict().items()}
     weights.update({f"discriminator.{k}": p.detach().contiguous() for k, p in trainer.raw_discriminator.named_parameters()})
+    weights["loss.logvar"] = trainer.loss_fn.logvar.detach().reshape(1)
     save_file(weights, str(Path(output_dir) / f"rank{rank}.safetensors"))
     accelerator.wait_for_everyone()
     accelerator.end_training()

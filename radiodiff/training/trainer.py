@@ -258,6 +258,10 @@ class Trainer:
             self.optimizer_g.zero_grad(set_to_none=True)
             self.optimizer_d.zero_grad(set_to_none=True)
             return None
+        if self.config.loss.learn_logvar and self.accelerator.num_processes > 1:
+            # logvar lives outside the DDP-wrapped VAE, so DDP does not average its gradient
+            logvar = self.loss_fn.logvar
+            logvar.grad = self.accelerator.reduce(logvar.grad, reduction="mean")
         self.optimizer_step(self.optimizer_g, self.vae)
         # no discriminator work before disc_start: not even weight decay (the original still applied it)
         if disc_active:
