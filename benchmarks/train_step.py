@@ -78,8 +78,8 @@ def measure_variant(config_path: str | None, overrides: list[str], args: argpars
     from torch.utils.flop_counter import FlopCounterMode
 
     from radiodiff.config import load_config
-    from radiodiff.data import build_dataset, prepare_data
-    from radiodiff.training.trainer import Trainer, make_accelerator
+    from radiodiff.data import prepare_data
+    from radiodiff.training.trainer import build_trainer
 
     config = load_config(config_path, [
         f"output_dir={scratch}",
@@ -92,18 +92,12 @@ def measure_variant(config_path: str | None, overrides: list[str], args: argpars
         "loss.disc_start=0",
         *overrides,
     ])
-    if config.train.allow_tf32 and torch.cuda.is_available():
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    torch.manual_seed(config.train.seed)
-    prepare_data(config.data)
-    train_set, val_set = build_dataset(config.data, "train"), build_dataset(config.data, "val")
+    prepare_data(config.data)  # generated here, so that the memory measured below is the trainer's
     cuda = torch.cuda.is_available()
     synchronize = torch.cuda.synchronize if cuda else (lambda: None)
     rss_before = current_rss_bytes()
 
-    accelerator = make_accelerator(config)
-    trainer = Trainer(config, accelerator, train_set, val_set)
+    trainer = build_trainer(config)
     loaded = list(itertools.islice(trainer.micro_batches(), 4 * config.train.gradient_accumulation_steps))
     batches = itertools.cycle(loaded)
 
@@ -115,7 +109,7 @@ def measure_variant(config_path: str | None, overrides: list[str], args: argpars
     def bare_vae_step() -> None:
         gain_map = loaded[0]
         reconstruction = trainer.vae(gain_map, sample_posterior=True).sample
-        accelerator.backward((reconstruction.float() - gain_map).abs().mean())
+        trainer.accelerator.backward((reconstruction.float() - gain_map).abs().mean())
         trainer.vae.zero_grad(set_to_none=True)
 
     for _ in range(args.warmup):

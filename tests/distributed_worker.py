@@ -6,16 +6,13 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from radiodiff.config import load_config
-from radiodiff.training.trainer import Trainer, make_accelerator
-from radiodiff.data import build_dataset, prepare_data
+from radiodiff.training.trainer import build_trainer
 
 
 def main(output_dir: str, overrides: list[str]) -> None:
     config = load_config(None, overrides)
-    accelerator = make_accelerator(config)
-    with accelerator.main_process_first():
-        prepare_data(config.data)
-    trainer = Trainer(config, accelerator, build_dataset(config.data, "train"), build_dataset(config.data, "val"))
+    trainer = build_trainer(config)
+    accelerator = trainer.accelerator
     trainer.run()
     rank = accelerator.process_index
     weights = {f"vae.{k}": v.contiguous() for k, v in trainer.raw_vae.state_dict().items()}

@@ -7,9 +7,8 @@ import torch
 
 from conftest import tiny_training_overrides
 from radiodiff.config import load_config
-from radiodiff.data import build_dataset, prepare_data
 from radiodiff.losses import VAEGANLoss
-from radiodiff.training.trainer import Trainer, make_accelerator, resolved_mixed_precision
+from radiodiff.training.trainer import Trainer, build_trainer, resolved_mixed_precision
 
 
 @pytest.mark.parametrize(
@@ -27,22 +26,20 @@ def test_an_explicit_precision_is_kept(monkeypatch):
     assert resolved_mixed_precision(load_config(None, ["train.mixed_precision='no'"]).train) == "no"
 
 
-def build_trainer(tmp_path, cache, overrides=()) -> Trainer:
+def tiny_trainer(tmp_path, cache, overrides=()) -> Trainer:
     config = load_config(None, tiny_training_overrides(tmp_path / "run", cache) + ["loss.disc_start=0", *overrides])
-    prepare_data(config.data)
-    torch.manual_seed(0)
-    return Trainer(config, make_accelerator(config), build_dataset(config.data, "train"), build_dataset(config.data, "val"))
+    return build_trainer(config)
 
 
 def test_optimizers_are_fused_by_default_and_plain_on_request(tmp_path, synthetic_cache):
-    fused = build_trainer(tmp_path, synthetic_cache)
+    fused = tiny_trainer(tmp_path, synthetic_cache)
     assert fused.optimizer_g.optimizer.defaults["fused"] and fused.optimizer_d.optimizer.defaults["fused"]
-    plain = build_trainer(tmp_path, synthetic_cache, ["train.fused_optimizer=false"])
+    plain = tiny_trainer(tmp_path, synthetic_cache, ["train.fused_optimizer=false"])
     assert not plain.optimizer_g.optimizer.defaults["fused"]
 
 
 def test_a_nonfinite_discriminator_loss_skips_the_step_and_leaves_every_weight(tmp_path, synthetic_cache, monkeypatch):
-    trainer = build_trainer(tmp_path, synthetic_cache)
+    trainer = tiny_trainer(tmp_path, synthetic_cache)
     batches = itertools.cycle(list(itertools.islice(trainer.micro_batches(), 1)))
     assert trainer.train_step(batches) is not None  # a good step first, so the optimizers have state
     before = {name: p.detach().clone() for name, p in itertools.chain(

@@ -7,9 +7,8 @@ import os
 import subprocess
 import sys
 
-import pytest
 from PIL import Image
-from report_logs import CONFIG, FIXTURE_LOG, GENERATOR_KEYS, REPO_ROOT, healthy_steps, with_total, write_run
+from report_logs import CONFIG, GENERATOR_KEYS, REPO_ROOT, healthy_steps, shared_fixture_log, with_total, write_run
 
 from radiodiff.cli import main
 from radiodiff.config import config_from_dict
@@ -30,9 +29,7 @@ def save_sample(path, shade: int) -> None:
 
 
 def test_report_command_on_the_original_log_writes_every_output(tmp_path):
-    if not FIXTURE_LOG.is_file():
-        pytest.skip(f"{FIXTURE_LOG} is not shared with this checkout")
-    done = run_radiodiff("report", str(FIXTURE_LOG), "--out", str(tmp_path / "report"))
+    done = run_radiodiff("report", str(shared_fixture_log()), "--out", str(tmp_path / "report"))
     assert done.returncode == 0, done.stderr
     assert "The discriminator never trained" in done.stdout
     for name in OUTPUTS:

@@ -92,7 +92,8 @@ def check_channels(vae: RadioDiffVAE, discriminator: PatchGANDiscriminator, trai
 
 
 def parameters_are_finite(module: torch.nn.Module) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
+    # one host sync for the whole model, not one per tensor
+    return bool(torch.stack([torch.isfinite(p).all() for p in module.parameters()]).all())
 
 
 class StopRequest:
@@ -123,6 +124,7 @@ class Trainer:
     def __init__(self, config: Config, accelerator: Accelerator, train_set: Dataset, val_set: Dataset):
         self.config = config
         self.accelerator = accelerator
+        self.train_set, self.val_set = train_set, val_set
         self.output_dir = Path(config.output_dir)
         train = config.train
         device = accelerator.device
@@ -424,32 +426,28 @@ class Trainer:
         (self.output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2))
 
 
-def exported_vae(config: Config) -> tuple[Path, str | None]:
-    """The exported VAE folder and the variant users should load: the EMA weights when there are some."""
+def measure_export(config: Config, train_set: Dataset, val_set: Dataset, device: torch.device) -> None:
+    """The exported VAE, loaded once as users will load it (its EMA weights when it has them):
+
+    - the latents of up to ``train.latent_scale_maps`` training maps set the scaling factor (1/std) and the
+      per-channel mean and std stored in ``vae/config.json`` for the diffusion stage;
+    - with ``train.evaluate_at_end``, the validation split gives ``metrics.json`` and ``per_image.csv``, which the
+      model card reports.
+    """
+    train = config.train
+    if train.latent_scale_maps == 0 and not train.evaluate_at_end:
+        return
     vae_dir = Path(config.output_dir) / "vae"
     variant = "ema" if (vae_dir / "diffusion_pytorch_model.ema.safetensors").is_file() else None
-    return vae_dir, variant
-
-
-def store_latent_scale(config: Config, train_set: Dataset, device: torch.device) -> float:
-    """Measure the latents of (up to ``train.latent_scale_maps``) training maps with the exported VAE and store
-    the scaling factor (1/std) and the per-channel mean and std in ``vae/config.json`` for the diffusion stage."""
-    vae_dir, variant = exported_vae(config)
-    count = min(config.train.latent_scale_maps, len(train_set))
-    maps = Subset(train_set, [i * len(train_set) // count for i in range(count)])
-    stats = latent_statistics(load_vae(vae_dir, variant), maps, batch_size=config.train.batch_size, device=device,
-                              num_workers=config.data.num_workers, seed=config.train.seed)
-    write_latent_scale(vae_dir, stats.scaling_factor, stats)
-    return stats.scaling_factor
-
-
-def evaluate_export(config: Config, val_set: Dataset, device: torch.device) -> Path:
-    """The exported VAE, as users will load it (its EMA weights when it has them), on the validation split:
-    ``output_dir/metrics.json`` and ``per_image.csv``, which the model card reports."""
-    vae_dir, variant = exported_vae(config)
-    result = evaluate_vae(load_vae(vae_dir, variant), val_set, batch_size=config.train.batch_size, device=device,
-                          num_workers=config.data.num_workers, split="val", variant=variant)
-    return write_metrics(result, config.output_dir)
+    vae = load_vae(vae_dir, variant)
+    shared = dict(batch_size=train.batch_size, device=device, num_workers=config.data.num_workers)
+    if train.latent_scale_maps > 0:
+        count = min(train.latent_scale_maps, len(train_set))
+        maps = Subset(train_set, [i * len(train_set) // count for i in range(count)])
+        stats = latent_statistics(vae, maps, seed=train.seed, **shared)
+        write_latent_scale(vae_dir, stats.scaling_factor, stats)
+    if train.evaluate_at_end:
+        write_metrics(evaluate_vae(vae, val_set, split="val", variant=variant, **shared), config.output_dir)
 
 
 def publish(config: Config) -> None:
@@ -499,27 +497,29 @@ def _flat_hparams(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def build_trainer(config: Config) -> Trainer:
+    """accelerate, seeds, data (prepared on the main process first) and the :class:`Trainer`, on every process."""
+    accelerator = make_accelerator(config)
+    set_seed(config.train.seed)
+    if config.train.allow_tf32 and torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+    with accelerator.main_process_first():
+        if accelerator.is_main_process:
+            prepare_data(config.data)
+    return Trainer(config, accelerator, build_dataset(config.data, "train"), build_dataset(config.data, "val"))
+
+
 def train(config: Config, resume: str | None = None) -> Path:
     """Train the VAE-GAN described by ``config``; returns the output folder.
 
     ``resume`` is ``"latest"`` (the newest complete checkpoint in ``output_dir``, or a fresh start if none)
     or the path of a checkpoint folder.
     """
-    accelerator = make_accelerator(config)
-    set_seed(config.train.seed)
-    if config.train.allow_tf32 and torch.cuda.is_available():
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     resume_path = resolve_resume(config.output_dir, resume)
-    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
-
-    with accelerator.main_process_first():
-        if accelerator.is_main_process:
-            prepare_data(config.data)
-    train_set = build_dataset(config.data, "train")
-    val_set = build_dataset(config.data, "val")
-
-    trainer = Trainer(config, accelerator, train_set, val_set)
+    trainer = build_trainer(config)
+    accelerator = trainer.accelerator
     if config.train.report_to != "none":
         accelerator.init_trackers("radiodiff-vae", config=_flat_hparams(config.to_dict()))
     if resume_path is not None:
@@ -529,10 +529,7 @@ def train(config: Config, resume: str | None = None) -> Path:
         trainer.export()
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            if config.train.latent_scale_maps > 0:
-                store_latent_scale(config, train_set, accelerator.device)
-            if config.train.evaluate_at_end:
-                evaluate_export(config, val_set, accelerator.device)
+            measure_export(config, trainer.train_set, trainer.val_set, accelerator.device)
             publish(config)
     finally:
         trainer.runlog.close()

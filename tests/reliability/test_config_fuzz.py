@@ -7,7 +7,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from radiodiff.config import Config, ConfigError, apply_overrides, config_from_dict, load_config, read_config
+from radiodiff.config import Config, ConfigError, config_from_dict, load_config, read_config
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
