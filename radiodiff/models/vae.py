@@ -201,3 +201,23 @@ class RadioDiffVAE(AutoencoderKL):
             output = RadioDiffVAEOutput(sample=reconstruction, posterior=posterior, latent=latent)
             return output if return_dict else (reconstruction, posterior, latent)
         return DecoderOutput(sample=reconstruction) if return_dict else (reconstruction,)
+
+
+# ---- the latent normalisation (one convention, read from the VAE's config) -----------------------------------
+#
+# diffusers' SD3/Flux convention: the diffusion stage works on ``(z - shift_factor) * scaling_factor``, with
+# ``shift_factor`` the mean and ``scaling_factor`` 1/std of the training latents (one scalar each; a missing
+# ``shift_factor`` means 0). ``latents_mean``/``latents_std`` stay unset: pipelines that read them would apply a
+# second, per-channel normalisation on top. Works on any ``AutoencoderKL`` config, not only ours.
+
+
+def normalize_latents(latent: torch.Tensor, vae_config: Any) -> torch.Tensor:
+    """VAE latents ``z`` -> what the diffusion stage sees: ``(z - shift_factor) * scaling_factor``."""
+    shift = getattr(vae_config, "shift_factor", None) or 0.0
+    return (latent - shift) * vae_config.scaling_factor
+
+
+def denormalize_latents(latents: torch.Tensor, vae_config: Any) -> torch.Tensor:
+    """The inverse of :func:`normalize_latents`: diffusion-stage latents -> what ``vae.decode`` takes."""
+    shift = getattr(vae_config, "shift_factor", None) or 0.0
+    return latents / vae_config.scaling_factor + shift
