@@ -1,4 +1,4 @@
-"""RadioDiff VAE: the first stage of RadioDiff (radio-map latent diffusion) as a Hugging Face-native package."""
+"""RadioDiff (radio-map latent diffusion) as a Hugging Face-native package: the VAE and the diffusion stage."""
 
 from __future__ import annotations
 
@@ -11,15 +11,28 @@ __version__ = "0.1.0"
 # such as `radiodiff report` start fast
 _LAZY_EXPORTS = {
     "PatchGANDiscriminator": ".models",
+    "RadioDiffPipeline": ".pipelines",
+    "RadioDiffScheduler": ".schedulers",
     "RadioDiffVAE": ".models",
+    "RadioMapConditionEncoder": ".models",
     "VAEGANLoss": ".losses",
 }
 
-__all__ = ["PatchGANDiscriminator", "RadioDiffVAE", "VAEGANLoss", "__version__"]
+__all__ = [
+    "PatchGANDiscriminator",
+    "RadioDiffPipeline",
+    "RadioDiffScheduler",
+    "RadioDiffVAE",
+    "RadioMapConditionEncoder",
+    "VAEGANLoss",
+    "__version__",
+]
 
 if TYPE_CHECKING:
     from .losses import VAEGANLoss
-    from .models import PatchGANDiscriminator, RadioDiffVAE
+    from .models import PatchGANDiscriminator, RadioDiffVAE, RadioMapConditionEncoder
+    from .pipelines import RadioDiffPipeline
+    from .schedulers import RadioDiffScheduler
 
 
 def __getattr__(name: str) -> Any:

@@ -1,6 +1,20 @@
-"""The models: the VAE and the discriminator. Pure modules, no data and no training logic."""
+"""The models: the VAE, the discriminator, the condition encoder and the denoiser presets. Pure modules, no data
+and no training logic."""
 
+from .condition_encoder import RadioMapConditionEncoder, transmitter_log_distance
+from .denoiser import PRESETS, build_condition_encoder, build_denoiser
 from .discriminator import PatchGANDiscriminator
 from .vae import RadioDiffVAE, RadioDiffVAEOutput, denormalize_latents, normalize_latents
 
-__all__ = ["PatchGANDiscriminator", "RadioDiffVAE", "RadioDiffVAEOutput", "denormalize_latents", "normalize_latents"]
+__all__ = [
+    "PRESETS",
+    "PatchGANDiscriminator",
+    "RadioDiffVAE",
+    "RadioDiffVAEOutput",
+    "RadioMapConditionEncoder",
+    "build_condition_encoder",
+    "build_denoiser",
+    "denormalize_latents",
+    "normalize_latents",
+    "transmitter_log_distance",
+]

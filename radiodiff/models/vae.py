@@ -10,6 +10,11 @@ from diffusers import AutoencoderKL
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
 
+# diffusers' pipeline loader finds a custom component's load method by looking its base classes up in the
+# component's own module (pipeline_loading_utils.get_class_obj_and_candidates): a saved pipeline holding a
+# RadioDiffVAE loads only if ModelMixin is a name here
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
+
 # The keys of the original RadioDiff / latent-diffusion ``ddconfig`` that we can express.
 LDM_DDCONFIG_KEYS = (
     "double_z",

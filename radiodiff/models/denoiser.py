@@ -1,0 +1,79 @@
+"""The denoiser (a diffusers ``UNet2DModel``) and the condition encoder, built from named presets.
+
+The UNet sees the noisy latent concatenated with the condition features and predicts what the formulation
+needs: ``(C, eps)`` stacked along the channels for RadioDiff's process, the velocity for flow matching. Its
+timestep is t (or sigma) times 1000 through sinusoidal ("positional") embeddings: diffusers' "fourier"
+embedding would also divide the output by the timestep (the score-SDE convention), which neither target wants.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diffusers import UNet2DModel
+
+from .condition_encoder import RadioMapConditionEncoder
+
+# What a trainer's config names. "paper" follows RadioDiff's UNet (base width 128, multipliers 1, 2, 4, 4 on a
+# 64x64 latent) with attention at the two lowest resolutions; "tiny" runs on a CPU in tests and the quickstart.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {
+        "unet": dict(
+            block_out_channels=(128, 256, 512, 512),
+            down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
+            up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+            layers_per_block=2,
+            attention_head_dim=64,
+            norm_num_groups=32,
+        ),
+        "condition_encoder": dict(hidden_channels=128, num_res_blocks=2, out_channels=64, norm_num_groups=32),
+    },
+    "tiny": {
+        "unet": dict(
+            block_out_channels=(32, 64),
+            down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+            up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+            layers_per_block=1,
+            attention_head_dim=16,
+            norm_num_groups=8,
+        ),
+        "condition_encoder": dict(hidden_channels=32, num_res_blocks=1, out_channels=8, norm_num_groups=8),
+    },
+}
+
+# channels the UNet returns per latent channel
+OUTPUTS_PER_LATENT_CHANNEL = {"radiodiff": 2, "flow_matching": 1}
+
+
+def _preset(name: str) -> dict[str, dict[str, Any]]:
+    if name not in PRESETS:
+        raise ValueError(f"preset: {name!r}; expected one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def build_condition_encoder(preset: str, downsampling_factor: int) -> RadioMapConditionEncoder:
+    """The condition encoder of ``preset``, folding maps by the VAE's ``downsampling_factor``."""
+    return RadioMapConditionEncoder(downsampling_factor=downsampling_factor, **_preset(preset)["condition_encoder"])
+
+
+def build_denoiser(
+    preset: str, latent_channels: int, condition_channels: int, formulation: str, sample_size: int
+) -> UNet2DModel:
+    """The ``UNet2DModel`` of ``preset`` for ``formulation`` ("radiodiff" or "flow_matching").
+
+    Args:
+        preset: a key of :data:`PRESETS`.
+        latent_channels: channels of the VAE's latent.
+        condition_channels: channels of the condition features (the encoder's ``out_channels``).
+        formulation: "radiodiff" (outputs C and eps, 2 x latent_channels) or "flow_matching" (the velocity).
+        sample_size: the latent's side (map size / the VAE's downsampling factor).
+    """
+    if formulation not in OUTPUTS_PER_LATENT_CHANNEL:
+        raise ValueError(f"formulation: {formulation!r}; expected one of {sorted(OUTPUTS_PER_LATENT_CHANNEL)}")
+    return UNet2DModel(
+        sample_size=sample_size,
+        in_channels=latent_channels + condition_channels,
+        out_channels=OUTPUTS_PER_LATENT_CHANNEL[formulation] * latent_channels,
+        time_embedding_type="positional",
+        **_preset(preset)["unet"],
+    )

@@ -1,0 +1,159 @@
+"""RadioDiff's decoupled diffusion ("const SDE") as a diffusers scheduler.
+
+Forward process, continuous time t in (0, 1]: ``x_t = x0 + C t + W_t`` with ``C = -x0`` and ``W`` a Brownian motion,
+so ``x_t = (1 - t) x0 + sqrt(t) eps``. The denoiser predicts both ``C`` and ``eps``. Sampling walks t from 1 to 0
+in steps of ``s``, each drawn from the Brownian-bridge posterior q(x_{t-s} | x_t, x0) with x0 and the noise
+replaced by their predictions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+
+@dataclass
+class RadioDiffSchedulerOutput(BaseOutput):
+    """What one sampling step returns.
+
+    Args:
+        prev_sample (`torch.Tensor`): x_{t-s}, the input of the next step (the clean sample after the last).
+        pred_original_sample (`torch.Tensor`): x0_hat, the clean sample predicted at this step.
+    """
+
+    prev_sample: torch.Tensor
+    pred_original_sample: torch.Tensor
+
+
+def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A (B,) or scalar tensor shaped to broadcast against ``like`` (B, C, H, W)."""
+    values = values.to(device=like.device, dtype=like.dtype)
+    return values.reshape(values.shape + (1,) * (like.ndim - values.ndim))
+
+
+class RadioDiffScheduler(SchedulerMixin, ConfigMixin):
+    r"""The sampler and forward process of RadioDiff's second stage.
+
+    ``timesteps`` are what the denoiser is given (``t * num_train_timesteps``, as diffusers' flow-matching
+    scheduler does with its sigmas); ``times`` are the continuous t they stand for. ``step`` takes one of
+    ``timesteps``; the training helpers (:meth:`sample_times`, :meth:`add_noise`, :meth:`loss_weights`) speak t.
+
+    Args:
+        num_train_timesteps (`int`, defaults to 1000): the scale from t in (0, 1] to the denoiser's timestep.
+        t_min (`float`, defaults to 1e-4): the smallest t trained on, and the length of the split-off last step.
+        split_last_step (`bool`, defaults to `True`): split the last of the N uniform steps into
+            ``(1/N - t_min, t_min)``, as the original sampler's ``denoise=True`` does (N + 1 denoiser calls);
+            ``False`` takes N equal steps.
+    """
+
+    config_name = "scheduler_config.json"
+    order = 1
+
+    @register_to_config
+    def __init__(self, num_train_timesteps: int = 1000, t_min: float = 1e-4, split_last_step: bool = True):
+        if not 0.0 < t_min < 1.0:
+            raise ValueError(f"t_min: {t_min}; expected a value in (0, 1)")
+        # empty until set_timesteps: step refuses timesteps it was not given
+        self.num_inference_steps: int | None = None
+        self.times = torch.empty(0, dtype=torch.float64)
+        self.timesteps = torch.empty(0)
+
+    def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
+        """N uniform steps of 1/N from t = 1 (the last one split in two when ``split_last_step``)."""
+        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps: {num_inference_steps!r}; expected an integer >= 1")
+        step = 1.0 / num_inference_steps
+        if self.config.split_last_step and step <= self.config.t_min:
+            raise ValueError(
+                f"num_inference_steps: {num_inference_steps} makes steps of {step:g}, not longer than t_min "
+                f"({self.config.t_min:g}) that the last step splits off; expected fewer steps"
+            )
+        times = [1.0 - i * step for i in range(num_inference_steps)]
+        if self.config.split_last_step:
+            times.append(self.config.t_min)
+        self.num_inference_steps = num_inference_steps
+        # float64 on the host: step sizes such as 0.2 - 1e-4 read back exactly
+        self.times = torch.tensor(times, dtype=torch.float64)
+        self.timesteps = (self.times * self.config.num_train_timesteps).to(device=device, dtype=torch.float32)
+
+    def _index_of(self, timestep: float | torch.Tensor) -> int:
+        matches = torch.isclose(self.timesteps, torch.as_tensor(timestep, dtype=torch.float32).to(self.timesteps))
+        if not matches.any():
+            raise ValueError(
+                f"timestep {float(timestep):g} is not one of the scheduler's timesteps "
+                f"{[round(float(v), 4) for v in self.timesteps]}; call set_timesteps and pass one of them"
+            )
+        return int(matches.nonzero()[0])
+
+    def step(
+        self,
+        model_output: tuple[torch.Tensor, torch.Tensor],
+        timestep: float | torch.Tensor,
+        sample: torch.Tensor,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        return_dict: bool = True,
+    ) -> RadioDiffSchedulerOutput | tuple[torch.Tensor, torch.Tensor]:
+        r"""One step from t to t - s.
+
+        Args:
+            model_output (`tuple[torch.Tensor, torch.Tensor]`): the denoiser's ``(C_hat, eps_hat)``.
+            timestep (`float` or `torch.Tensor`): one of ``self.timesteps``.
+            sample (`torch.Tensor`): x_t.
+            generator (`torch.Generator`, *optional*): the only source of the step's noise.
+            return_dict (`bool`, defaults to `True`): return a [`RadioDiffSchedulerOutput`] rather than a tuple.
+        """
+        if not isinstance(model_output, (tuple, list)) or len(model_output) != 2:
+            raise ValueError(
+                f"model_output: expected the pair (C_hat, eps_hat), got {type(model_output).__name__}; "
+                "split the denoiser's output in two along the channels"
+            )
+        pred_c, pred_eps = model_output
+        index = self._index_of(timestep)
+        t = float(self.times[index])
+        t_next = float(self.times[index + 1]) if index + 1 < len(self.times) else 0.0
+        s = t - t_next
+        pred_original_sample = sample - pred_c * t - t**0.5 * pred_eps
+        # the mean of the Brownian-bridge posterior q(x_{t-s} | x_t, x0), with x0 and eps predicted
+        prev_sample = sample + s * pred_original_sample - (s / t**0.5) * pred_eps
+        if t_next > 0.0:
+            noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
+            prev_sample = prev_sample + (s * t_next / t) ** 0.5 * noise
+        if not return_dict:
+            return prev_sample, pred_original_sample
+        return RadioDiffSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
+
+    # ---- training ------------------------------------------------------------------------------------------
+
+    def sample_times(
+        self, batch_size: int, generator: torch.Generator | None = None, device: str | torch.device | None = None
+    ) -> torch.Tensor:
+        """t ~ U(t_min, 1), one per sample, drawn from ``generator``."""
+        uniform = torch.rand(batch_size, generator=generator, device=device)
+        return self.config.t_min + (1.0 - self.config.t_min) * uniform
+
+    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+        """x_t = (1 - t) x0 + sqrt(t) eps, with ``times`` the continuous t per sample (B,) or one scalar."""
+        t = _per_sample(torch.as_tensor(times), original_samples)
+        return (1.0 - t) * original_samples + t.sqrt() * noise
+
+    def timesteps_for(self, times: torch.Tensor) -> torch.Tensor:
+        """The denoiser's timestep for continuous ``times`` (what ``self.timesteps`` holds at sampling)."""
+        return times * self.config.num_train_timesteps
+
+    @staticmethod
+    def training_targets(original_samples: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The denoiser's targets ``(C, eps) = (-x0, noise)``."""
+        return -original_samples, noise
+
+    @staticmethod
+    def loss_weights(times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """RadioDiff's per-sample weights ``w1 = 2 exp(1 - t)`` on C and ``w2 = exp(sqrt(t))`` on eps."""
+        return 2.0 * torch.exp(1.0 - times), torch.exp(times.sqrt())
+
+    def __len__(self) -> int:
+        return self.config.num_train_timesteps
