@@ -200,3 +200,12 @@ def test_rasterize_transmitter_lights_column_x_row_y():
     transmitter = rasterize_transmitter(5, 2, 4, 8)
     assert transmitter.shape == (1, 4, 8)
     assert transmitter.sum() == 1 and transmitter[0, 2, 5] == 1
+
+
+def test_the_second_stage_is_exported_from_the_package_top_level():
+    import radiodiff
+    from radiodiff.models import RadioMapConditionEncoder
+
+    assert radiodiff.RadioDiffPipeline is RadioDiffPipeline
+    assert radiodiff.RadioDiffScheduler is RadioDiffScheduler
+    assert radiodiff.RadioMapConditionEncoder is RadioMapConditionEncoder
