@@ -156,3 +156,117 @@ def test_a_run_ends_with_a_model_card_and_pushes_when_asked(tmp_path, synthetic_
     card = (output_dir / "README.md").read_text()
     assert "library_name: diffusers" in card and "someone/radio-vae" in card
     assert pushed == [(str(output_dir), "someone/radio-vae")]
+
+
+def test_checkpoints_and_sample_sheets_do_not_shift_the_training_noise(tmp_path, synthetic_cache):
+    # writing a checkpoint (the EMA's save_pretrained builds a model) or a sample sheet may draw from the global RNG
+    rare = tmp_path / "rare"
+    train(load_config(None, tiny_training_overrides(rare, synthetic_cache) + ["train.save_every=8", "train.sample_every=8"]))
+    often = tmp_path / "often"
+    train(load_config(None, tiny_training_overrides(often, synthetic_cache) + ["train.save_every=3", "train.sample_every=2"]))
+    assert_same_weights(read_exported_weights(often), read_exported_weights(rare))
+
+
+def test_a_fresh_run_into_a_folder_with_checkpoints_is_refused_with_one_error_line(tmp_path, synthetic_cache, capsys):
+    from radiodiff.training import main
+
+    output_dir = tmp_path / "used"
+    overrides = tiny_training_overrides(output_dir, synthetic_cache)
+    assert main(overrides) == 0
+    exported = read_exported_weights(output_dir)
+    capsys.readouterr()
+
+    assert main([*overrides, "train.max_steps=2", "train.save_every=1"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: ")
+    assert "checkpoints of an earlier run (steps 4, 8)" in error[0]
+    assert "--resume latest" in error[0] and "--overwrite" in error[0]
+    # nothing of the earlier run was touched
+    assert [step for step, _ in list_checkpoints(output_dir)] == [4, 8]
+    assert_same_weights(read_exported_weights(output_dir), exported)
+
+
+def test_overwrite_replaces_the_earlier_run_and_keeps_every_checkpoint_of_the_new_one(tmp_path, synthetic_cache):
+    from radiodiff.training import main
+
+    output_dir = tmp_path / "used"
+    overrides = tiny_training_overrides(output_dir, synthetic_cache)
+    assert main(overrides) == 0
+    assert main(["--overwrite", *overrides, "train.max_steps=2", "train.save_every=1", "train.sample_every=1"]) == 0
+    assert [step for step, _ in list_checkpoints(output_dir)] == [1, 2]
+    assert sorted(p.name for p in (output_dir / "samples").iterdir()) == ["sample-1.png", "sample-2.png"]
+    assert json.loads((output_dir / "training_summary.json").read_text())["steps"] == 2
+    # and it is the same as a run in an empty folder
+    fresh = tmp_path / "fresh"
+    assert main([*tiny_training_overrides(fresh, synthetic_cache), "train.max_steps=2", "train.save_every=1"]) == 0
+    assert_same_weights(read_exported_weights(output_dir), read_exported_weights(fresh))
+
+
+@pytest.mark.parametrize("stop_at", [3, 4])
+def test_the_stop_path_decides_from_the_run_s_own_state_not_a_directory_listing(
+    stop_at, tmp_path, synthetic_cache, monkeypatch
+):
+    import radiodiff.training.checkpoints as checkpoints_module
+    from radiodiff.training.trainer import Trainer
+
+    output_dir = tmp_path / "stopped"
+    saved = []
+    monkeypatch.setattr(Trainer, "stop_requested", lambda self, stop: self.state.step == stop_at)
+    original_save = checkpoints_module.save_checkpoint
+
+    def recording_save(accelerator, output_dir, state, *args):
+        saved.append(state.step)
+        return original_save(accelerator, output_dir, state, *args)
+
+    monkeypatch.setattr("radiodiff.training.trainer.save_checkpoint", recording_save)
+
+    def stale_listing(output_dir):  # what a rank on a stale NFS view would see
+        return []
+
+    monkeypatch.setattr(checkpoints_module, "list_checkpoints", stale_listing)
+    monkeypatch.setattr("radiodiff.training.trainer.list_checkpoints", stale_listing)
+    with pytest.raises(KeyboardInterrupt, match=f"stopped at step {stop_at}; checkpoint saved"):
+        train(load_config(None, tiny_training_overrides(output_dir, synthetic_cache)))
+    # save_every=4: a stop at 4 finds its checkpoint already written, a stop at 3 writes one, each exactly once
+    assert saved == [stop_at]
+
+
+def test_num_sample_images_0_trains_without_sample_sheets(tmp_path, synthetic_cache):
+    output_dir = tmp_path / "no-samples"
+    train(load_config(None, tiny_training_overrides(output_dir, synthetic_cache) + [
+        "train.num_sample_images=0", "train.max_steps=4"]))
+    assert (output_dir / "vae" / "config.json").is_file()
+    assert not (output_dir / "samples").exists() or not list((output_dir / "samples").iterdir())
+
+
+def test_a_learned_log_variance_is_checkpointed_as_safetensors_and_nothing_is_unpickled_unrestricted(
+    tmp_path, synthetic_cache, monkeypatch
+):
+    from radiodiff.training.checkpoints import TENSORS_FILE
+    from radiodiff.training.trainer import build_trainer
+
+    output_dir = tmp_path / "logvar"
+    config = load_config(None, tiny_training_overrides(output_dir, synthetic_cache) + ["loss.learn_logvar=true"])
+    train(config)
+    checkpoint = list_checkpoints(output_dir)[-1][1]
+    # no pickled loss module (with LPIPS's VGG, ~59 MB when the perceptual loss is on)
+    assert not list(checkpoint.glob("custom_checkpoint*"))
+    stored = load_file(checkpoint / TENSORS_FILE)["loss.logvar"]
+    assert stored.item() != 0.0  # it was trained
+
+    loads = []
+    original_load = torch.load
+
+    def recording_load(*args, **kwargs):
+        loads.append(kwargs.get("weights_only"))
+        return original_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording_load)
+    trainer = build_trainer(load_config(None, tiny_training_overrides(output_dir, synthetic_cache) + [
+        "loss.learn_logvar=true"]))
+    assert trainer.loss_fn.logvar.item() == 0.0
+    trainer.resume(checkpoint)
+    assert torch.equal(trainer.loss_fn.logvar.detach(), stored)
+    # accelerate's optimizer and RNG files are torch.save pickles, read with the restricted unpickler only
+    assert loads and all(weights_only is True for weights_only in loads)
+    trainer.accelerator.end_training()
