@@ -270,3 +270,57 @@ def test_a_learned_log_variance_is_checkpointed_as_safetensors_and_nothing_is_un
     # accelerate's optimizer and RNG files are torch.save pickles, read with the restricted unpickler only
     assert loads and all(weights_only is True for weights_only in loads)
     trainer.accelerator.end_training()
+
+
+def gradients_at_optimizer_steps(config, grad_scaler=None) -> dict[str, torch.Tensor]:
+    """Run one real training step and return every gradient as each optimizer's ``step`` sees it."""
+    from accelerate.optimizer import AcceleratedOptimizer
+
+    from radiodiff.training.trainer import build_trainer
+
+    trainer = build_trainer(config)
+    seen = {}
+    for name, optimizer, model in [("vae", trainer.optimizer_g, trainer.raw_vae),
+                                   ("discriminator", trainer.optimizer_d, trainer.raw_discriminator)]:
+        def recording_step(*args, _step=optimizer.optimizer.step, _name=name, _model=model, **kwargs):
+            seen.update({f"{_name}.{k}": p.grad.clone() for k, p in _model.named_parameters() if p.grad is not None})
+            return _step(*args, **kwargs)
+
+        optimizer.optimizer.step = recording_step
+    if grad_scaler is not None:
+        # what accelerate sets up for fp16 on a GPU; on CPU it makes no scaler, so the test installs one
+        accelerator = trainer.accelerator
+        accelerator.scaler, accelerator.native_amp, accelerator.state._mixed_precision = grad_scaler, True, "fp16"
+        trainer.optimizer_g, trainer.optimizer_d = (
+            AcceleratedOptimizer(optimizer.optimizer, device_placement=False, scaler=grad_scaler)
+            for optimizer in (trainer.optimizer_g, trainer.optimizer_d)
+        )
+        accelerator._optimizers = [trainer.optimizer_g, trainer.optimizer_d]
+    assert trainer.train_step(trainer.micro_batches()) is not None
+    return seen
+
+
+def test_fp16_with_clipping_unscales_each_optimizer_exactly_once(tmp_path, synthetic_cache):
+    from torch.amp import GradScaler
+
+    # the discriminator from step 0; a clipping norm so large that clipping only unscales
+    overrides = tiny_training_overrides(tmp_path / "fp16", synthetic_cache) + ["loss.disc_start=0", "train.max_grad_norm=1e9"]
+    true_gradients = gradients_at_optimizer_steps(load_config(None, overrides))
+    scaled_gradients = gradients_at_optimizer_steps(load_config(None, overrides), GradScaler("cpu", init_scale=2.0**10))
+    assert any(name.startswith("discriminator.") for name in true_gradients)
+    assert scaled_gradients.keys() == true_gradients.keys()
+    for name, gradient in true_gradients.items():
+        torch.testing.assert_close(scaled_gradients[name], gradient, msg=name)
+
+
+def test_compile_is_regional_and_leaves_the_adaptive_weight_s_layer_eager(tmp_path, synthetic_cache):
+    from radiodiff.training.trainer import build_trainer
+
+    trainer = build_trainer(load_config(None, tiny_training_overrides(tmp_path / "compiled", synthetic_cache) + [
+        "train.compile=true"]))
+    vae = trainer.raw_vae
+    # a whole-model graph would make each autograd.grad at conv_out run the entire compiled backward
+    assert not isinstance(trainer.vae, torch._dynamo.eval_frame.OptimizedModule)
+    blocks = [*vae.encoder.down_blocks, vae.encoder.mid_block, vae.decoder.mid_block, *vae.decoder.up_blocks]
+    assert all(block._compiled_call_impl is not None for block in blocks)
+    assert vae.decoder.conv_out._compiled_call_impl is None and vae.decoder.conv_out.weight is vae.last_layer_weight

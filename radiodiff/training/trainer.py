@@ -149,8 +149,9 @@ class Trainer:
         self.raw_discriminator: PatchGANDiscriminator = accelerator.unwrap_model(self.discriminator)
         if train.compile:
             # regionally: the encoder and decoder blocks compiled, ``decoder.conv_out`` eager, so that the adaptive
-            # weight's two autograd.grad calls at conv_out stay small instead of each running the whole backward
-            self.raw_vae.compile_repeated_blocks()
+            # weight's two autograd.grad calls at conv_out stay small instead of each running the whole backward;
+            # static shapes: each block sees one shape per level, and inductor failed on the dynamic-shape graph
+            self.raw_vae.compile_repeated_blocks(dynamic=False)
         # every random draw of the step (the posterior samples) comes from here, never from the global RNG
         self.generator = run_generator(train.seed, accelerator.process_index, device)
         self.ema: EMAModel | None = None
