@@ -5,9 +5,10 @@ optimizers, schedulers, global RNG per process), the run's own generator per pro
 (``generator_<rank>.safetensors``), the tensors trained outside the prepared models
 (``trainer_tensors.safetensors``, e.g. the learned log-variance), the EMA weights as a ``save_pretrained``
 folder, and ``trainer_state.json``. Nothing in it is a pickle that is loaded unrestricted: accelerate reads its
-optimizer, scheduler and RNG files with ``torch.load(weights_only=True)``; the rest is safetensors and JSON. Everything is written into ``.tmp-checkpoint-<step>`` first and renamed into place
-only when complete, so a crash, a kill or a full disk never leaves a half-written checkpoint that looks
-valid, and the previous one stays usable.
+optimizer, scheduler and RNG files with ``torch.load(weights_only=True)``; the rest is safetensors and JSON.
+Everything is written into ``.tmp-checkpoint-<step>`` first and renamed into place only when complete, so a
+crash, a kill or a full disk never leaves a half-written checkpoint that looks valid, and the previous one stays
+usable.
 """
 
 from __future__ import annotations
@@ -224,7 +225,8 @@ def save_checkpoint(
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             if tensors:
-                save_file({name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}, staging / TENSORS_FILE)
+                stored = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
+                save_file(stored, staging / TENSORS_FILE)
             if ema is not None:
                 ema.save_pretrained(str(staging / EMA_FOLDER))
             # written last: its presence marks the checkpoint as complete
@@ -262,9 +264,15 @@ def load_checkpoint(
     """
     state = TrainerState.from_file(path / STATE_FILE)
     state.last_checkpoint_step = state.step
+    generator_path = path / generator_file(accelerator.process_index)
+    if not generator_path.is_file():
+        raise CheckpointError(
+            f"{path}: no {generator_path.name}, the training generator of process {accelerator.process_index}; "
+            f"the checkpoint was written by another number of processes or an earlier radiodiff version"
+        )
     try:
         accelerator.load_state(str(path))
-        generator.set_state(load_file(path / generator_file(accelerator.process_index))["state"])
+        generator.set_state(load_file(generator_path)["state"])
         if tensors:
             stored = load_file(path / TENSORS_FILE)
             with torch.no_grad():

@@ -176,8 +176,9 @@ class Trainer:
             drop_last=True,
             pin_memory=device.type == "cuda",
             persistent_workers=config.data.num_workers > 0,
-            # worker seeds come from this generator, not the global RNG, so resuming replays the same noise
-            generator=torch.Generator().manual_seed(train.seed),
+            # worker seeds from the run's seed and rank, not the global RNG; reading a map draws no random numbers,
+            # so the batches depend only on the sampler's (seed, epoch) order, however the run was resumed
+            generator=torch.Generator().manual_seed(train.seed + accelerator.process_index),
         )
         # spread over the split, so that the sheet shows several cities rather than one city's transmitters
         sample_count = min(train.num_sample_images, len(val_set))
