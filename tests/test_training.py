@@ -88,6 +88,10 @@ def test_two_processes_keep_identical_weights(tmp_path, synthetic_cache):
     # the learned log-variance, outside the DDP-wrapped VAE, moved and stayed the same on both ranks
     assert rank0["loss.logvar"].item() != 0.0
     assert any("discriminator" in key for key in rank0)
+    # each process draws its own posterior noise (seed + rank), and each stream is checkpointed
+    checkpoint = list_checkpoints(output_dir)[-1][1]
+    streams = [load_file(checkpoint / f"generator_{rank}.safetensors")["state"] for rank in (0, 1)]
+    assert not torch.equal(*streams)
 
 
 def test_original_radiodiff_yaml_trains(tmp_path, synthetic_cache):
