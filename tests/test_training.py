@@ -328,3 +328,13 @@ def test_compile_is_regional_and_leaves_the_adaptive_weight_s_layer_eager(tmp_pa
     blocks = [*vae.encoder.down_blocks, vae.encoder.mid_block, vae.decoder.mid_block, *vae.decoder.up_blocks]
     assert all(block._compiled_call_impl is not None for block in blocks)
     assert vae.decoder.conv_out._compiled_call_impl is None and vae.decoder.conv_out.weight is vae.last_layer_weight
+
+
+def test_pruning_never_removes_a_checkpoint_of_the_running_branch(tmp_path, synthetic_cache):
+    output_dir = tmp_path / "branch"
+    overrides = tiny_training_overrides(output_dir, synthetic_cache)
+    train(load_config(None, overrides))
+    # resumed from step 4 by path, with the later checkpoint-8 of the first run still in the folder
+    resumed = load_config(None, overrides + ["train.max_steps=6", "train.save_every=1", "train.checkpoints_total_limit=2"])
+    train(resumed, resume=str(output_dir / "checkpoints" / "checkpoint-4"))
+    assert [step for step, _ in list_checkpoints(output_dir)] == [5, 6, 8]
