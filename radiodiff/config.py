@@ -243,15 +243,26 @@ _POSITIVE = (
 )
 
 
+# counts where 0 means "none": train.num_sample_images=0 writes no sample sheets
+_NON_NEGATIVE = (
+    "train.num_sample_images", "train.latent_scale_maps", "train.warmup_steps", "data.num_workers",
+)
+
+
 def _check_values(config: Config) -> Config:
     """Checks that span keys or ranges, after the types are right."""
-    for dotted in _POSITIVE:
+    for dotted, least, expected in [(key, 1, "a positive integer") for key in _POSITIVE] + [
+        (key, 0, "a count of 0 or more") for key in _NON_NEGATIVE
+    ]:
         section, *rest = dotted.split(".")
         value = getattr(config, section)
         for part in rest:
             value = getattr(value, part)
-        if value < 1:
-            raise ConfigError(f"{dotted}: expected a positive integer, got {value}")
+        if value < least:
+            raise ConfigError(f"{dotted}: expected {expected}, got {value}")
+    limit = config.train.checkpoints_total_limit
+    if limit is not None and limit < 1:
+        raise ConfigError(f"train.checkpoints_total_limit: expected a positive integer or null (keep all), got {limit}")
     if config.train.lr <= 0:
         raise ConfigError(f"train.lr: expected a positive learning rate, got {config.train.lr}")
     if not 0.0 <= config.train.ema_decay < 1.0:

@@ -18,6 +18,7 @@ from huggingface_hub.utils import validate_repo_id
 from safetensors import safe_open
 
 from .config import Config, DataConfig, load_config
+from .models import downsampling_factor
 
 CARD_TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 CARD_TAGS = ["radio-map", "vae", "radiodiff", "autoencoderkl", "latent-diffusion", "pathloss"]
@@ -63,7 +64,7 @@ class TrainingRun:
 
     @property
     def downsampling_factor(self) -> int:
-        return 2 ** (len(self.vae_config["block_out_channels"]) - 1)
+        return downsampling_factor(self.vae_config["block_out_channels"])
 
     @property
     def map_size(self) -> int:

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .evaluation.batches import batches, inference, model_input, seeded_generator
+from .models import downsampling_factor
 
 CONDITION_COLUMNS = ("buildings", "transmitter")
 LATENTS_INFO = "latents.json"
@@ -26,7 +27,7 @@ LATENTS_INFO = "latents.json"
 def latent_shape_of(vae_config: Any, height: int, width: int) -> tuple[int, int, int]:
     """(C, h, w) of the latent of a ``height`` x ``width`` map, for any ``AutoencoderKL`` config: each encoder
     level after the first halves the resolution."""
-    factor = 2 ** (len(vae_config.block_out_channels) - 1)
+    factor = downsampling_factor(vae_config.block_out_channels)
     return (vae_config.latent_channels, height // factor, width // factor)
 
 

@@ -104,11 +104,19 @@ def test_original_yaml_with_attention_is_refused(tmp_path):
         ("train.ema_decay=1.5", "train.ema_decay"),
         ("train.push_to_hub=true", "hub_repo_id"),
         ("model.norm_num_groups=5", "multiples of model.norm_num_groups"),
+        ("train.num_sample_images=-1", "train.num_sample_images: expected a count of 0 or more, got -1"),
+        ("train.latent_scale_maps=-4", "train.latent_scale_maps: expected a count of 0 or more"),
+        ("train.checkpoints_total_limit=0", "train.checkpoints_total_limit: expected a positive integer or null"),
     ],
 )
 def test_values_out_of_range_are_rejected(override, expected):
     with pytest.raises(ConfigError, match=expected):
         load_config(None, [override])
+
+
+def test_counts_of_0_mean_none():
+    config = load_config(None, ["train.num_sample_images=0", "train.latent_scale_maps=0", "data.num_workers=0"])
+    assert (config.train.num_sample_images, config.train.latent_scale_maps) == (0, 0)
 
 
 def test_an_unquoted_no_is_the_word_where_the_choices_are_words(tmp_path):

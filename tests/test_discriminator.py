@@ -58,3 +58,43 @@ def test_save_and_load_round_trip_through_safetensors(norm, tmp_path):
 def test_unknown_norm_is_refused():
     with pytest.raises(ValueError, match="norm"):
         PatchGANDiscriminator(norm="instance")
+
+
+def _actnorm_rank(rank: int, world_size: int, port: int, batches: torch.Tensor, results) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    try:
+        torch.manual_seed(0)
+        discriminator = PatchGANDiscriminator(ndf=8, n_layers=2, norm="actnorm").train()
+        discriminator(batches[rank])  # each rank's own first batch
+        actnorm = discriminator.main[3]
+        results.put((rank, actnorm.loc.detach().clone(), actnorm.scale.detach().clone()))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_actnorm_initialises_from_the_first_batches_of_all_processes_together():
+    import multiprocessing
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    torch.manual_seed(1)
+    batches = torch.stack([torch.randn(2, 1, 32, 32), torch.randn(2, 1, 32, 32) * 3 + 1])  # unlike batches
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    ranks = [context.Process(target=_actnorm_rank, args=(rank, 2, port, batches, results)) for rank in range(2)]
+    for process in ranks:
+        process.start()
+    received = dict((rank, (loc, scale)) for rank, loc, scale in (results.get(timeout=120) for _ in ranks))
+    for process in ranks:
+        process.join(60)
+        assert process.exitcode == 0
+    torch.testing.assert_close(received[0], received[1], rtol=0, atol=0)
+
+    # the same as one process initialised from both batches at once
+    torch.manual_seed(0)
+    together = PatchGANDiscriminator(ndf=8, n_layers=2, norm="actnorm").train()
+    together(batches.flatten(0, 1))
+    torch.testing.assert_close(received[0][0], together.main[3].loc.detach())
+    torch.testing.assert_close(received[0][1], together.main[3].scale.detach())

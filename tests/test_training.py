@@ -88,6 +88,10 @@ def test_two_processes_keep_identical_weights(tmp_path, synthetic_cache):
     # the learned log-variance, outside the DDP-wrapped VAE, moved and stayed the same on both ranks
     assert rank0["loss.logvar"].item() != 0.0
     assert any("discriminator" in key for key in rank0)
+    # each process draws its own posterior noise (seed + rank), and each stream is checkpointed
+    checkpoint = list_checkpoints(output_dir)[-1][1]
+    streams = [load_file(checkpoint / f"generator_{rank}.safetensors")["state"] for rank in (0, 1)]
+    assert not torch.equal(*streams)
 
 
 def test_original_radiodiff_yaml_trains(tmp_path, synthetic_cache):
@@ -156,3 +160,181 @@ def test_a_run_ends_with_a_model_card_and_pushes_when_asked(tmp_path, synthetic_
     card = (output_dir / "README.md").read_text()
     assert "library_name: diffusers" in card and "someone/radio-vae" in card
     assert pushed == [(str(output_dir), "someone/radio-vae")]
+
+
+def test_checkpoints_and_sample_sheets_do_not_shift_the_training_noise(tmp_path, synthetic_cache):
+    # writing a checkpoint (the EMA's save_pretrained builds a model) or a sample sheet may draw from the global RNG
+    rare = tmp_path / "rare"
+    train(load_config(None, tiny_training_overrides(rare, synthetic_cache) + ["train.save_every=8", "train.sample_every=8"]))
+    often = tmp_path / "often"
+    train(load_config(None, tiny_training_overrides(often, synthetic_cache) + ["train.save_every=3", "train.sample_every=2"]))
+    assert_same_weights(read_exported_weights(often), read_exported_weights(rare))
+
+
+def test_a_fresh_run_into_a_folder_with_checkpoints_is_refused_with_one_error_line(tmp_path, synthetic_cache, capsys):
+    from radiodiff.training import main
+
+    output_dir = tmp_path / "used"
+    overrides = tiny_training_overrides(output_dir, synthetic_cache)
+    assert main(overrides) == 0
+    exported = read_exported_weights(output_dir)
+    capsys.readouterr()
+
+    assert main([*overrides, "train.max_steps=2", "train.save_every=1"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: ")
+    assert "checkpoints of an earlier run (steps 4, 8)" in error[0]
+    assert "--resume latest" in error[0] and "--overwrite" in error[0]
+    # nothing of the earlier run was touched
+    assert [step for step, _ in list_checkpoints(output_dir)] == [4, 8]
+    assert_same_weights(read_exported_weights(output_dir), exported)
+
+
+def test_overwrite_replaces_the_earlier_run_and_keeps_every_checkpoint_of_the_new_one(tmp_path, synthetic_cache):
+    from radiodiff.training import main
+
+    output_dir = tmp_path / "used"
+    overrides = tiny_training_overrides(output_dir, synthetic_cache)
+    assert main(overrides) == 0
+    assert main(["--overwrite", *overrides, "train.max_steps=2", "train.save_every=1", "train.sample_every=1"]) == 0
+    assert [step for step, _ in list_checkpoints(output_dir)] == [1, 2]
+    assert sorted(p.name for p in (output_dir / "samples").iterdir()) == ["sample-1.png", "sample-2.png"]
+    assert json.loads((output_dir / "training_summary.json").read_text())["steps"] == 2
+    # and it is the same as a run in an empty folder
+    fresh = tmp_path / "fresh"
+    assert main([*tiny_training_overrides(fresh, synthetic_cache), "train.max_steps=2", "train.save_every=1"]) == 0
+    assert_same_weights(read_exported_weights(output_dir), read_exported_weights(fresh))
+
+
+@pytest.mark.parametrize("stop_at", [3, 4])
+def test_the_stop_path_decides_from_the_run_s_own_state_not_a_directory_listing(
+    stop_at, tmp_path, synthetic_cache, monkeypatch
+):
+    import radiodiff.training.checkpoints as checkpoints_module
+    from radiodiff.training.trainer import Trainer
+
+    output_dir = tmp_path / "stopped"
+    saved = []
+    monkeypatch.setattr(Trainer, "stop_requested", lambda self, stop: self.state.step == stop_at)
+    original_save = checkpoints_module.save_checkpoint
+
+    def recording_save(accelerator, output_dir, state, *args):
+        saved.append(state.step)
+        return original_save(accelerator, output_dir, state, *args)
+
+    monkeypatch.setattr("radiodiff.training.trainer.save_checkpoint", recording_save)
+
+    def stale_listing(output_dir):  # what a rank on a stale NFS view would see
+        return []
+
+    monkeypatch.setattr(checkpoints_module, "list_checkpoints", stale_listing)
+    monkeypatch.setattr("radiodiff.training.trainer.list_checkpoints", stale_listing)
+    with pytest.raises(KeyboardInterrupt, match=f"stopped at step {stop_at}; checkpoint saved"):
+        train(load_config(None, tiny_training_overrides(output_dir, synthetic_cache)))
+    # save_every=4: a stop at 4 finds its checkpoint already written, a stop at 3 writes one, each exactly once
+    assert saved == [stop_at]
+
+
+def test_num_sample_images_0_trains_without_sample_sheets(tmp_path, synthetic_cache):
+    output_dir = tmp_path / "no-samples"
+    train(load_config(None, tiny_training_overrides(output_dir, synthetic_cache) + [
+        "train.num_sample_images=0", "train.max_steps=4"]))
+    assert (output_dir / "vae" / "config.json").is_file()
+    assert not (output_dir / "samples").exists() or not list((output_dir / "samples").iterdir())
+
+
+def test_a_learned_log_variance_is_checkpointed_as_safetensors_and_nothing_is_unpickled_unrestricted(
+    tmp_path, synthetic_cache, monkeypatch
+):
+    from radiodiff.training.checkpoints import TENSORS_FILE
+    from radiodiff.training.trainer import build_trainer
+
+    output_dir = tmp_path / "logvar"
+    config = load_config(None, tiny_training_overrides(output_dir, synthetic_cache) + ["loss.learn_logvar=true"])
+    train(config)
+    checkpoint = list_checkpoints(output_dir)[-1][1]
+    # no pickled loss module (with LPIPS's VGG, ~59 MB when the perceptual loss is on)
+    assert not list(checkpoint.glob("custom_checkpoint*"))
+    stored = load_file(checkpoint / TENSORS_FILE)["loss.logvar"]
+    assert stored.item() != 0.0  # it was trained
+
+    loads = []
+    original_load = torch.load
+
+    def recording_load(*args, **kwargs):
+        loads.append(kwargs.get("weights_only"))
+        return original_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording_load)
+    trainer = build_trainer(load_config(None, tiny_training_overrides(output_dir, synthetic_cache) + [
+        "loss.learn_logvar=true"]))
+    assert trainer.loss_fn.logvar.item() == 0.0
+    trainer.resume(checkpoint)
+    assert torch.equal(trainer.loss_fn.logvar.detach(), stored)
+    # accelerate's optimizer and RNG files are torch.save pickles, read with the restricted unpickler only
+    assert loads and all(weights_only is True for weights_only in loads)
+    trainer.accelerator.end_training()
+
+
+def gradients_at_optimizer_steps(config, grad_scaler=None) -> dict[str, torch.Tensor]:
+    """Run one real training step and return every gradient as each optimizer's ``step`` sees it."""
+    from accelerate.optimizer import AcceleratedOptimizer
+
+    from radiodiff.training.trainer import build_trainer
+
+    trainer = build_trainer(config)
+    seen = {}
+    for name, optimizer, model in [("vae", trainer.optimizer_g, trainer.raw_vae),
+                                   ("discriminator", trainer.optimizer_d, trainer.raw_discriminator)]:
+        def recording_step(*args, _step=optimizer.optimizer.step, _name=name, _model=model, **kwargs):
+            seen.update({f"{_name}.{k}": p.grad.clone() for k, p in _model.named_parameters() if p.grad is not None})
+            return _step(*args, **kwargs)
+
+        optimizer.optimizer.step = recording_step
+    if grad_scaler is not None:
+        # what accelerate sets up for fp16 on a GPU; on CPU it makes no scaler, so the test installs one
+        accelerator = trainer.accelerator
+        accelerator.scaler, accelerator.native_amp, accelerator.state._mixed_precision = grad_scaler, True, "fp16"
+        trainer.optimizer_g, trainer.optimizer_d = (
+            AcceleratedOptimizer(optimizer.optimizer, device_placement=False, scaler=grad_scaler)
+            for optimizer in (trainer.optimizer_g, trainer.optimizer_d)
+        )
+        accelerator._optimizers = [trainer.optimizer_g, trainer.optimizer_d]
+    assert trainer.train_step(trainer.micro_batches()) is not None
+    return seen
+
+
+def test_fp16_with_clipping_unscales_each_optimizer_exactly_once(tmp_path, synthetic_cache):
+    from torch.amp import GradScaler
+
+    # the discriminator from step 0; a clipping norm so large that clipping only unscales
+    overrides = tiny_training_overrides(tmp_path / "fp16", synthetic_cache) + ["loss.disc_start=0", "train.max_grad_norm=1e9"]
+    true_gradients = gradients_at_optimizer_steps(load_config(None, overrides))
+    scaled_gradients = gradients_at_optimizer_steps(load_config(None, overrides), GradScaler("cpu", init_scale=2.0**10))
+    assert any(name.startswith("discriminator.") for name in true_gradients)
+    assert scaled_gradients.keys() == true_gradients.keys()
+    for name, gradient in true_gradients.items():
+        torch.testing.assert_close(scaled_gradients[name], gradient, msg=name)
+
+
+def test_compile_is_regional_and_leaves_the_adaptive_weight_s_layer_eager(tmp_path, synthetic_cache):
+    from radiodiff.training.trainer import build_trainer
+
+    trainer = build_trainer(load_config(None, tiny_training_overrides(tmp_path / "compiled", synthetic_cache) + [
+        "train.compile=true"]))
+    vae = trainer.raw_vae
+    # a whole-model graph would make each autograd.grad at conv_out run the entire compiled backward
+    assert not isinstance(trainer.vae, torch._dynamo.eval_frame.OptimizedModule)
+    blocks = [*vae.encoder.down_blocks, vae.encoder.mid_block, vae.decoder.mid_block, *vae.decoder.up_blocks]
+    assert all(block._compiled_call_impl is not None for block in blocks)
+    assert vae.decoder.conv_out._compiled_call_impl is None and vae.decoder.conv_out.weight is vae.last_layer_weight
+
+
+def test_pruning_never_removes_a_checkpoint_of_the_running_branch(tmp_path, synthetic_cache):
+    output_dir = tmp_path / "branch"
+    overrides = tiny_training_overrides(output_dir, synthetic_cache)
+    train(load_config(None, overrides))
+    # resumed from step 4 by path, with the later checkpoint-8 of the first run still in the folder
+    resumed = load_config(None, overrides + ["train.max_steps=6", "train.save_every=1", "train.checkpoints_total_limit=2"])
+    train(resumed, resume=str(output_dir / "checkpoints" / "checkpoint-4"))
+    assert [step for step, _ in list_checkpoints(output_dir)] == [5, 6, 8]

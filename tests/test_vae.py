@@ -113,3 +113,14 @@ def test_safetensors_file_holds_every_weight(tiny_vae, tmp_path):
 
 def test_last_layer_weight_is_the_decoder_output_convolution(tiny_vae):
     assert tiny_vae.last_layer_weight is tiny_vae.decoder.conv_out.weight
+
+
+def test_the_config_s_model_defaults_are_the_model_s_defaults():
+    from radiodiff.config import VAEConfig
+
+    from_config = RadioDiffVAE.from_model_config(VAEConfig(), sample_size=256)
+    defaults = RadioDiffVAE().config
+    assert {key: value for key, value in from_config.config.items() if key != "_use_default_values"} == {
+        key: value for key, value in defaults.items() if key != "_use_default_values"
+    }
+    assert from_config.downsampling_factor == 4

@@ -26,9 +26,21 @@ class ActNorm(nn.Module):
 
     @torch.no_grad()
     def _initialize(self, features: torch.Tensor) -> None:
-        per_channel = features.transpose(0, 1).flatten(1)
-        self.loc.copy_(-per_channel.mean(1).view_as(self.loc))
-        self.scale.copy_(1.0 / (per_channel.std(1).view_as(self.scale) + 1e-6))
+        """``loc``/``scale`` from the mean and (unbiased) std per channel of the first batch.
+
+        In a process group, of the first batch of every process together: initialised from each process's own
+        batch, the copies of one model would start apart and stay apart (DDP never syncs them again).
+        """
+        per_channel = features.transpose(0, 1).flatten(1).double()
+        sums = torch.stack([per_channel.sum(1), per_channel.square().sum(1)])
+        count = torch.tensor(float(per_channel.shape[1]), dtype=torch.float64, device=features.device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(sums)
+            torch.distributed.all_reduce(count)
+        mean = sums[0] / count
+        std = ((sums[1] - count * mean.square()).clamp(min=0.0) / (count - 1)).sqrt()
+        self.loc.copy_(-mean.view_as(self.loc))
+        self.scale.copy_(1.0 / (std.view_as(self.scale) + 1e-6))
         self.initialized.fill_(1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from diffusers import AutoencoderKL
@@ -14,6 +15,10 @@ from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDis
 # component's own module (pipeline_loading_utils.get_class_obj_and_candidates): a saved pipeline holding a
 # RadioDiffVAE loads only if ModelMixin is a name here
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
+from ..config import VAEConfig
+
+# the paper's model: the config's defaults are the one definition, the signature below reads them
+_PAPER = VAEConfig()
 
 # The keys of the original RadioDiff / latent-diffusion ``ddconfig`` that we can express.
 LDM_DDCONFIG_KEYS = (
@@ -28,6 +33,11 @@ LDM_DDCONFIG_KEYS = (
     "attn_resolutions",
     "dropout",
 )
+
+
+def downsampling_factor(block_out_channels: Sequence[int]) -> int:
+    """How much smaller the latent is than the map, per side: each encoder level after the first halves it."""
+    return 2 ** (len(block_out_channels) - 1)
 
 
 @dataclass
@@ -75,27 +85,30 @@ class RadioDiffVAE(AutoencoderKL):
             original model has.
     """
 
+    # what `compile_repeated_blocks` compiles: every level's blocks, leaving the decoder's output layers eager
+    _repeated_blocks = ("DownEncoderBlock2D", "UpDecoderBlock2D", "UNetMidBlock2D")
+
     @register_to_config
     def __init__(
         self,
-        in_channels: int = 1,
-        out_channels: int = 1,
-        down_block_types: tuple[str, ...] = ("DownEncoderBlock2D",) * 3,
-        up_block_types: tuple[str, ...] = ("UpDecoderBlock2D",) * 3,
-        block_out_channels: tuple[int, ...] = (128, 256, 512),
-        layers_per_block: int = 2,
+        in_channels: int = _PAPER.in_channels,
+        out_channels: int = _PAPER.out_channels,
+        down_block_types: tuple[str, ...] = ("DownEncoderBlock2D",) * len(_PAPER.block_out_channels),
+        up_block_types: tuple[str, ...] = ("UpDecoderBlock2D",) * len(_PAPER.block_out_channels),
+        block_out_channels: tuple[int, ...] = tuple(_PAPER.block_out_channels),
+        layers_per_block: int = _PAPER.layers_per_block,
         act_fn: str = "silu",
-        latent_channels: int = 3,
-        norm_num_groups: int = 32,
+        latent_channels: int = _PAPER.latent_channels,
+        norm_num_groups: int = _PAPER.norm_num_groups,
         sample_size: int = 256,
-        scaling_factor: float = 0.3,
+        scaling_factor: float = _PAPER.scaling_factor,
         shift_factor: float | None = None,
         latents_mean: tuple[float, ...] | None = None,
         latents_std: tuple[float, ...] | None = None,
         force_upcast: bool = True,
         use_quant_conv: bool = True,
         use_post_quant_conv: bool = True,
-        mid_block_add_attention: bool = True,
+        mid_block_add_attention: bool = _PAPER.mid_block_add_attention,
     ):
         super().__init__(
             in_channels=in_channels,
@@ -128,6 +141,13 @@ class RadioDiffVAE(AutoencoderKL):
             up_block_types=("UpDecoderBlock2D",) * levels,
             **kwargs,
         )
+
+    @classmethod
+    def from_model_config(cls, model: VAEConfig, sample_size: int) -> "RadioDiffVAE":
+        """A fresh VAE as ``model`` (the config's ``model:`` section) describes it, for maps of ``sample_size``."""
+        arguments = dataclasses.asdict(model)
+        del arguments["pretrained"]  # where to load from, not a model argument
+        return cls.from_block_channels(**arguments, sample_size=sample_size)
 
     @classmethod
     def from_ldm_config(cls, ddconfig: Mapping[str, Any], embed_dim: int, **kwargs: Any) -> "RadioDiffVAE":
@@ -168,7 +188,7 @@ class RadioDiffVAE(AutoencoderKL):
 
     @property
     def downsampling_factor(self) -> int:
-        return 2 ** (len(self.config.block_out_channels) - 1)
+        return downsampling_factor(self.config.block_out_channels)
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         """The shape (C, H, W) of the latent of a ``height`` x ``width`` map."""

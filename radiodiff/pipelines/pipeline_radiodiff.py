@@ -14,7 +14,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ..models.condition_encoder import RadioMapConditionEncoder
 from ..models.denoiser import OUTPUTS_PER_LATENT_CHANNEL
-from ..models.vae import denormalize_latents
+from ..models.vae import denormalize_latents, downsampling_factor
 from ..schedulers import formulation_of
 
 MapInput = torch.Tensor | np.ndarray | PIL.Image.Image | Sequence[Any]
@@ -93,7 +93,7 @@ class RadioDiffPipeline(DiffusionPipeline):
     ):
         super().__init__()
         self.register_modules(vae=vae, unet=unet, condition_encoder=condition_encoder, scheduler=scheduler)
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.vae_scale_factor = downsampling_factor(vae.config.block_out_channels)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
         self._check_components()
 

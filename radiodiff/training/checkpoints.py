@@ -1,10 +1,14 @@
 """Checkpoints: written atomically, found again by ``--resume latest``, pruned to the last K.
 
 A checkpoint is ``output_dir/checkpoints/checkpoint-<step>/``: accelerate's state (models as safetensors,
-optimizers, schedulers, RNG per process), the EMA weights as a ``save_pretrained`` folder, and
-``trainer_state.json``. Everything is written into ``.tmp-checkpoint-<step>`` first and renamed into place
-only when complete, so a crash, a kill or a full disk never leaves a half-written checkpoint that looks
-valid, and the previous one stays usable.
+optimizers, schedulers, global RNG per process), the run's own generator per process
+(``generator_<rank>.safetensors``), the tensors trained outside the prepared models
+(``trainer_tensors.safetensors``, e.g. the learned log-variance), the EMA weights as a ``save_pretrained``
+folder, and ``trainer_state.json``. Nothing in it is a pickle that is loaded unrestricted: accelerate reads its
+optimizer, scheduler and RNG files with ``torch.load(weights_only=True)``; the rest is safetensors and JSON.
+Everything is written into ``.tmp-checkpoint-<step>`` first and renamed into place only when complete, so a
+crash, a kill or a full disk never leaves a half-written checkpoint that looks valid, and the previous one stays
+usable.
 """
 
 from __future__ import annotations
@@ -20,15 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import torch
 from accelerate import Accelerator
 from diffusers.training_utils import EMAModel
 from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from ..models import RadioDiffVAE
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.json"
 EMA_FOLDER = "ema"
+TENSORS_FILE = "trainer_tensors.safetensors"
 
 
 class CheckpointError(RuntimeError):
@@ -43,6 +50,9 @@ class TrainerState:
     skipped_steps: int = 0
     consecutive_nonfinite: int = 0
     wall_time_s: float = 0.0
+    # the step of the newest checkpoint this run wrote or resumed from: the same on every rank, unlike a
+    # directory listing (node-local disks, a stale NFS view), so collective decisions can rest on it
+    last_checkpoint_step: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -92,6 +102,45 @@ def resolve_resume(output_dir: str | Path, resume: str | None) -> Path | None:
     if not (path / STATE_FILE).is_file():
         raise CheckpointError(f"--resume {resume}: not a complete checkpoint folder (no {STATE_FILE} in it)")
     return path
+
+
+def generator_file(rank: int) -> str:
+    return f"generator_{rank}.safetensors"
+
+
+def run_generator(seed: int, rank: int, device: torch.device) -> torch.Generator:
+    """The generator every random draw of the training step uses; one stream per process (``seed + rank``).
+
+    Apart from the global RNG, so that checkpoints, sample sheets and evaluations, which draw from the global
+    RNG (or advance it inside libraries), never shift the training noise; checkpointed with the run.
+    """
+    return torch.Generator(device=device).manual_seed(seed + rank)
+
+
+def check_output_dir(output_dir: str | Path, resume: str | None, overwrite: bool, is_main_process: bool) -> None:
+    """Refuse a fresh run into a folder that holds another run's checkpoints, unless ``overwrite``.
+
+    A fresh run there would prune the earlier run's checkpoints (or its own), replace its export, and a later
+    ``--resume latest`` could continue the wrong run. With ``overwrite``, the main process deletes the earlier
+    run's checkpoints, exported models and sample sheets before anything is written.
+    """
+    output_dir = Path(output_dir)
+    if resume is not None:
+        if overwrite:
+            raise CheckpointError("--resume and --overwrite contradict each other: choose one")
+        return
+    if overwrite:
+        if is_main_process:
+            for earlier in ("checkpoints", "vae", "discriminator", "samples"):
+                shutil.rmtree(output_dir / earlier, ignore_errors=True)
+        return
+    checkpoints = list_checkpoints(output_dir)
+    if checkpoints:
+        steps = ", ".join(str(step) for step, _ in checkpoints)
+        raise CheckpointError(
+            f"{output_dir} already holds checkpoints of an earlier run (steps {steps}); continue it with "
+            f"--resume latest, or start afresh with --overwrite (deletes them and the exported models)"
+        )
 
 
 def _fsync_tree(root: Path) -> None:
@@ -153,10 +202,16 @@ def save_checkpoint(
     accelerator: Accelerator,
     output_dir: str | Path,
     state: TrainerState,
+    generator: torch.Generator,
+    tensors: dict[str, torch.Tensor],
     ema: EMAModel | None,
     keep_last: int | None,
 ) -> Path:
-    """Write the full training state for ``state.step``; every process must call this."""
+    """Write the full training state for ``state.step``; every process must call this.
+
+    ``generator`` is this process's :func:`run_generator`; ``tensors`` are trained tensors that live outside
+    the prepared models (the same on every process).
+    """
     root = checkpoints_root(output_dir)
     final = root / f"checkpoint-{state.step}"
     staging = root / f".tmp-checkpoint-{state.step}"
@@ -166,11 +221,16 @@ def save_checkpoint(
     accelerator.wait_for_everyone()
     try:
         accelerator.save_state(str(staging))
+        save_file({"state": generator.get_state()}, staging / generator_file(accelerator.process_index))
+        accelerator.wait_for_everyone()
         if accelerator.is_main_process:
+            if tensors:
+                stored = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
+                save_file(stored, staging / TENSORS_FILE)
             if ema is not None:
                 ema.save_pretrained(str(staging / EMA_FOLDER))
             # written last: its presence marks the checkpoint as complete
-            (staging / STATE_FILE).write_text(state.to_json())
+            (staging / STATE_FILE).write_text(dataclasses.replace(state, last_checkpoint_step=state.step).to_json())
     except OSError as error:
         if accelerator.is_main_process:
             shutil.rmtree(staging, ignore_errors=True)
@@ -182,17 +242,42 @@ def save_checkpoint(
     if accelerator.is_main_process:
         _replace_directory(staging, final)
         if keep_last is not None:
-            for _, stale in list_checkpoints(output_dir)[:-keep_last]:
+            # only checkpoints up to this one: a newer step in the folder is not older than this run's state
+            earlier = [path for step, path in list_checkpoints(output_dir) if step <= state.step]
+            for stale in earlier[:-keep_last]:
                 shutil.rmtree(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
+    state.last_checkpoint_step = state.step
     return final
 
 
-def load_checkpoint(accelerator: Accelerator, path: Path, ema: EMAModel | None) -> TrainerState:
-    """Restore models, optimizers, schedulers, RNG and EMA from ``path``; returns the loop's state."""
+def load_checkpoint(
+    accelerator: Accelerator,
+    path: Path,
+    generator: torch.Generator,
+    tensors: dict[str, torch.Tensor],
+    ema: EMAModel | None,
+) -> TrainerState:
+    """Restore models, optimizers, schedulers, RNG, ``generator``, ``tensors`` (in place) and EMA from ``path``.
+
+    Returns the loop's state.
+    """
     state = TrainerState.from_file(path / STATE_FILE)
+    state.last_checkpoint_step = state.step
+    generator_path = path / generator_file(accelerator.process_index)
+    if not generator_path.is_file():
+        raise CheckpointError(
+            f"{path}: no {generator_path.name}, the training generator of process {accelerator.process_index}; "
+            f"the checkpoint was written by another number of processes or an earlier radiodiff version"
+        )
     try:
         accelerator.load_state(str(path))
+        generator.set_state(load_file(generator_path)["state"])
+        if tensors:
+            stored = load_file(path / TENSORS_FILE)
+            with torch.no_grad():
+                for name, tensor in tensors.items():
+                    tensor.copy_(stored[name])
     except (SafetensorError, EOFError, pickle.UnpicklingError) as error:
         raise CheckpointError(
             f"{path}: a file of the checkpoint is truncated or not in the expected format ({error_summary(error)})"

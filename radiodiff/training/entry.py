@@ -1,4 +1,4 @@
-"""``train_vae.py``'s command line: ``--config``, ``--resume`` and ``dotted.key=value`` overrides.
+"""``train_vae.py``'s command line: ``--config``, ``--resume``, ``--overwrite`` and ``dotted.key=value`` overrides.
 
 Every failure a user can cause or meet (a bad config or input, an unreadable checkpoint, a full disk, a dead
 process of a multi-process run) ends as one ``error: ...`` line on stderr and exit code 2, not a traceback.
@@ -22,6 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="a YAML config (ours, or the original RadioDiff first-stage YAML)")
     parser.add_argument(
         "--resume", help="'latest' (newest complete checkpoint in output_dir) or a checkpoint folder", default=None
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in an output_dir that holds an earlier run: delete its checkpoints, vae/, "
+        "discriminator/ and samples/ first (without it such a run is refused)",
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     return parser
@@ -65,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         for note in notes:
             print(f"  {note}")
     try:
-        output_dir = train(config, resume=args.resume)
+        output_dir = train(config, resume=args.resume, overwrite=args.overwrite)
     except (ConfigError, CheckpointError, TrainingError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -32,11 +32,13 @@ from ..losses import VAEGANLoss
 from ..models import PatchGANDiscriminator, RadioDiffVAE
 from .checkpoints import (
     TrainerState,
+    check_output_dir,
     error_summary,
     list_checkpoints,
     load_checkpoint,
     newest_checkpoint_note,
     resolve_resume,
+    run_generator,
     save_checkpoint,
     staged_directory,
 )
@@ -61,17 +63,7 @@ def build_vae(config: Config) -> RadioDiffVAE:
                 f"diffusion_pytorch_model.safetensors from save_pretrained or `radiodiff convert`): "
                 f"{error_summary(error, lines=1)}"
             ) from error
-    return RadioDiffVAE.from_block_channels(
-        tuple(model.block_out_channels),
-        in_channels=model.in_channels,
-        out_channels=model.out_channels,
-        latent_channels=model.latent_channels,
-        layers_per_block=model.layers_per_block,
-        norm_num_groups=model.norm_num_groups,
-        mid_block_add_attention=model.mid_block_add_attention,
-        scaling_factor=model.scaling_factor,
-        sample_size=config.data.resolution or config.data.synthetic.size,
-    )
+    return RadioDiffVAE.from_model_config(model, sample_size=config.data.resolution or config.data.synthetic.size)
 
 
 def build_discriminator(config: Config) -> PatchGANDiscriminator:
@@ -137,6 +129,8 @@ class Trainer:
             vae.to(memory_format=torch.channels_last)
             discriminator.to(memory_format=torch.channels_last)
         self.loss_fn = VAEGANLoss(**dataclasses.asdict(config.loss)).to(device)
+        # trained tensors outside the prepared models, checkpointed as safetensors (LPIPS's frozen VGG is not)
+        self.trained_tensors = {"loss.logvar": self.loss_fn.logvar} if config.loss.learn_logvar else {}
         vae_parameters = list(vae.parameters()) + ([self.loss_fn.logvar] if config.loss.learn_logvar else [])
         adamw = dict(
             betas=(train.adam_beta1, train.adam_beta2),
@@ -149,15 +143,17 @@ class Trainer:
         self.vae, self.discriminator, self.optimizer_g, self.optimizer_d = accelerator.prepare(
             vae, discriminator, optimizer_g, optimizer_d
         )
-        if train.compile:
-            self.vae = torch.compile(self.vae)
         # the unwrapped modules: parameters for the adaptive weight, EMA and export, and a discriminator
         # that the generator loss can run without touching DDP's gradient synchronisation
         self.raw_vae: RadioDiffVAE = accelerator.unwrap_model(self.vae)
         self.raw_discriminator: PatchGANDiscriminator = accelerator.unwrap_model(self.discriminator)
-        if config.loss.learn_logvar:
-            # logvar lives outside the DDP-wrapped VAE: register it so its state is checkpointed
-            accelerator.register_for_checkpointing(self.loss_fn)
+        if train.compile:
+            # regionally: the encoder and decoder blocks compiled, ``decoder.conv_out`` eager, so that the adaptive
+            # weight's two autograd.grad calls at conv_out stay small instead of each running the whole backward;
+            # static shapes: each block sees one shape per level, and inductor failed on the dynamic-shape graph
+            self.raw_vae.compile_repeated_blocks(dynamic=False)
+        # every random draw of the step (the posterior samples) comes from here, never from the global RNG
+        self.generator = run_generator(train.seed, accelerator.process_index, device)
         self.ema: EMAModel | None = None
         if train.use_ema:
             self.ema = EMAModel(
@@ -180,13 +176,14 @@ class Trainer:
             drop_last=True,
             pin_memory=device.type == "cuda",
             persistent_workers=config.data.num_workers > 0,
-            # worker seeds come from this generator, not the global RNG, so resuming replays the same noise
-            generator=torch.Generator().manual_seed(train.seed),
+            # worker seeds from the run's seed and rank, not the global RNG; reading a map draws no random numbers,
+            # so the batches depend only on the sampler's (seed, epoch) order, however the run was resumed
+            generator=torch.Generator().manual_seed(train.seed + accelerator.process_index),
         )
         # spread over the split, so that the sheet shows several cities rather than one city's transmitters
         sample_count = min(train.num_sample_images, len(val_set))
         sample_items = [val_set[i * len(val_set) // sample_count] for i in range(sample_count)]
-        self.sample_maps = torch.stack([item["gain_map"] for item in sample_items]).to(device)
+        self.sample_maps = [item["gain_map"].to(device) for item in sample_items]
         self.sample_names = [item["name"] for item in sample_items]
         self.state = TrainerState()
         self.runlog = RunLog(self.output_dir / "logs", config.to_dict(), enabled=accelerator.is_main_process)
@@ -222,11 +219,28 @@ class Trainer:
             group["lr"] = learning_rate(step, train.disc_lr or train.lr, train)
         return lr
 
-    def optimizer_step(self, optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> None:
-        if self.config.train.max_grad_norm is not None:
-            self.accelerator.clip_grad_norm_(model.parameters(), self.config.train.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    def optimizer_steps(self, updates: list[tuple[torch.optim.Optimizer, torch.nn.Module]]) -> None:
+        """Clip and step each ``(optimizer, model)`` of the step.
+
+        With fp16, one GradScaler scaled every loss of the step. accelerate's ``clip_grad_norm_`` unscales every
+        optimizer on each call, and each ``AcceleratedOptimizer.step()`` updates the scale, so the second
+        optimizer would be unscaled twice (or by a scale its gradients never had). Here each optimizer is
+        unscaled exactly once, all are stepped, and the scale is updated once.
+        """
+        scaler, max_grad_norm = self.accelerator.scaler, self.config.train.max_grad_norm
+        for optimizer, model in updates:
+            if scaler is not None:
+                scaler.unscale_(optimizer.optimizer)
+            if max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        for optimizer, _ in updates:
+            if scaler is not None:
+                scaler.step(optimizer.optimizer)  # skipped when the unscaled gradients hold inf or nan
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.update()
 
     def train_step(self, batches: Iterator[torch.Tensor]) -> dict[str, torch.Tensor] | None:
         """One optimizer step over ``gradient_accumulation_steps`` micro-batches; None if it was skipped."""
@@ -241,7 +255,7 @@ class Trainer:
                 if micro_step < accumulation - 1:
                     stack.enter_context(self.accelerator.no_sync(self.vae))
                     stack.enter_context(self.accelerator.no_sync(self.discriminator))
-                output = self.vae(gain_map, sample_posterior=True, return_posterior=True)
+                output = self.vae(gain_map, sample_posterior=True, return_posterior=True, generator=self.generator)
                 # the losses sum over every pixel: under autocast they still add up in fp32
                 reconstruction = output.sample.float()
                 g_loss, logs = self.loss_fn.generator_loss(
@@ -264,10 +278,9 @@ class Trainer:
             # logvar lives outside the DDP-wrapped VAE, so DDP does not average its gradient
             logvar = self.loss_fn.logvar
             logvar.grad = self.accelerator.reduce(logvar.grad, reduction="mean")
-        self.optimizer_step(self.optimizer_g, self.vae)
         # no discriminator work before disc_start: not even weight decay (the original still applied it)
-        if disc_active:
-            self.optimizer_step(self.optimizer_d, self.discriminator)
+        updates = [(self.optimizer_g, self.vae)] + ([(self.optimizer_d, self.discriminator)] if disc_active else [])
+        self.optimizer_steps(updates)
         if self.ema is not None and (step + 1) % self.config.train.ema_update_every == 0:
             self.ema.step(self.raw_vae.parameters())
         return logs
@@ -304,7 +317,7 @@ class Trainer:
                 if step % train.save_every == 0 or step == train.max_steps:
                     self.save_checkpoint()
                 if self.stop_requested(stop):
-                    if self.last_checkpoint_step() != step:
+                    if self.state.last_checkpoint_step != step:
                         self.save_checkpoint()
                     raise KeyboardInterrupt(f"stopped at step {step}; checkpoint saved")
 
@@ -341,35 +354,38 @@ class Trainer:
 
     @torch.no_grad()
     def save_samples(self, step: int) -> None:
-        if not self.accelerator.is_main_process or len(self.sample_maps) == 0:
+        if not self.accelerator.is_main_process or not self.sample_maps:
             return
+        sample_maps = torch.stack(self.sample_maps)
         self.raw_vae.eval()
-        reconstruction = self.raw_vae(self.sample_maps).sample
+        reconstruction = self.raw_vae(sample_maps).sample
         self.raw_vae.train()
         milestone = step // self.config.train.sample_every
         save_sample_sheet(
-            self.sample_maps,
+            sample_maps,
             reconstruction,
             self.sample_names,
             self.output_dir / "samples" / f"sample-{milestone}.png",
             title=f"step {step}",
         )
 
-    def last_checkpoint_step(self) -> int | None:
-        checkpoints = list_checkpoints(self.output_dir)
-        return checkpoints[-1][0] if checkpoints else None
-
     def save_checkpoint(self) -> Path:
         if not parameters_are_finite(self.raw_vae) or not parameters_are_finite(self.raw_discriminator):
             raise TrainingError(f"step {self.state.step}: the weights are not finite; refusing to checkpoint them")
         path = save_checkpoint(
-            self.accelerator, self.output_dir, self.state, self.ema, self.config.train.checkpoints_total_limit
+            self.accelerator,
+            self.output_dir,
+            self.state,
+            self.generator,
+            self.trained_tensors,
+            self.ema,
+            self.config.train.checkpoints_total_limit,
         )
         self.runlog.note(f"Saved checkpoint {path}")
         return path
 
     def resume(self, path: Path) -> None:
-        self.state = load_checkpoint(self.accelerator, path, self.ema)
+        self.state = load_checkpoint(self.accelerator, path, self.generator, self.trained_tensors, self.ema)
         self.runlog.note(f"Resumed from {path} at step {self.state.step}")
         self.accelerator.print(f"Resumed from {path} at step {self.state.step}")
 
@@ -511,13 +527,16 @@ def build_trainer(config: Config) -> Trainer:
     return Trainer(config, accelerator, build_dataset(config.data, "train"), build_dataset(config.data, "val"))
 
 
-def train(config: Config, resume: str | None = None) -> Path:
+def train(config: Config, resume: str | None = None, overwrite: bool = False) -> Path:
     """Train the VAE-GAN described by ``config``; returns the output folder.
 
     ``resume`` is ``"latest"`` (the newest complete checkpoint in ``output_dir``, or a fresh start if none)
-    or the path of a checkpoint folder.
+    or the path of a checkpoint folder. A fresh run into an ``output_dir`` that holds checkpoints is refused
+    unless ``overwrite``, which deletes them and the exported models first.
     """
     resume_path = resolve_resume(config.output_dir, resume)
+    # before accelerate exists: every process checks the folder before any of them writes to it
+    check_output_dir(config.output_dir, resume, overwrite, is_main_process=int(os.environ.get("RANK", "0")) == 0)
     trainer = build_trainer(config)
     accelerator = trainer.accelerator
     if config.train.report_to != "none":

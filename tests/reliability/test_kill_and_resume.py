@@ -1,6 +1,8 @@
-"""kill -9 at random points and inside a checkpoint write: ``--resume latest`` ends with the uninterrupted weights."""
+"""kill -9 or Ctrl-C at random points and inside a checkpoint write: ``--resume latest`` ends with the weights of
+an uninterrupted run, bit for bit, although that run wrote checkpoints and sample sheets at other steps."""
 
 import random
+import signal
 import time
 
 import pytest
@@ -24,7 +26,9 @@ def resumable_run(output_dir, cache) -> list[str]:
 @pytest.fixture(scope="module")
 def uninterrupted_weights(tmp_path_factory, synthetic_cache):
     output_dir = tmp_path_factory.mktemp("uninterrupted")
-    run = TrainingProcess(resumable_run(output_dir, synthetic_cache), output_dir / "stderr.txt")
+    # other checkpoint and sample steps than the interrupted runs: neither may shift the training's randomness
+    other_cadence = ["train.save_every=5", "train.sample_every=7"]
+    run = TrainingProcess(resumable_run(output_dir, synthetic_cache) + other_cadence, output_dir / "stderr.txt")
     assert run.wait() == 0, run.stderr()[-3000:]
     return read_exported_weights(output_dir)
 
@@ -60,6 +64,27 @@ def test_kill_9_at_random_points_then_resume_latest_ends_with_the_uninterrupted_
     assert final.wait() == 0, final.stderr()[-3000:]
     assert_same_weights(read_exported_weights(output_dir), uninterrupted_weights)
     assert not list((output_dir / "checkpoints").glob(".tmp-*"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(2))
+def test_ctrl_c_at_a_random_step_then_resume_latest_ends_with_the_uninterrupted_weights(
+    seed, tmp_path, synthetic_cache, uninterrupted_weights
+):
+    output_dir = tmp_path / "interrupted"
+    argv = resumable_run(output_dir, synthetic_cache)
+    stop_after = random.Random(seed).randint(1, MAX_STEPS - 2)
+    run = TrainingProcess(argv, tmp_path / "stderr.txt")
+    run.wait_until(lambda: logged_step_lines(output_dir, stop_after) > 0, f"step {stop_after}")
+    run.process_signal(signal.SIGINT)
+    assert run.wait() == 130, run.report()
+    # the stop checkpointed the step it ended at, whether or not save_every asked for one there
+    stopped_at = newest_checkpoint_step(output_dir)
+    assert stopped_at >= stop_after and f"stopped at step {stopped_at}; checkpoint saved" in run.stderr()
+
+    final = TrainingProcess(argv, tmp_path / "stderr.txt")
+    assert final.wait() == 0, final.stderr()[-3000:]
+    assert_same_weights(read_exported_weights(output_dir), uninterrupted_weights)
 
 
 @pytest.mark.slow

@@ -17,20 +17,20 @@ from radiodiff.training.trainer import Trainer
 def test_nan_weights_are_never_checkpointed_or_exported_and_the_run_resumes_from_the_last_good_one(
     tmp_path, synthetic_cache, monkeypatch, capsys
 ):
-    generator_loss, optimizer_step = VAEGANLoss.generator_loss, Trainer.optimizer_step
+    generator_loss, optimizer_steps = VAEGANLoss.generator_loss, Trainer.optimizer_steps
 
     def nan_loss_at_step_2(self, gain_map, reconstruction, posterior, step, *args, **kwargs):
         loss, logs = generator_loss(self, gain_map, reconstruction, posterior, step, *args, **kwargs)
         return (loss * math.nan, logs) if step == 1 else (loss, logs)
 
-    def nan_weights_after_step_5(self, optimizer, model):
-        optimizer_step(self, optimizer, model)
-        if self.state.step == 4 and optimizer is self.optimizer_g:
+    def nan_weights_after_step_5(self, updates):
+        optimizer_steps(self, updates)
+        if self.state.step == 4:
             with torch.no_grad():
                 next(self.raw_vae.parameters()).fill_(math.nan)
 
     monkeypatch.setattr(VAEGANLoss, "generator_loss", nan_loss_at_step_2)
-    monkeypatch.setattr(Trainer, "optimizer_step", nan_weights_after_step_5)
+    monkeypatch.setattr(Trainer, "optimizer_steps", nan_weights_after_step_5)
     output_dir = tmp_path / "nan"
     overrides = tiny_training_overrides(output_dir, synthetic_cache) + ["train.max_nonfinite_steps=10"]
     assert main(overrides) == 2

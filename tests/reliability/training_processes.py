@@ -70,6 +70,12 @@ class TrainingProcess:
             raise AssertionError(f"the run did not end within {timeout} s:\n{self.stderr()[-3000:]}")
         return self.process.exitcode
 
+    def process_signal(self, signum: int) -> None:
+        """Send ``signum`` (SIGINT: Ctrl-C) to the running child."""
+        if self.process.exitcode is not None:
+            raise AssertionError(f"the run ended before the signal:\n{self.report()}")
+        os.kill(self.process.pid, signum)
+
     def kill(self) -> None:
         """``kill -9``; it is an error if the run had already ended (the kill would test nothing)."""
         if self.process.exitcode is not None:
