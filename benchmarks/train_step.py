@@ -79,7 +79,7 @@ def measure_variant(config_path: str | None, overrides: list[str], args: argpars
 
     from radiodiff.config import load_config
     from radiodiff.data import prepare_data
-    from radiodiff.training.trainer import build_trainer
+    from radiodiff.training.vae_trainer import build_trainer
 
     config = load_config(config_path, [
         f"output_dir={scratch}",
@@ -107,7 +107,7 @@ def measure_variant(config_path: str | None, overrides: list[str], args: argpars
         trainer.state.step += 1
 
     def bare_vae_step() -> None:
-        gain_map = loaded[0]
+        gain_map = loaded[0]["gain_map"]
         reconstruction = trainer.vae(gain_map, sample_posterior=True).sample
         trainer.accelerator.backward((reconstruction.float() - gain_map).abs().mean())
         trainer.vae.zero_grad(set_to_none=True)

@@ -157,6 +157,79 @@ class Config:
         return dataclasses.asdict(self)
 
 
+@dataclass
+class FrozenVAEConfig:
+    """The first stage the diffusion stage works in, frozen: a ``vae/`` folder or a Hub id."""
+
+    path: str | None = None
+    # "auto": the EMA weights when the folder has them, else the plain ones
+    variant: Literal["auto", "ema"] | None = "auto"
+
+
+@dataclass
+class DenoiserConfig:
+    """The UNet and the condition encoder (``radiodiff.models.PRESETS``) and what the UNet predicts."""
+
+    preset: Literal["tiny", "paper"] = "paper"
+    formulation: Literal["radiodiff", "flow_matching"] = "radiodiff"
+    # the fraction of training samples whose condition features are zeroed (0 = never)
+    condition_dropout: float = 0.0
+
+
+@dataclass
+class DiffusionConfig:
+    """The objective and the sampler of the samples and the end-of-run evaluation."""
+
+    # RadioDiff's per-sample weights w1 = 2 exp(1 - t), w2 = exp(sqrt(t)) (the original's weighting_loss)
+    weighting_loss: bool = True
+    # add the L1 terms to the MSE (the original's use_l1)
+    use_l1: bool = True
+    # RadioDiff's sampler splits its last step in two (the original's denoise=True)
+    split_last_step: bool = True
+    sampling_steps: int = 5
+
+
+@dataclass
+class LatentsConfig:
+    """Where the training latents come from: encoded each step by the frozen VAE, or `radiodiff encode-latents`."""
+
+    source: Literal["on_the_fly", "encoded"] = "on_the_fly"
+    # the `radiodiff encode-latents` folder of the training split (source: encoded)
+    dir: str | None = None
+
+
+@dataclass
+class LDMTrainConfig(TrainConfig):
+    """The loop, with the original second stage's settings as defaults (configs_old/BSDS_train_DPM.yaml)."""
+
+    max_steps: int = 50000
+    batch_size: int = 32
+    lr: float = 5e-5
+    min_lr: float = 5e-6
+    lr_schedule: Literal["constant", "cosine", "poly"] = "poly"
+    max_grad_norm: float | None = 1.0
+    ema_decay: float = 0.999
+    ema_update_every: int = 1
+    save_every: int = 5000
+    sample_every: int = 5000
+
+
+@dataclass
+class LDMConfig:
+    """A whole second-stage run: the frozen VAE, the denoiser, the objective, the data and the loop."""
+
+    output_dir: str = "outputs/radiodiff-ldm"
+    vae: FrozenVAEConfig = field(default_factory=FrozenVAEConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    latents: LatentsConfig = field(default_factory=LatentsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: LDMTrainConfig = field(default_factory=LDMTrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 _YAML_BOOL_WORDS = {False: ("no", "off", "false"), True: ("yes", "on", "true")}
 
 
@@ -234,12 +307,15 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
     return cls(**{key: _convert(value, hints[key], prefix + key) for key, value in values.items()})
 
 
+# what both stages share: the loop and the data
 _POSITIVE = (
     "train.max_steps", "train.batch_size", "train.gradient_accumulation_steps", "train.save_every",
     "train.sample_every", "train.log_every", "train.ema_update_every", "train.max_nonfinite_steps",
-    "train.collective_timeout_s", "discriminator.n_layers", "discriminator.ndf", "discriminator.in_channels",
-    "model.layers_per_block", "model.norm_num_groups", "model.in_channels", "model.out_channels",
-    "model.latent_channels", "data.synthetic.maps", "data.synthetic.tx_per_map", "data.synthetic.size",
+    "train.collective_timeout_s", "data.synthetic.maps", "data.synthetic.tx_per_map", "data.synthetic.size",
+)
+_POSITIVE_VAE = (
+    "discriminator.n_layers", "discriminator.ndf", "discriminator.in_channels", "model.layers_per_block",
+    "model.norm_num_groups", "model.in_channels", "model.out_channels", "model.latent_channels",
 )
 
 
@@ -249,10 +325,9 @@ _NON_NEGATIVE = (
 )
 
 
-def _check_values(config: Config) -> Config:
-    """Checks that span keys or ranges, after the types are right."""
-    for dotted, least, expected in [(key, 1, "a positive integer") for key in _POSITIVE] + [
-        (key, 0, "a count of 0 or more") for key in _NON_NEGATIVE
+def _check_counts(config: Any, positive: tuple[str, ...], non_negative: tuple[str, ...]) -> None:
+    for dotted, least, expected in [(key, 1, "a positive integer") for key in positive] + [
+        (key, 0, "a count of 0 or more") for key in non_negative
     ]:
         section, *rest = dotted.split(".")
         value = getattr(config, section)
@@ -260,6 +335,11 @@ def _check_values(config: Config) -> Config:
             value = getattr(value, part)
         if value < least:
             raise ConfigError(f"{dotted}: expected {expected}, got {value}")
+
+
+def _check_train(config: Any) -> None:
+    """The checks of the loop's and the data's values, which both stages share."""
+    _check_counts(config, _POSITIVE, _NON_NEGATIVE)
     limit = config.train.checkpoints_total_limit
     if limit is not None and limit < 1:
         raise ConfigError(f"train.checkpoints_total_limit: expected a positive integer or null (keep all), got {limit}")
@@ -269,6 +349,12 @@ def _check_values(config: Config) -> Config:
         raise ConfigError(f"train.ema_decay: expected a value in [0, 1), got {config.train.ema_decay}")
     if config.train.push_to_hub and not config.train.hub_repo_id:
         raise ConfigError("train.push_to_hub: true needs train.hub_repo_id (USER/NAME)")
+
+
+def _check_values(config: Config) -> Config:
+    """Checks that span keys or ranges, after the types are right."""
+    _check_train(config)
+    _check_counts(config, _POSITIVE_VAE, ())
     channels = config.model.block_out_channels
     if not channels or any(c < 1 or c % config.model.norm_num_groups for c in channels):
         raise ConfigError(
@@ -278,11 +364,27 @@ def _check_values(config: Config) -> Config:
     return config
 
 
-def config_from_dict(values: Mapping[str, Any]) -> Config:
-    """Validate a nested mapping (as read from YAML) into a :class:`Config`."""
+def _check_ldm_values(config: LDMConfig) -> LDMConfig:
+    """The second stage's checks that span keys or ranges, after the types are right."""
+    _check_train(config)
+    _check_counts(config, ("diffusion.sampling_steps",), ())
+    if not config.vae.path:
+        raise ConfigError("vae.path: required: the first stage's vae/ folder (or a Hub id), e.g. outputs/quickstart/vae")
+    if not 0.0 <= config.denoiser.condition_dropout < 1.0:
+        raise ConfigError(f"denoiser.condition_dropout: expected a fraction in [0, 1), got {config.denoiser.condition_dropout}")
+    if config.latents.source == "encoded" and not config.latents.dir:
+        raise ConfigError("latents.dir: required with latents.source: encoded (a `radiodiff encode-latents` folder)")
+    if config.train.disc_lr is not None:
+        raise ConfigError(f"train.disc_lr: {config.train.disc_lr}, but the second stage has no discriminator; expected null")
+    return config
+
+
+def config_from_dict(values: Mapping[str, Any], schema: type = Config) -> Any:
+    """Validate a nested mapping (as read from YAML) into a :class:`Config` (or an :class:`LDMConfig`)."""
     if not isinstance(values, Mapping):
         raise ConfigError(f"expected a mapping at the top of the config, got {type(values).__name__}")
-    return _check_values(_build(Config, values))
+    check = _check_ldm_values if schema is LDMConfig else _check_values
+    return check(_build(schema, values))
 
 
 def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -479,5 +581,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return read_config(path, overrides)[0]
 
 
-def save_config(config: Config, path: str | Path) -> None:
+def read_ldm_config(path: str | Path | None = None, overrides: list[str] | None = None) -> tuple[LDMConfig, list[str]]:
+    """Read a second-stage config ``path``, apply ``overrides`` and validate; notes are always empty."""
+    values = apply_overrides(read_yaml(path) if path is not None else {}, overrides or [])
+    try:
+        return config_from_dict(values, LDMConfig), []
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}" if path else str(error)) from None
+
+
+def save_config(config: Config | LDMConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -157,3 +157,36 @@ def latents_readme(info: dict[str, Any], columns: list[str]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def read_latents_info(latents_dir: str | Path) -> dict[str, Any]:
+    """``latents.json`` of an ``encode_latents`` folder; a ``ValueError`` naming the folder if it is not one."""
+    path = Path(latents_dir) / LATENTS_INFO
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"{latents_dir}: not a `radiodiff encode-latents` folder (no readable {LATENTS_INFO}: {error})"
+        ) from error
+
+
+class EncodedLatentsDataset(Dataset):
+    """An ``encode_latents`` folder with conditions, as items of ``latent_mean``, ``latent_std`` (unscaled),
+    ``buildings``, ``transmitter`` and ``name``: what the diffusion stage trains on without running the VAE."""
+
+    def __init__(self, latents_dir: str | Path):
+        self.info = read_latents_info(latents_dir)
+        if self.info.get("condition_shape") is None:
+            raise ValueError(
+                f"{latents_dir}: latents without the buildings and transmitter columns; encode them from maps that "
+                "carry their conditions (`radiodiff encode-latents` writes them for RadioMapSeer and synthetic data)"
+            )
+        self.rows = datasets.load_from_disk(str(latents_dir)).with_format(
+            "torch", columns=["latent_mean", "latent_std", *CONDITION_COLUMNS], output_all_columns=True
+        )
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.rows[index]

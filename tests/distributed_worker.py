@@ -1,27 +1,36 @@
-"""Run under `torchrun --nproc_per_node 2`: trains a tiny config and writes each rank's weights to its own file."""
+"""Run under `torchrun --nproc_per_node 2`: trains a tiny config of one stage ("vae" or "ldm") and writes each rank's
+trained weights to its own file."""
 
 import sys
 from pathlib import Path
 
 from safetensors.torch import save_file
 
-from radiodiff.config import load_config
-from radiodiff.training.trainer import build_trainer
+from radiodiff.config import load_config, read_ldm_config
+from radiodiff.training.ldm_trainer import build_ldm_trainer
+from radiodiff.training.vae_trainer import build_trainer
 
 
-def main(output_dir: str, overrides: list[str]) -> None:
-    config = load_config(None, overrides)
-    trainer = build_trainer(config)
+def main(stage: str, output_dir: str, overrides: list[str]) -> None:
+    if stage == "vae":
+        trainer = build_trainer(load_config(None, overrides))
+    else:
+        trainer = build_ldm_trainer(read_ldm_config(None, overrides)[0])
     accelerator = trainer.accelerator
     trainer.run()
     rank = accelerator.process_index
-    weights = {f"vae.{k}": v.contiguous() for k, v in trainer.raw_vae.state_dict().items()}
-    weights.update({f"discriminator.{k}": p.detach().contiguous() for k, p in trainer.raw_discriminator.named_parameters()})
-    weights["loss.logvar"] = trainer.loss_fn.logvar.detach().reshape(1)
+    # parameters, not buffers: BatchNorm's running statistics are each rank's own
+    weights = {
+        f"{name}.{k}": p.detach().contiguous()
+        for name, module in trainer.trained_modules().items()
+        for k, p in module.named_parameters()
+    }
+    weights.update({f"ema.{i}": p.contiguous() for i, p in enumerate(trainer.ema.shadow_params)} if trainer.ema else {})
+    weights.update({name: tensor.detach().reshape(-1) for name, tensor in trainer.trained_tensors.items()})
     save_file(weights, str(Path(output_dir) / f"rank{rank}.safetensors"))
     accelerator.wait_for_everyone()
     accelerator.end_training()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:])
+    main(sys.argv[1], sys.argv[2], sys.argv[3:])

@@ -8,7 +8,8 @@ import torch
 from conftest import tiny_training_overrides
 from radiodiff.config import load_config
 from radiodiff.losses import VAEGANLoss
-from radiodiff.training.trainer import Trainer, build_trainer, resolved_mixed_precision
+from radiodiff.training.trainer import Trainer, resolved_mixed_precision
+from radiodiff.training.vae_trainer import build_trainer
 
 
 @pytest.mark.parametrize(

@@ -78,7 +78,7 @@ def test_two_processes_keep_identical_weights(tmp_path, synthetic_cache):
     output_dir.mkdir()
     overrides = tiny_training_overrides(output_dir, synthetic_cache) + ["train.batch_size=2", "loss.learn_logvar=true"]
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               str(REPO / "tests" / "distributed_worker.py"), str(output_dir), *overrides]
+               str(REPO / "tests" / "distributed_worker.py"), "vae", str(output_dir), *overrides]
     result = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = load_file(output_dir / "rank0.safetensors"), load_file(output_dir / "rank1.safetensors")
@@ -149,7 +149,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, synth
 
 
 def test_a_run_ends_with_a_model_card_and_pushes_when_asked(tmp_path, synthetic_cache, monkeypatch):
-    import radiodiff.training.trainer as trainer_module
+    import radiodiff.training.vae_trainer as trainer_module
 
     pushed = []
     monkeypatch.setattr(trainer_module, "push_to_hub", lambda output_dir, repo_id: pushed.append((output_dir, repo_id)) or "url")
@@ -247,7 +247,7 @@ def test_a_learned_log_variance_is_checkpointed_as_safetensors_and_nothing_is_un
     tmp_path, synthetic_cache, monkeypatch
 ):
     from radiodiff.training.checkpoints import TENSORS_FILE
-    from radiodiff.training.trainer import build_trainer
+    from radiodiff.training.vae_trainer import build_trainer
 
     output_dir = tmp_path / "logvar"
     config = load_config(None, tiny_training_overrides(output_dir, synthetic_cache) + ["loss.learn_logvar=true"])
@@ -280,7 +280,7 @@ def gradients_at_optimizer_steps(config, grad_scaler=None) -> dict[str, torch.Te
     """Run one real training step and return every gradient as each optimizer's ``step`` sees it."""
     from accelerate.optimizer import AcceleratedOptimizer
 
-    from radiodiff.training.trainer import build_trainer
+    from radiodiff.training.vae_trainer import build_trainer
 
     trainer = build_trainer(config)
     seen = {}
@@ -318,7 +318,7 @@ def test_fp16_with_clipping_unscales_each_optimizer_exactly_once(tmp_path, synth
 
 
 def test_compile_is_regional_and_leaves_the_adaptive_weight_s_layer_eager(tmp_path, synthetic_cache):
-    from radiodiff.training.trainer import build_trainer
+    from radiodiff.training.vae_trainer import build_trainer
 
     trainer = build_trainer(load_config(None, tiny_training_overrides(tmp_path / "compiled", synthetic_cache) + [
         "train.compile=true"]))

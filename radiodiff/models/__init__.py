@@ -2,12 +2,13 @@
 and no training logic."""
 
 from .condition_encoder import RadioMapConditionEncoder, transmitter_log_distance
-from .denoiser import PRESETS, build_condition_encoder, build_denoiser
+from .denoiser import PRESETS, ConditionedDenoiser, build_condition_encoder, build_denoiser
 from .discriminator import PatchGANDiscriminator
 from .vae import RadioDiffVAE, RadioDiffVAEOutput, denormalize_latents, downsampling_factor, normalize_latents
 
 __all__ = [
     "PRESETS",
+    "ConditionedDenoiser",
     "PatchGANDiscriminator",
     "RadioDiffVAE",
     "RadioDiffVAEOutput",

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from diffusers import UNet2DModel
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
 
 from .condition_encoder import RadioMapConditionEncoder
 
@@ -77,3 +80,52 @@ def build_denoiser(
         time_embedding_type="positional",
         **_preset(preset)["unet"],
     )
+
+
+class ConditionedDenoiser(ModelMixin, ConfigMixin):
+    r"""What the second stage trains, as one module: the condition encoder and the UNet on their concatenation.
+
+    One module, so that one DDP wrapper, one optimizer and one EMA cover both; the trainer exports its two parts
+    as the pipeline's ``condition_encoder`` and ``unet``.
+
+    Args:
+        unet_config (`dict`): the ``UNet2DModel`` config (see :func:`build_denoiser`).
+        condition_encoder_config (`dict`): the ``RadioMapConditionEncoder`` config (see :func:`build_condition_encoder`).
+    """
+
+    @register_to_config
+    def __init__(self, unet_config: dict[str, Any], condition_encoder_config: dict[str, Any]):
+        super().__init__()
+        self.condition_encoder = RadioMapConditionEncoder.from_config(condition_encoder_config)
+        self.unet = UNet2DModel.from_config(unet_config)
+
+    @classmethod
+    def from_preset(
+        cls, preset: str, latent_channels: int, formulation: str, sample_size: int, downsampling_factor: int
+    ) -> "ConditionedDenoiser":
+        """The preset's encoder and UNet for a VAE with ``latent_channels`` and ``downsampling_factor``."""
+        encoder = build_condition_encoder(preset, downsampling_factor)
+        unet = build_denoiser(preset, latent_channels, encoder.config.out_channels, formulation, sample_size)
+        return cls(unet_config=dict(unet.config), condition_encoder_config=dict(encoder.config))
+
+    def forward(
+        self,
+        noisy_latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        buildings: torch.Tensor,
+        transmitter: torch.Tensor,
+        condition_keep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        r"""The UNet's output on ``concat(noisy_latents, condition features)``.
+
+        Args:
+            noisy_latents (`torch.Tensor`): (B, latent_channels, h, w).
+            timesteps (`torch.Tensor`): (B,), t (or sigma) times ``num_train_timesteps``.
+            buildings, transmitter (`torch.Tensor`): (B, 1, H, W) on [0, 1].
+            condition_keep (`torch.Tensor`, *optional*): (B, 1, 1, 1) of 0 and 1; 0 zeroes that sample's
+                condition features (condition dropout).
+        """
+        condition = self.condition_encoder(buildings, transmitter)
+        if condition_keep is not None:
+            condition = condition * condition_keep.to(condition.dtype)
+        return self.unet(torch.cat([noisy_latents, condition.to(noisy_latents.dtype)], dim=1), timesteps).sample

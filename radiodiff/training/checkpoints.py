@@ -30,7 +30,6 @@ from diffusers.training_utils import EMAModel
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..models import RadioDiffVAE
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.json"
@@ -117,12 +116,14 @@ def run_generator(seed: int, rank: int, device: torch.device) -> torch.Generator
     return torch.Generator(device=device).manual_seed(seed + rank)
 
 
-def check_output_dir(output_dir: str | Path, resume: str | None, overwrite: bool, is_main_process: bool) -> None:
+def check_output_dir(
+    output_dir: str | Path, resume: str | None, overwrite: bool, is_main_process: bool, exported: tuple[str, ...]
+) -> None:
     """Refuse a fresh run into a folder that holds another run's checkpoints, unless ``overwrite``.
 
     A fresh run there would prune the earlier run's checkpoints (or its own), replace its export, and a later
     ``--resume latest`` could continue the wrong run. With ``overwrite``, the main process deletes the earlier
-    run's checkpoints, exported models and sample sheets before anything is written.
+    run's checkpoints, its ``exported`` model folders and its sample sheets before anything is written.
     """
     output_dir = Path(output_dir)
     if resume is not None:
@@ -131,7 +132,7 @@ def check_output_dir(output_dir: str | Path, resume: str | None, overwrite: bool
         return
     if overwrite:
         if is_main_process:
-            for earlier in ("checkpoints", "vae", "discriminator", "samples"):
+            for earlier in ("checkpoints", *exported, "samples"):
                 shutil.rmtree(output_dir / earlier, ignore_errors=True)
         return
     checkpoints = list_checkpoints(output_dir)
@@ -292,7 +293,7 @@ def load_checkpoint(
         if not ema_path.is_dir():
             raise CheckpointError(f"{path}: train.use_ema is on but the checkpoint holds no {EMA_FOLDER}/ folder")
         try:
-            stored = EMAModel.from_pretrained(str(ema_path), model_cls=RadioDiffVAE)
+            stored = EMAModel.from_pretrained(str(ema_path), model_cls=ema.model_cls)
         except (OSError, ValueError, SafetensorError) as error:
             raise CheckpointError(f"{ema_path}: the EMA weights cannot be read ({error_summary(error)})") from error
         ema.load_state_dict(stored.state_dict())

@@ -1,4 +1,5 @@
-"""``train_vae.py``'s command line: ``--config``, ``--resume``, ``--overwrite`` and ``dotted.key=value`` overrides.
+"""``train_vae.py``'s and ``train_ldm.py``'s command line: ``--config``, ``--resume``, ``--overwrite`` and
+``dotted.key=value`` overrides, the same for both stages.
 
 Every failure a user can cause or meet (a bad config or input, an unreadable checkpoint, a full disk, a dead
 process of a multi-process run) ends as one ``error: ...`` line on stderr and exit code 2, not a traceback.
@@ -9,25 +10,57 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass
+from typing import Any
 
-from ..config import Config, ConfigError, read_config
+from ..config import ConfigError, read_config, read_ldm_config
 from .checkpoints import CheckpointError, error_summary, newest_checkpoint_note
 
 
-def build_parser() -> argparse.ArgumentParser:
+@dataclass(frozen=True)
+class StageCommand:
+    """What differs between the two training commands."""
+
+    description: str
+    config_help: str
+    overrides_example: str
+    exported: str
+    read_config: Any
+    trainer: str  # the function of ``radiodiff.training`` that trains the stage, imported when it runs
+
+
+VAE_COMMAND = StageCommand(
+    description="Train the RadioDiff VAE (VAE-GAN). Launch with `accelerate launch train_vae.py ...` or plain python.",
+    config_help="a YAML config (ours, or the original RadioDiff first-stage YAML)",
+    overrides_example="train.max_steps=200 output_dir=outputs/run loss.disc_start=100",
+    exported="vae/, discriminator/",
+    read_config=read_config,
+    trainer="train",
+)
+LDM_COMMAND = StageCommand(
+    description="Train RadioDiff's second stage (the latent diffusion model) on a frozen first-stage VAE. Launch "
+    "with `accelerate launch train_ldm.py ...` or plain python.",
+    config_help="a YAML config of the second stage (configs/ldm_quickstart.yaml, configs/radiodiff_ldm.yaml)",
+    overrides_example="train.max_steps=200 output_dir=outputs/run vae.path=outputs/quickstart/vae",
+    exported="pipeline/",
+    read_config=read_ldm_config,
+    trainer="train_ldm",
+)
+
+
+def build_parser(stage: StageCommand = VAE_COMMAND) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Train the RadioDiff VAE (VAE-GAN). Launch with `accelerate launch train_vae.py ...` or plain python.",
-        epilog="Overrides: dotted keys such as train.max_steps=200 output_dir=outputs/run loss.disc_start=100",
+        description=stage.description, epilog=f"Overrides: dotted keys such as {stage.overrides_example}"
     )
-    parser.add_argument("--config", help="a YAML config (ours, or the original RadioDiff first-stage YAML)")
+    parser.add_argument("--config", help=stage.config_help)
     parser.add_argument(
         "--resume", help="'latest' (newest complete checkpoint in output_dir) or a checkpoint folder", default=None
     )
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="start afresh in an output_dir that holds an earlier run: delete its checkpoints, vae/, "
-        "discriminator/ and samples/ first (without it such a run is refused)",
+        help=f"start afresh in an output_dir that holds an earlier run: delete its checkpoints, {stage.exported} "
+        "and samples/ first (without it such a run is refused)",
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     return parser
@@ -43,7 +76,7 @@ def is_collective_failure(error: RuntimeError) -> bool:
     return isinstance(error, torch.distributed.DistError) or "gloo" in str(error)
 
 
-def collective_failure_message(error: RuntimeError, config: Config) -> str:
+def collective_failure_message(error: RuntimeError, config: Any) -> str:
     rank, world_size = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
     return (
         f"process {rank} of {world_size}: another process of the run died, or stalled for longer than "
@@ -54,15 +87,28 @@ def collective_failure_message(error: RuntimeError, config: Config) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """``train_vae.py``: the first stage."""
+    return run_command(VAE_COMMAND, argv)
+
+
+def main_ldm(argv: list[str] | None = None) -> int:
+    """``train_ldm.py``: the second stage."""
+    return run_command(LDM_COMMAND, argv)
+
+
+def run_command(stage: StageCommand, argv: list[str] | None) -> int:
+    args = build_parser(stage).parse_args(argv)
     # imported here so that `--help` comes back fast
-    from .trainer import TrainingError, train
+    from .. import training
+    from .trainer import TrainingError
+
+    train = getattr(training, stage.trainer)
 
     # accelerate's process state must not exist before the trainer builds it (it decides CPU vs GPU groups)
     is_main_process = int(os.environ.get("RANK", "0")) == 0
     multi_process = int(os.environ.get("WORLD_SIZE", "1")) > 1
     try:
-        config, notes = read_config(args.config, args.overrides)
+        config, notes = stage.read_config(args.config, args.overrides)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

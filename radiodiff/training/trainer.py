@@ -1,13 +1,15 @@
-"""The VAE-GAN training loop: one VAE forward per step, the generator update, then the discriminator update.
+"""The training loop both stages share: accelerate, data order, the step loop, logs, samples, checkpoints, export.
 
-Read top to bottom: :func:`train` sets up accelerate, data, models and optimizers, restores a checkpoint if
-asked, runs :meth:`Trainer.run`, and exports the result. This package is the only place that knows accelerate.
+A stage is a :class:`Trainer` subclass that builds its models and optimizers in ``__init__`` and fills in the
+hooks marked *stage hook* below: :meth:`Trainer.train_step` (one optimizer step), what its log lines and sample
+sheets show, and what it exports. Everything else — exact resume, the run's own generator, the stop path, the
+refusal of a used ``output_dir``, non-finite steps, staged export, ``training_summary.json`` and trackers — is
+written once here. :func:`run_training` runs a stage from a config; ``vae_trainer.train`` and
+``ldm_trainer.train_ldm`` are the two stages' entries. This package is the only place that knows accelerate.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
 import os
 import platform
@@ -21,66 +23,27 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration, set_seed
 from diffusers.training_utils import EMAModel
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..config import Config, TrainConfig, save_config
-from ..data import build_dataset, prepare_data
-from ..evaluation import evaluate_vae, latent_statistics, load_vae, write_latent_scale, write_metrics
-from ..hub import push_to_hub, write_model_card
-from ..losses import VAEGANLoss
-from ..models import PatchGANDiscriminator, RadioDiffVAE
+from ..config import TrainConfig, save_config
+from ..data import prepare_data
 from .checkpoints import (
     TrainerState,
     check_output_dir,
-    error_summary,
     list_checkpoints,
     load_checkpoint,
     newest_checkpoint_note,
     resolve_resume,
     run_generator,
     save_checkpoint,
-    staged_directory,
 )
 from .runlog import RunLog
-from .samples import save_sample_sheet
 from .schedule import ResumableShuffleSampler, learning_rate
 
 
 class TrainingError(RuntimeError):
     """The run cannot go on; the message says why and what was kept."""
-
-
-def build_vae(config: Config) -> RadioDiffVAE:
-    model = config.model
-    if model.pretrained:
-        try:
-            return RadioDiffVAE.from_pretrained(model.pretrained)
-        except (OSError, ValueError) as error:
-            # diffusers' message for a missing folder talks about the Hub; say what was expected here
-            raise TrainingError(
-                f"model.pretrained {model.pretrained}: not a readable vae/ folder (config.json and "
-                f"diffusion_pytorch_model.safetensors from save_pretrained or `radiodiff convert`): "
-                f"{error_summary(error, lines=1)}"
-            ) from error
-    return RadioDiffVAE.from_model_config(model, sample_size=config.data.resolution or config.data.synthetic.size)
-
-
-def build_discriminator(config: Config) -> PatchGANDiscriminator:
-    return PatchGANDiscriminator(**dataclasses.asdict(config.discriminator))
-
-
-def check_channels(vae: RadioDiffVAE, discriminator: PatchGANDiscriminator, train_set: Dataset) -> None:
-    """The models must take the maps the data yields; otherwise the first convolution fails deep in torch."""
-    channels = train_set[0]["gain_map"].shape[0]
-    expected = {
-        "model.in_channels": vae.config.in_channels,
-        "model.out_channels": vae.config.out_channels,
-        "discriminator.in_channels": discriminator.config.in_channels,
-    }
-    for key, value in expected.items():
-        if value != channels:
-            raise TrainingError(f"{key}: {value}, but the training maps have {channels} channel(s); expected {channels}")
 
 
 def parameters_are_finite(module: torch.nn.Module) -> bool:
@@ -111,60 +74,31 @@ class StopRequest:
 
 
 class Trainer:
-    """Holds what the loop needs; built by :func:`train`."""
+    """The loop and its bookkeeping; a stage subclasses it (see the module's docstring).
 
-    def __init__(self, config: Config, accelerator: Accelerator, train_set: Dataset, val_set: Dataset):
+    A subclass's ``__init__`` calls this one first, then builds and prepares its models and sets
+    ``self.optimizers`` (each prepared optimizer with its base learning rate), ``self.ema`` and
+    ``self.trained_tensors`` (trained tensors outside the prepared models, checkpointed as safetensors).
+    """
+
+    # the tracker's project name, and the folders a run exports (what ``--overwrite`` deletes besides
+    # ``checkpoints/`` and ``samples/``)
+    tracker_project = "radiodiff"
+    exported_folders: tuple[str, ...] = ()
+
+    def __init__(self, config: Any, accelerator: Accelerator, train_set: Dataset, val_set: Dataset):
         self.config = config
         self.accelerator = accelerator
         self.train_set, self.val_set = train_set, val_set
         self.output_dir = Path(config.output_dir)
         train = config.train
         device = accelerator.device
-
-        vae, discriminator = build_vae(config), build_discriminator(config)
-        check_channels(vae, discriminator, train_set)
-        if train.gradient_checkpointing:
-            vae.enable_gradient_checkpointing()
-        if train.channels_last:
-            vae.to(memory_format=torch.channels_last)
-            discriminator.to(memory_format=torch.channels_last)
-        self.loss_fn = VAEGANLoss(**dataclasses.asdict(config.loss)).to(device)
-        # trained tensors outside the prepared models, checkpointed as safetensors (LPIPS's frozen VGG is not)
-        self.trained_tensors = {"loss.logvar": self.loss_fn.logvar} if config.loss.learn_logvar else {}
-        vae_parameters = list(vae.parameters()) + ([self.loss_fn.logvar] if config.loss.learn_logvar else [])
-        adamw = dict(
-            betas=(train.adam_beta1, train.adam_beta2),
-            weight_decay=train.weight_decay,
-            # None leaves torch's choice: a loop over the tensors on CPU, foreach on CUDA
-            fused=train.fused_optimizer or None,
-        )
-        optimizer_g = torch.optim.AdamW(vae_parameters, lr=train.lr, **adamw)
-        optimizer_d = torch.optim.AdamW(discriminator.parameters(), lr=train.disc_lr or train.lr, **adamw)
-        self.vae, self.discriminator, self.optimizer_g, self.optimizer_d = accelerator.prepare(
-            vae, discriminator, optimizer_g, optimizer_d
-        )
-        # the unwrapped modules: parameters for the adaptive weight, EMA and export, and a discriminator
-        # that the generator loss can run without touching DDP's gradient synchronisation
-        self.raw_vae: RadioDiffVAE = accelerator.unwrap_model(self.vae)
-        self.raw_discriminator: PatchGANDiscriminator = accelerator.unwrap_model(self.discriminator)
-        if train.compile:
-            # regionally: the encoder and decoder blocks compiled, ``decoder.conv_out`` eager, so that the adaptive
-            # weight's two autograd.grad calls at conv_out stay small instead of each running the whole backward;
-            # static shapes: each block sees one shape per level, and inductor failed on the dynamic-shape graph
-            self.raw_vae.compile_repeated_blocks(dynamic=False)
-        # every random draw of the step (the posterior samples) comes from here, never from the global RNG
+        # every random draw of a training step comes from here, never from the global RNG, so that checkpoints,
+        # samples and evaluations (which draw from the global RNG, or advance it inside libraries) never shift it
         self.generator = run_generator(train.seed, accelerator.process_index, device)
+        self.optimizers: list[tuple[torch.optim.Optimizer, float]] = []
         self.ema: EMAModel | None = None
-        if train.use_ema:
-            self.ema = EMAModel(
-                self.raw_vae.parameters(),
-                decay=train.ema_decay,
-                foreach=True,  # one batched update instead of a Python loop over ~200 tensors
-                model_cls=RadioDiffVAE,
-                model_config=self.raw_vae.config,
-            )
-            self.ema.to(device)
-
+        self.trained_tensors: dict[str, torch.Tensor] = {}
         self.sampler = ResumableShuffleSampler(
             len(train_set), train.batch_size, train.seed, accelerator.num_processes, accelerator.process_index
         )
@@ -180,26 +114,48 @@ class Trainer:
             # so the batches depend only on the sampler's (seed, epoch) order, however the run was resumed
             generator=torch.Generator().manual_seed(train.seed + accelerator.process_index),
         )
-        # spread over the split, so that the sheet shows several cities rather than one city's transmitters
-        sample_count = min(train.num_sample_images, len(val_set))
-        sample_items = [val_set[i * len(val_set) // sample_count] for i in range(sample_count)]
-        self.sample_maps = [item["gain_map"].to(device) for item in sample_items]
-        self.sample_names = [item["name"] for item in sample_items]
         self.state = TrainerState()
         self.runlog = RunLog(self.output_dir / "logs", config.to_dict(), enabled=accelerator.is_main_process)
 
+    # ---- stage hooks ------------------------------------------------------------------------------------------
+
+    def trained_modules(self) -> dict[str, torch.nn.Module]:
+        """The unwrapped modules the run trains, by name: checked for finite weights, counted in the summary."""
+        raise NotImplementedError
+
+    def train_step(self, batches: Iterator[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor] | None:
+        """One optimizer step over ``gradient_accumulation_steps`` micro-batches; None if it was skipped."""
+        raise NotImplementedError
+
+    def log_lines(self, values: dict[str, float]) -> list[dict[str, float]]:
+        """The scalars of one logged step, grouped into the text log's lines."""
+        return [values]
+
+    def progress_fields(self, values: dict[str, float]) -> dict[str, str]:
+        """What the progress bar shows beside the step."""
+        return {"loss": f"{values['loss']:.4f}"}
+
+    def write_sample_sheet(self, path: Path, title: str) -> None:
+        """Write the sample sheet of the fixed validation batch to ``path`` (main process only)."""
+        raise NotImplementedError
+
+    def export_models(self) -> None:
+        """Write the trained models into ``output_dir`` (main process only), each folder staged."""
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """The end of a run after the export, on the main process: evaluation, model card, upload."""
+
     # ---- the loop ---------------------------------------------------------------------------------------------
 
-    def micro_batches(self) -> Iterator[torch.Tensor]:
-        """Training maps from the current position on, epoch after epoch."""
+    def micro_batches(self) -> Iterator[dict[str, torch.Tensor]]:
+        """Training batches from the current position on, epoch after epoch: their tensors on the device."""
         epoch, start = divmod(self.state.step * self.config.train.gradient_accumulation_steps, self.sampler.batches_per_epoch)
+        device = self.accelerator.device
         while True:
             self.sampler.set_position(epoch, start)
             for batch in self.loader:
-                gain_map = batch["gain_map"].to(self.accelerator.device, non_blocking=True)
-                if self.config.train.channels_last:
-                    gain_map = gain_map.contiguous(memory_format=torch.channels_last)
-                yield gain_map
+                yield {k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
             epoch, start = epoch + 1, 0
 
     def all_finite(self, finite: torch.Tensor) -> bool:
@@ -211,19 +167,19 @@ class Trainer:
         return bool(finite)
 
     def set_learning_rates(self, step: int) -> float:
-        train = self.config.train
-        lr = learning_rate(step, train.lr, train)
-        for group in self.optimizer_g.param_groups:
-            group["lr"] = lr
-        for group in self.optimizer_d.param_groups:
-            group["lr"] = learning_rate(step, train.disc_lr or train.lr, train)
-        return lr
+        """Each optimizer's rate for ``step`` from its base rate; returns the first optimizer's."""
+        rates = []
+        for optimizer, base_lr in self.optimizers:
+            rates.append(learning_rate(step, base_lr, self.config.train))
+            for group in optimizer.param_groups:
+                group["lr"] = rates[-1]
+        return rates[0]
 
     def optimizer_steps(self, updates: list[tuple[torch.optim.Optimizer, torch.nn.Module]]) -> None:
         """Clip and step each ``(optimizer, model)`` of the step.
 
         With fp16, one GradScaler scaled every loss of the step. accelerate's ``clip_grad_norm_`` unscales every
-        optimizer on each call, and each ``AcceleratedOptimizer.step()`` updates the scale, so the second
+        optimizer on each call, and each ``AcceleratedOptimizer.step()`` updates the scale, so a second
         optimizer would be unscaled twice (or by a scale its gradients never had). Here each optimizer is
         unscaled exactly once, all are stepped, and the scale is updated once.
         """
@@ -242,48 +198,14 @@ class Trainer:
         if scaler is not None:
             scaler.update()
 
-    def train_step(self, batches: Iterator[torch.Tensor]) -> dict[str, torch.Tensor] | None:
-        """One optimizer step over ``gradient_accumulation_steps`` micro-batches; None if it was skipped."""
-        step = self.state.step
-        accumulation = self.config.train.gradient_accumulation_steps
-        disc_active = self.loss_fn.discriminator_active(step)
-        # checked once after every backward, not per loss: a mid-step host sync would stall a GPU's queue
-        finite = torch.ones((), dtype=torch.bool, device=self.accelerator.device)
-        for micro_step in range(accumulation):
-            gain_map = next(batches)
-            with contextlib.ExitStack() as stack:
-                if micro_step < accumulation - 1:
-                    stack.enter_context(self.accelerator.no_sync(self.vae))
-                    stack.enter_context(self.accelerator.no_sync(self.discriminator))
-                output = self.vae(gain_map, sample_posterior=True, return_posterior=True, generator=self.generator)
-                # the losses sum over every pixel: under autocast they still add up in fp32
-                reconstruction = output.sample.float()
-                g_loss, logs = self.loss_fn.generator_loss(
-                    gain_map, reconstruction, output.posterior, step, self.raw_discriminator, self.raw_vae.last_layer_weight
-                )
-                finite &= torch.isfinite(g_loss)
-                # backward first: the discriminator's own forwards then never hold memory beside the VAE's graph
-                self.accelerator.backward(g_loss / accumulation)
-                if disc_active:
-                    d_loss, d_logs = self.loss_fn.discriminator_loss(gain_map, reconstruction, step, self.discriminator)
-                    logs.update(d_logs)
-                    finite &= torch.isfinite(d_loss)
-                    self.accelerator.backward(d_loss / accumulation)
-        # a non-finite loss anywhere in the step discards all of its gradients
-        if not self.all_finite(finite):
-            self.optimizer_g.zero_grad(set_to_none=True)
-            self.optimizer_d.zero_grad(set_to_none=True)
-            return None
-        if self.config.loss.learn_logvar and self.accelerator.num_processes > 1:
-            # logvar lives outside the DDP-wrapped VAE, so DDP does not average its gradient
-            logvar = self.loss_fn.logvar
-            logvar.grad = self.accelerator.reduce(logvar.grad, reduction="mean")
-        # no discriminator work before disc_start: not even weight decay (the original still applied it)
-        updates = [(self.optimizer_g, self.vae)] + ([(self.optimizer_d, self.discriminator)] if disc_active else [])
-        self.optimizer_steps(updates)
-        if self.ema is not None and (step + 1) % self.config.train.ema_update_every == 0:
-            self.ema.step(self.raw_vae.parameters())
-        return logs
+    def update_ema(self, module: torch.nn.Module) -> None:
+        """After the optimizer step: the EMA of ``module`` every ``train.ema_update_every`` steps."""
+        if self.ema is not None and (self.state.step + 1) % self.config.train.ema_update_every == 0:
+            self.ema.step(module.parameters())
+
+    def discard_gradients(self) -> None:
+        for optimizer, _ in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
 
     def run(self) -> None:
         train = self.config.train
@@ -342,35 +264,21 @@ class Trainer:
     def log_step(self, step: int, logs: dict[str, torch.Tensor], lr: float, images_per_s: float, progress: tqdm) -> None:
         names = list(logs)
         values = dict(zip(names, torch.stack([logs[name].float() for name in names]).tolist()))
-        generator = {k: v for k, v in values.items() if k not in ("disc_loss", "logits_real", "logits_fake")}
-        self.runlog.step(step, self.config.train.max_steps, generator, lr)
-        if "disc_loss" in values:
-            discriminator = {k: values[k] for k in ("disc_loss", "logits_real", "logits_fake")}
-            self.runlog.step(step, self.config.train.max_steps, discriminator, lr)
+        for line in self.log_lines(values):
+            self.runlog.step(step, self.config.train.max_steps, line, lr)
         tracked = {f"train/{k}": v for k, v in values.items()}
         tracked.update({"lr": lr, "images_per_s": images_per_s})
         self.accelerator.log(tracked, step=step)
-        progress.set_postfix(rec=f"{values['rec_loss']:.4f}", kl=f"{values['kl_loss']:.3g}", img_s=f"{images_per_s:.1f}")
+        progress.set_postfix(**self.progress_fields(values), img_s=f"{images_per_s:.1f}")
 
-    @torch.no_grad()
     def save_samples(self, step: int) -> None:
-        if not self.accelerator.is_main_process or not self.sample_maps:
+        if not self.accelerator.is_main_process or self.config.train.num_sample_images == 0:
             return
-        sample_maps = torch.stack(self.sample_maps)
-        self.raw_vae.eval()
-        reconstruction = self.raw_vae(sample_maps).sample
-        self.raw_vae.train()
         milestone = step // self.config.train.sample_every
-        save_sample_sheet(
-            sample_maps,
-            reconstruction,
-            self.sample_names,
-            self.output_dir / "samples" / f"sample-{milestone}.png",
-            title=f"step {step}",
-        )
+        self.write_sample_sheet(self.output_dir / "samples" / f"sample-{milestone}.png", title=f"step {step}")
 
     def save_checkpoint(self) -> Path:
-        if not parameters_are_finite(self.raw_vae) or not parameters_are_finite(self.raw_discriminator):
+        if not all(parameters_are_finite(module) for module in self.trained_modules().values()):
             raise TrainingError(f"step {self.state.step}: the weights are not finite; refusing to checkpoint them")
         path = save_checkpoint(
             self.accelerator,
@@ -392,21 +300,13 @@ class Trainer:
     # ---- export -----------------------------------------------------------------------------------------------
 
     def export(self) -> Path:
-        """Write ``vae/`` (with the EMA weights as the ``ema`` variant), ``discriminator/`` and a summary."""
+        """The stage's models (:meth:`export_models`), ``config.yaml`` and ``training_summary.json``."""
         if not self.accelerator.is_main_process:
             return self.output_dir
-        if not parameters_are_finite(self.raw_vae):
-            raise TrainingError("the trained VAE has non-finite weights; nothing was exported")
+        if not all(parameters_are_finite(module) for module in self.trained_modules().values()):
+            raise TrainingError("the trained model has non-finite weights; nothing was exported")
         try:
-            # staged: a full disk or a kill leaves an earlier export whole, never a half-written one
-            with staged_directory(self.output_dir / "vae") as vae_dir:
-                self.raw_vae.save_pretrained(vae_dir)
-                if self.ema is not None:
-                    ema_vae = RadioDiffVAE.from_config(self.raw_vae.config)
-                    self.ema.copy_to(ema_vae.parameters())
-                    ema_vae.save_pretrained(vae_dir, variant="ema")
-            with staged_directory(self.output_dir / "discriminator") as discriminator_dir:
-                self.raw_discriminator.save_pretrained(discriminator_dir)
+            self.export_models()
             save_config(self.config, self.output_dir / "config.yaml")
             self.write_summary()
         except OSError as error:
@@ -434,44 +334,30 @@ class Trainer:
                 / max(self.state.wall_time_s, 1e-9),
                 2,
             ),
-            "parameters": {
-                "vae": sum(p.numel() for p in self.raw_vae.parameters()),
-                "discriminator": sum(p.numel() for p in self.raw_discriminator.parameters()),
-            },
+            "parameters": {name: sum(p.numel() for p in module.parameters()) for name, module in self.trained_modules().items()},
         }
         (self.output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2))
 
+    # ---- construction -----------------------------------------------------------------------------------------
 
-def measure_export(config: Config, train_set: Dataset, val_set: Dataset, device: torch.device) -> None:
-    """The exported VAE, loaded once as users will load it (its EMA weights when it has them):
+    @classmethod
+    def datasets(cls, config: Any) -> tuple[Dataset, Dataset]:
+        """The training and validation sets of the stage (*stage hook*)."""
+        raise NotImplementedError
 
-    - the latents of up to ``train.latent_scale_maps`` training maps set the scaling factor (1/std) and the
-      per-channel mean and std stored in ``vae/config.json`` for the diffusion stage;
-    - with ``train.evaluate_at_end``, the validation split gives ``metrics.json`` and ``per_image.csv``, which the
-      model card reports.
-    """
-    train = config.train
-    if train.latent_scale_maps == 0 and not train.evaluate_at_end:
-        return
-    vae_dir = Path(config.output_dir) / "vae"
-    variant = "ema" if (vae_dir / "diffusion_pytorch_model.ema.safetensors").is_file() else None
-    vae = load_vae(vae_dir, variant)
-    shared = dict(batch_size=train.batch_size, device=device, num_workers=config.data.num_workers)
-    if train.latent_scale_maps > 0:
-        count = min(train.latent_scale_maps, len(train_set))
-        maps = Subset(train_set, [i * len(train_set) // count for i in range(count)])
-        stats = latent_statistics(vae, maps, seed=train.seed, **shared)
-        write_latent_scale(vae_dir, stats.scaling_factor, stats)
-    if train.evaluate_at_end:
-        write_metrics(evaluate_vae(vae, val_set, split="val", variant=variant, **shared), config.output_dir)
-
-
-def publish(config: Config) -> None:
-    """The model card, and the Hub upload when the config asks for it; the exported run is already safe on disk."""
-    write_model_card(config.output_dir, repo_id=config.train.hub_repo_id)
-    if config.train.push_to_hub:
-        url = push_to_hub(config.output_dir, config.train.hub_repo_id)
-        print(f"pushed to {url}")
+    @classmethod
+    def build(cls, config: Any) -> "Trainer":
+        """accelerate, seeds, data (prepared on the main process first) and the trainer, on every process."""
+        accelerator = make_accelerator(config)
+        set_seed(config.train.seed)
+        if config.train.allow_tf32 and torch.cuda.is_available():
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+        with accelerator.main_process_first():
+            if accelerator.is_main_process:
+                prepare_data(config.data)
+        return cls(config, accelerator, *cls.datasets(config))
 
 
 def resolved_mixed_precision(train: TrainConfig) -> str:
@@ -481,7 +367,7 @@ def resolved_mixed_precision(train: TrainConfig) -> str:
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
-def make_accelerator(config: Config) -> Accelerator:
+def make_accelerator(config: Any) -> Accelerator:
     train = config.train
     launched_processes = int(os.environ.get("WORLD_SIZE", "1"))
     accelerator = Accelerator(
@@ -513,22 +399,8 @@ def _flat_hparams(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def build_trainer(config: Config) -> Trainer:
-    """accelerate, seeds, data (prepared on the main process first) and the :class:`Trainer`, on every process."""
-    accelerator = make_accelerator(config)
-    set_seed(config.train.seed)
-    if config.train.allow_tf32 and torch.cuda.is_available():
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
-    with accelerator.main_process_first():
-        if accelerator.is_main_process:
-            prepare_data(config.data)
-    return Trainer(config, accelerator, build_dataset(config.data, "train"), build_dataset(config.data, "val"))
-
-
-def train(config: Config, resume: str | None = None, overwrite: bool = False) -> Path:
-    """Train the VAE-GAN described by ``config``; returns the output folder.
+def run_training(trainer_class: type[Trainer], config: Any, resume: str | None, overwrite: bool) -> Path:
+    """Train the stage ``trainer_class`` as ``config`` describes; returns the output folder.
 
     ``resume`` is ``"latest"`` (the newest complete checkpoint in ``output_dir``, or a fresh start if none)
     or the path of a checkpoint folder. A fresh run into an ``output_dir`` that holds checkpoints is refused
@@ -536,11 +408,17 @@ def train(config: Config, resume: str | None = None, overwrite: bool = False) ->
     """
     resume_path = resolve_resume(config.output_dir, resume)
     # before accelerate exists: every process checks the folder before any of them writes to it
-    check_output_dir(config.output_dir, resume, overwrite, is_main_process=int(os.environ.get("RANK", "0")) == 0)
-    trainer = build_trainer(config)
+    check_output_dir(
+        config.output_dir,
+        resume,
+        overwrite,
+        is_main_process=int(os.environ.get("RANK", "0")) == 0,
+        exported=trainer_class.exported_folders,
+    )
+    trainer = trainer_class.build(config)
     accelerator = trainer.accelerator
     if config.train.report_to != "none":
-        accelerator.init_trackers("radiodiff-vae", config=_flat_hparams(config.to_dict()))
+        accelerator.init_trackers(trainer_class.tracker_project, config=_flat_hparams(config.to_dict()))
     if resume_path is not None:
         trainer.resume(resume_path)
     try:
@@ -548,8 +426,7 @@ def train(config: Config, resume: str | None = None, overwrite: bool = False) ->
         trainer.export()
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            measure_export(config, trainer.train_set, trainer.val_set, accelerator.device)
-            publish(config)
+            trainer.finish()
     finally:
         trainer.runlog.close()
         # also tears down the process group, so it comes after the last collective

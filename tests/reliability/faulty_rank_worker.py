@@ -10,7 +10,7 @@ import sys
 import time
 
 from radiodiff.training import main
-from radiodiff.training.trainer import Trainer
+from radiodiff.training.vae_trainer import VAETrainer as Trainer
 
 FAULT = os.environ["RADIODIFF_TEST_FAULT"]
 FAULT_STEP = 3  # after the checkpoint of step 2

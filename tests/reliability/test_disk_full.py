@@ -6,7 +6,7 @@ import pytest
 from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file
 
-import radiodiff.training.trainer as trainer_module
+import radiodiff.training.vae_trainer as vae_trainer_module
 from conftest import tiny_training_overrides
 from errors import the_error_line
 from radiodiff.models import RadioDiffVAE
@@ -35,7 +35,7 @@ def assert_only_the_first_checkpoint_is_left(output_dir):
 
 @pytest.mark.parametrize(
     "owner, name",
-    [(EMAModel, "save_pretrained"), (trainer_module, "save_sample_sheet")],
+    [(EMAModel, "save_pretrained"), (vae_trainer_module, "save_sample_sheet")],
     ids=["ema-weights-of-a-checkpoint", "sample-sheet"],
 )
 def test_a_full_disk_at_step_8_stops_with_one_error_line_and_keeps_checkpoint_4(

@@ -11,7 +11,7 @@ from errors import the_error_line
 from radiodiff.losses import VAEGANLoss
 from radiodiff.training import main
 from radiodiff.training.checkpoints import STATE_FILE, list_checkpoints
-from radiodiff.training.trainer import Trainer
+from radiodiff.training.vae_trainer import VAETrainer as Trainer
 
 
 def test_nan_weights_are_never_checkpointed_or_exported_and_the_run_resumes_from_the_last_good_one(
