@@ -10,6 +10,8 @@ from diffusers import AutoencoderKL
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
 
+from ..config import check_ldm_ddconfig
+
 # The keys of the original RadioDiff / latent-diffusion ``ddconfig`` that we can express.
 LDM_DDCONFIG_KEYS = (
     "double_z",
@@ -136,20 +138,7 @@ class RadioDiffVAE(AutoencoderKL):
         missing = sorted({"ch", "ch_mult", "num_res_blocks", "z_channels"} - set(ddconfig))
         if missing:
             raise ValueError(f"ddconfig: missing required keys {missing}")
-        if not ddconfig.get("double_z", True):
-            raise ValueError("ddconfig.double_z: AutoencoderKL always predicts mean and log-variance; expected true")
-        if list(ddconfig.get("attn_resolutions", [])):
-            raise ValueError(
-                f"ddconfig.attn_resolutions: {list(ddconfig['attn_resolutions'])} asks for attention inside the "
-                "down/up blocks, which AutoencoderKL cannot express; expected []"
-            )
-        if float(ddconfig.get("dropout", 0.0)) != 0.0:
-            raise ValueError(f"ddconfig.dropout: {ddconfig['dropout']}; AutoencoderKL has no dropout, expected 0.0")
-        if int(ddconfig["z_channels"]) != int(embed_dim):
-            raise ValueError(
-                f"ddconfig.z_channels ({ddconfig['z_channels']}) != embed_dim ({embed_dim}); AutoencoderKL uses one "
-                "latent width for both"
-            )
+        check_ldm_ddconfig(ddconfig, int(embed_dim))
         block_out_channels = tuple(int(ddconfig["ch"]) * int(m) for m in ddconfig["ch_mult"])
         return cls.from_block_channels(
             block_out_channels,
