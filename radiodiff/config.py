@@ -16,6 +16,8 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
+from .files import write_atomically
+
 
 class ConfigError(ValueError):
     """A configuration file, key or value that is not what the trainer expects.
@@ -509,4 +511,5 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def save_config(config: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """Write ``config`` as YAML, replacing ``path`` atomically."""
+    write_atomically(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -19,7 +19,7 @@ from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 from safetensors import safe_open
 
 from .config import Config, DataConfig, load_config
-from .files import write_atomically
+from .files import find_samples, write_atomically
 
 CARD_TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 CARD_TAGS = ["radio-map", "vae", "radiodiff", "autoencoderkl", "latent-diffusion", "pathloss"]
@@ -119,12 +119,8 @@ def count_parameters(weights_file: Path) -> int:
 
 def latest_sample(output_dir: Path) -> str | None:
     """``samples/sample-<milestone>.png`` of the highest milestone, relative to ``output_dir``."""
-    samples = [
-        (int(match[1]), path)
-        for path in (output_dir / "samples").glob("sample-*.png")
-        if (match := re.fullmatch(r"sample-(\d+)\.png", path.name))
-    ]
-    return max(samples)[1].relative_to(output_dir).as_posix() if samples else None
+    samples = find_samples([output_dir / "samples"])
+    return samples[-1][1].relative_to(output_dir).as_posix() if samples else None
 
 
 def read_training_run(output_dir: str | Path) -> TrainingRun:

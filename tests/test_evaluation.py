@@ -206,6 +206,7 @@ def test_latent_scale_of_a_known_distribution_is_one_over_its_std():
     # and exactly the population std of the latents it saw
     latents = torch.cat([encoder.encode(m["gain_map"][None]).latent_dist.mean for m in maps])
     assert stats.scaling_factor == pytest.approx(1 / latents.std(unbiased=False).item(), rel=1e-6)
+    assert stats.shift_factor == pytest.approx(latents.mean().item(), abs=1e-6)
     assert stats.std[1] == pytest.approx(latents[:, 1].std(unbiased=False).item(), rel=1e-6)
 
 
@@ -213,14 +214,17 @@ def test_latent_scale_is_written_into_the_vae_config_leaving_the_weights_alone(t
     tiny_vae.save_pretrained(tmp_path)
     weights = (tmp_path / "diffusion_pytorch_model.safetensors").read_bytes()
     stats = latent_statistics(tiny_vae, radio_map_items(3), batch_size=3, device="cpu")
-    write_latent_scale(tmp_path, stats.scaling_factor, stats)
+    write_latent_scale(tmp_path, stats.scaling_factor, stats.shift_factor)
     reloaded = AutoencoderKL.from_pretrained(tmp_path)
     assert reloaded.config.scaling_factor == pytest.approx(stats.scaling_factor)
-    assert list(reloaded.config.latents_std) == pytest.approx(stats.std)
+    assert reloaded.config.shift_factor == pytest.approx(stats.shift_factor)
+    # diffusers pipelines that find per-channel statistics normalise with them too: they must stay unset
+    assert reloaded.config.latents_mean is None and reloaded.config.latents_std is None
     assert (tmp_path / "diffusion_pytorch_model.safetensors").read_bytes() == weights
 
-    write_latent_scale(tmp_path, 0.3)  # RadioDiff's fixed value stays selectable
-    assert AutoencoderKL.from_pretrained(tmp_path).config.scaling_factor == 0.3
+    write_latent_scale(tmp_path, 0.3)  # RadioDiff's fixed value stays selectable, without a shift
+    config = AutoencoderKL.from_pretrained(tmp_path).config
+    assert (config.scaling_factor, config.shift_factor) == (0.3, None)
     with pytest.raises(ValueError, match="positive"):
         write_latent_scale(tmp_path, 0.0)
 

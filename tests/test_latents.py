@@ -9,7 +9,9 @@ from map_fixtures import radio_map_items, write_tiny_run
 from radiodiff.cli import main
 from radiodiff.config import load_config
 from radiodiff.data import build_dataset
+from radiodiff.evaluation import latent_statistics, load_vae, write_latent_scale
 from radiodiff.latents import encode_latents
+from radiodiff.models.vae import denormalize_latents, normalize_latents
 
 
 def test_latents_round_trip_equals_encoding_the_same_maps(tiny_vae, tmp_path):
@@ -63,3 +65,26 @@ def test_encode_latents_command_saves_every_training_map_with_its_conditions(tin
     first = latents.with_format("numpy")[0]
     np.testing.assert_array_equal(first["buildings"], train_maps[0]["buildings"].numpy())
     assert json.loads((out / "latents.json").read_text())["source"]["split"] == "train"
+
+
+def test_latents_normalised_with_the_written_scale_have_zero_mean_and_unit_std(tiny_vae, tmp_path):
+    """One convention end to end: the measured shift and scale, stored in the VAE's config, make the latents
+    that encode-latents saves standard under ``normalize_latents``, as latents.json and its README say."""
+    items = radio_map_items(6, with_conditions=True)
+    tiny_vae.save_pretrained(tmp_path / "vae")
+    stats = latent_statistics(tiny_vae, items, batch_size=2, device="cpu", seed=3)
+    write_latent_scale(tmp_path / "vae", stats.scaling_factor, stats.shift_factor)
+    vae = load_vae(tmp_path / "vae")
+
+    saved = encode_latents(vae, items, tmp_path / "latents", batch_size=2, device="cpu", sample=True, seed=3)
+
+    info = json.loads((tmp_path / "latents" / "latents.json").read_text())
+    assert (info["shift_factor"], info["scaling_factor"]) == (vae.config.shift_factor, vae.config.scaling_factor)
+    assert "latents_mean" not in info
+    latents = saved.with_format("torch")[:]["latent_sample"]
+    normalised = normalize_latents(latents, vae.config)
+    assert normalised.mean().item() == pytest.approx(0.0, abs=1e-5)
+    assert normalised.std(unbiased=False).item() == pytest.approx(1.0, abs=1e-5)
+    torch.testing.assert_close(denormalize_latents(normalised, vae.config), latents)
+    readme = (tmp_path / "latents" / "README.md").read_text()
+    assert "(z - shift_factor) * scaling_factor" in readme and f"shift_factor = {vae.config.shift_factor}" in readme

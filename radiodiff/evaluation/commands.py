@@ -92,9 +92,12 @@ def run_latent_scale(
     print(f"latents of {stats.num_maps} maps of split {split!r}:")
     for channel, (mean, std) in enumerate(zip(stats.mean, stats.std)):
         print(f"  channel {channel}: mean {mean:.4g}, std {std:.4g}")
-    print(f"scaling factor 1/std: {stats.scaling_factor:.6g} (the VAE's config has {vae.config.scaling_factor})")
+    print(
+        f"shift factor (mean) {stats.shift_factor:.6g}, scaling factor (1/std) {stats.scaling_factor:.6g} (the VAE's "
+        f"config has {vae.config.shift_factor} and {vae.config.scaling_factor})"
+    )
     if write:
-        print(f"wrote it into {write_latent_scale(model_dir, stats.scaling_factor, stats)}")
+        print(f"wrote them into {write_latent_scale(model_dir, stats.scaling_factor, stats.shift_factor)}")
     return stats
 
 
