@@ -7,6 +7,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+from conftest import REPO
 from map_fixtures import radio_map_items, write_tiny_run
 
 from radiodiff.cli import main
@@ -158,6 +159,30 @@ def test_perfect_maps_keep_metrics_json_valid_with_null_psnr_and_a_count(tmp_pat
     assert metrics["non_finite"] == {"nmse": 0, "rmse": 0, "ssim": 0, "psnr": 2}
     with (tmp_path / "eval" / "per_image.csv").open() as handle:
         assert [float(row["psnr"]) for row in csv.DictReader(handle)] == [math.inf, math.inf]
+
+
+def key_structure(value):
+    """The nested keys of a JSON value, with lists and numbers reduced to their kind."""
+    if isinstance(value, dict):
+        return {key: key_structure(item) for key, item in value.items()}
+    return "list" if isinstance(value, list) else type(value).__name__ if isinstance(value, str) else "number"
+
+
+def test_the_readme_metrics_example_has_the_keys_the_code_writes(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    example = json.loads(readme.split("```json\n", 1)[1].split("```", 1)[0])
+    result = EvaluationResult(
+        names=["0_0", "0_1", "0_2"],
+        per_image={"nmse": np.array([0.1, 0.2, 0.3]), "rmse": np.array([0.2, 0.1, 0.3]),
+                   "ssim": np.array([0.8, 0.9, 0.7]), "psnr": np.array([20.0, 22.0, 21.0])},
+        input_shape=(1, 32, 32),
+        latent_shape=(3, 16, 16),
+        kl_per_element=0.5,
+        split="test",
+        variant="ema",
+    )
+    written = strict_json(write_metrics(result, tmp_path))
+    assert key_structure(example) == key_structure(written)
 
 
 def test_gallery_picks_best_median_and_worst_by_nmse(tiny_vae, tmp_path):
