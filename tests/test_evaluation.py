@@ -271,6 +271,38 @@ def test_evaluate_command_writes_metrics_csv_and_gallery_for_the_split(tiny_vae,
     assert "nmse" in capsys.readouterr().out
 
 
+def test_evaluate_defaults_to_the_runs_config_ema_weights_val_split_and_a_folder_inside_the_run(
+    tiny_vae, tmp_path, monkeypatch, capsys
+):
+    (tmp_path / "run").mkdir()
+    config, model = write_tiny_run(tmp_path / "run", tiny_vae)  # config.yaml beside vae/, as a run leaves it
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    command = ["evaluate", "--model", model, "--batch-size", "2", "--device", "cpu"]
+
+    assert main(command) == 0
+    metrics = strict_json(tmp_path / "run" / "evaluation" / "ema-val" / "metrics.json")
+    val_maps = build_dataset(load_config(config).data, "val")
+    assert (metrics["split"], metrics["variant"], metrics["num_maps"]) == ("val", "ema", len(val_maps))
+    assert (tmp_path / "run" / "evaluation" / "ema-val" / "per_image.csv").is_file()
+    assert list(elsewhere.iterdir()) == []
+
+    capsys.readouterr()
+    assert main(command) == 2  # never overwritten silently
+    assert "ema-val/metrics.json exists; give --overwrite" in capsys.readouterr().err
+    assert main(command + ["--overwrite"]) == 0
+    assert main(command + ["--variant", "main"]) == 0
+    assert strict_json(tmp_path / "run" / "evaluation" / "main-val" / "metrics.json")["variant"] is None
+
+
+def test_evaluate_without_config_outside_a_run_says_to_give_one(tiny_vae, tmp_path, capsys):
+    tiny_vae.save_pretrained(tmp_path / "vae")
+    assert main(["evaluate", "--model", str(tmp_path / "vae"), "--device", "cpu"]) == 2
+    error = capsys.readouterr().err
+    assert f"{tmp_path / 'config.yaml'}: not found" in error and "give --config" in error
+
+
 def test_latent_scale_command_measures_and_writes_or_sets_radiodiffs_value(tiny_vae, tmp_path):
     config, model = write_tiny_run(tmp_path, tiny_vae)
     assert main(["latent-scale", "--model", model, "--config", config, "--write", "--device", "cpu"]) == 0

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..config import Config, TrainConfig, save_config
 from ..files import sample_file_name, write_atomically
 from ..data import build_dataset, prepare_data
-from ..evaluation import evaluate_vae, latent_statistics, load_vae, write_latent_scale, write_metrics
+from ..evaluation import default_variant, evaluate_vae, latent_statistics, load_vae, write_latent_scale, write_metrics
 from ..hub import push_to_hub, write_model_card
 from ..losses import VAEGANLoss
 from ..models import PatchGANDiscriminator, RadioDiffVAE
@@ -439,7 +439,7 @@ def measure_export(config: Config, train_set: Dataset, val_set: Dataset, device:
     if train.latent_scale_maps == 0 and not train.evaluate_at_end:
         return
     vae_dir = Path(config.output_dir) / "vae"
-    variant = "ema" if (vae_dir / "diffusion_pytorch_model.ema.safetensors").is_file() else None
+    variant = default_variant(vae_dir)
     vae = load_vae(vae_dir, variant)
     shared = dict(batch_size=train.batch_size, device=device, num_workers=config.data.num_workers)
     if train.latent_scale_maps > 0:
