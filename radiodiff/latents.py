@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 import datasets
 import torch
+from datasets.exceptions import DatasetGenerationError
 from torch.utils.data import Dataset
 
 from .data.huggingface import CONDITION_COLUMNS
@@ -87,14 +88,21 @@ def encode_latents(
     features = _latent_features(latent_shape, condition_shape, sample)
     out_dir = Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="radiodiff-latents-") as cache_dir:
-        latents = datasets.Dataset.from_generator(
-            # bound here rather than passed as gen_kwargs, which datasets would shard when the maps are a list
-            functools.partial(_encoded_rows, vae, dataset, batch_size, device, num_workers, sample, seed),
-            features=features,
-            cache_dir=cache_dir,
-            # hashing the model to fingerprint the generator would be slow and is pointless for a one-off cache
-            fingerprint=uuid.uuid4().hex,
-        )
+        try:
+            latents = datasets.Dataset.from_generator(
+                # bound here rather than passed as gen_kwargs, which datasets would shard when the maps are a list
+                functools.partial(_encoded_rows, vae, dataset, batch_size, device, num_workers, sample, seed),
+                features=features,
+                cache_dir=cache_dir,
+                # hashing the model to fingerprint the generator would be slow and is pointless for a one-off cache
+                fingerprint=uuid.uuid4().hex,
+            )
+        except DatasetGenerationError as error:
+            # datasets wraps whatever the maps raised; a bad map (an unreadable file, a wrong size) must reach the
+            # user as itself, naming its file, not as datasets' generation failure
+            if isinstance(error.__cause__, ValueError):
+                raise error.__cause__ from None
+            raise
         latents.save_to_disk(str(out_dir))
     info = {
         # the VAE's normalisation, radiodiff.models.vae.normalize_latents: (z - shift_factor) * scaling_factor

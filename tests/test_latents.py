@@ -88,3 +88,40 @@ def test_latents_normalised_with_the_written_scale_have_zero_mean_and_unit_std(t
     torch.testing.assert_close(denormalize_latents(normalised, vae.config), latents)
     readme = (tmp_path / "latents" / "README.md").read_text()
     assert "(z - shift_factor) * scaling_factor" in readme and f"shift_factor = {vae.config.shift_factor}" in readme
+
+
+@pytest.fixture
+def seer_run(tiny_vae, tmp_path):
+    """A saved VAE and a config reading a small RadioMapSeer-layout folder (14 cities x 2 transmitters)."""
+    from radiodiff.data import synthesize
+
+    root = synthesize(tmp_path / "seer", maps=14, tx_per_map=2, size=32, seed=0)
+    config, model = write_tiny_run(tmp_path, tiny_vae)
+    (tmp_path / "config.yaml").write_text(f"data:\n  source: radiomapseer\n  root: {root}\n  resolution: 32\n")
+    train_maps = build_dataset(load_config(config).data, "train")
+    # the second map of the split: the first is read before encoding starts, this one inside the encoding
+    map_id = train_maps[2]["name"].split("_")[0]
+    broken = root / "png" / "buildings_complete" / f"{map_id}.png"
+    broken.write_bytes(broken.read_bytes()[:60])
+    return config, model, broken, len(train_maps)
+
+
+def test_encode_latents_names_a_corrupt_buildings_png_in_one_error_line(seer_run, tmp_path, capsys):
+    config, model, broken, _ = seer_run
+    out = tmp_path / "latents"
+    assert main(["encode-latents", "--model", model, "--config", config, "--out", str(out), "--device", "cpu",
+                 "--batch-size", "2"]) == 2
+    stderr = capsys.readouterr().err
+    (error,) = [line for line in stderr.splitlines() if "error" in line.lower()]
+    assert error.startswith(f"radiodiff encode-latents: error: {broken}: unreadable image")
+    assert "Traceback" not in stderr and "DatasetGenerationError" not in stderr
+
+
+def test_on_corrupt_skip_leaves_out_maps_whose_condition_images_are_unreadable(seer_run, tmp_path):
+    config, model, broken, train_count = seer_run
+    out = tmp_path / "latents"
+    with pytest.warns(UserWarning, match=r"skipped 2 unreadable image\(s\)"):
+        assert main(["encode-latents", "--model", model, "--config", config, "--out", str(out), "--device", "cpu",
+                     "data.on_corrupt=skip"]) == 0
+    names = datasets.load_from_disk(str(out))["name"][:]
+    assert len(names) == train_count - 2 and not [name for name in names if name.startswith(f"{broken.stem}_")]
