@@ -99,7 +99,7 @@ def write_report(log_path: str | Path, out_dir: str | Path, samples_dir: str | P
     write_csv(log, csv_path)
     json_path.write_text(json.dumps(_finite_or_none(analysis_document(log, analysis, findings)), indent=2,
                                     allow_nan=False) + "\n")
-    figure_paths = write_figures(log, analysis, out_dir)
+    figure_paths = write_figures(log, analysis, findings, out_dir)
     markdown_path.write_text(render_markdown(log, analysis, findings, figure_paths, samples, folders, out_dir))
     return ReportResult(out_dir, csv_path, json_path, markdown_path, figure_paths,
                         [path for _, path in samples], findings)
