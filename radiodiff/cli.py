@@ -174,11 +174,13 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_latent_scale(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("latent-scale", help="measure the latent scale (1/std) of a saved VAE")
+    parser = subparsers.add_parser(
+        "latent-scale", help="measure the latent shift (mean) and scale (1/std) of a saved VAE"
+    )
     _add_model_arguments(parser)
     parser.set_defaults(split="train")
     parser.add_argument("--write", action="store_true",
-                        help="store the measured scaling factor and per-channel mean/std in the VAE's config.json")
+                        help="store the measured shift_factor and scaling_factor in the VAE's config.json")
     parser.add_argument("--scaling-factor", type=float, default=None, metavar="VALUE", dest="value",
                         help="store VALUE as the scaling factor without measuring (RadioDiff's is 0.3)")
 

@@ -347,3 +347,15 @@ def test_nothing_machine_local_is_uploaded(training_run, hub):
         for local in (secret_folder, "alice-workstation", str(training_run), str(training_run.resolve())):
             assert local.encode() not in content, f"{name} holds {local}"
     assert "a local dataset" in uploaded["README.md"].decode()
+
+
+def test_the_card_claims_unit_latents_only_for_a_measured_shift_and_scale(training_run):
+    from radiodiff.evaluation import write_latent_scale
+
+    unmeasured = str(render_model_card(training_run))
+    assert "keeps a fixed `scaling_factor` and no shift" in unmeasured and "mean 0" not in unmeasured
+
+    write_latent_scale(training_run / "vae", 0.25, -1.5)
+    measured = str(render_model_card(training_run))
+    assert "shift factor -1.5, scaling factor 0.25" in measured and "normalised latents have mean 0" in measured
+    assert "(vae.encode(gain_map).latent_dist.sample() - shift_factor) * scaling_factor" in measured
