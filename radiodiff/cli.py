@@ -131,12 +131,14 @@ def _add_report(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _add_model_arguments(parser: argparse.ArgumentParser, *, config_required: bool = True) -> None:
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments every command on a saved VAE shares: which weights, which maps, which device."""
     parser.add_argument("--model", required=True, help="a saved VAE folder (OUTPUT_DIR/vae)")
-    parser.add_argument("--variant", default=None, help="weights variant, e.g. 'ema' (default: the plain weights)")
-    parser.add_argument("--config", required=config_required, help="the training config YAML naming the data")
-    parser.add_argument("--split", default="test", help="which split of the config's data (default: %(default)s)")
+    parser.add_argument("--variant", default=None,
+                        help="weights variant: 'ema', or 'main' for the plain weights (default: ema when present)")
+    parser.add_argument("--config", default=None,
+                        help="the training config YAML naming the data (default: the run's OUTPUT_DIR/config.yaml)")
+    parser.add_argument("--split", default="val", help="which split of the config's data (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
@@ -151,7 +153,10 @@ def _device(args: argparse.Namespace) -> str:
 def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evaluate", help="reconstruction metrics of a saved VAE on a split")
     _add_model_arguments(parser)
-    parser.add_argument("--out", default="metrics.json", help="metrics JSON; per_image.csv is written beside it")
+    parser.add_argument("--out", default=None,
+                        help="metrics JSON or folder; per_image.csv is written beside it "
+                             "(default: OUTPUT_DIR/evaluation/<variant>-<split>/)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing metrics.json")
     parser.add_argument("--sample-posterior", action="store_true",
                         help="decode posterior samples (seeded) instead of the deterministic posterior mode")
     parser.add_argument("--gallery", type=int, default=0, metavar="N",
@@ -162,18 +167,20 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
 
         run_evaluate(args.model, args.config, variant=args.variant, split=args.split, out=args.out,
                      batch_size=args.batch_size, device=_device(args), sample_posterior=args.sample_posterior,
-                     gallery=args.gallery, overrides=args.overrides)
+                     gallery=args.gallery, overwrite=args.overwrite, overrides=args.overrides)
         return 0
 
     parser.set_defaults(run=run)
 
 
 def _add_latent_scale(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("latent-scale", help="measure the latent scale (1/std) of a saved VAE")
-    _add_model_arguments(parser, config_required=False)
+    parser = subparsers.add_parser(
+        "latent-scale", help="measure the latent shift (mean) and scale (1/std) of a saved VAE"
+    )
+    _add_model_arguments(parser)
     parser.set_defaults(split="train")
     parser.add_argument("--write", action="store_true",
-                        help="store the measured scaling factor and per-channel mean/std in the VAE's config.json")
+                        help="store the measured shift_factor and scaling_factor in the VAE's config.json")
     parser.add_argument("--scaling-factor", type=float, default=None, metavar="VALUE", dest="value",
                         help="store VALUE as the scaling factor without measuring (RadioDiff's is 0.3)")
 
@@ -232,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (ConfigError, FileNotFoundError, ValueError) as error:
+    except (ConfigError, FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"radiodiff {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -6,6 +6,7 @@ Every other module receives these typed objects and never digs through nested di
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 import math
@@ -15,9 +16,18 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
+from .files import write_atomically
+
 
 class ConfigError(ValueError):
-    """A configuration file, key or value that is not what the trainer expects."""
+    """A configuration file, key or value that is not what the trainer expects.
+
+    ``key`` is the dotted key at fault, when there is one, so that the message can say where it was set.
+    """
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass
@@ -251,7 +261,7 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
     origin = typing.get_origin(annotation)
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected a mapping of {annotation.__name__} keys, got {value!r}")
+            raise ConfigError(f"{key}: expected a mapping of {annotation.__name__} keys, got {value!r}", key=key)
         return _build(annotation, value, key + ".")
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(annotation):
@@ -259,7 +269,7 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
                 return _convert(value, option, key)
             except ConfigError:
                 continue
-        raise ConfigError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
+        raise ConfigError(f"{key}: expected {_type_name(annotation)}, got {value!r}", key=key)
     if origin is Literal:
         choices = typing.get_args(annotation)
         if isinstance(value, bool):
@@ -267,10 +277,10 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
             value = next((word for word in _YAML_BOOL_WORDS[value] if word in choices), value)
         if not isinstance(value, bool) and value in choices:
             return value
-        raise ConfigError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
+        raise ConfigError(f"{key}: expected {_type_name(annotation)}, got {value!r}", key=key)
     if origin is list:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
+            raise ConfigError(f"{key}: expected {_type_name(annotation)}, got {value!r}", key=key)
         (item_type,) = typing.get_args(annotation)
         return [_convert(item, item_type, f"{key}[{i}]") for i, item in enumerate(value)]
     if annotation is type(None):
@@ -288,14 +298,14 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
                 pass
         if number is not None:
             if not math.isfinite(number):
-                raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+                raise ConfigError(f"{key}: expected a finite number, got {value!r}", key=key)
             return number
     elif annotation is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif isinstance(value, annotation):
         return value
-    raise ConfigError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
+    raise ConfigError(f"{key}: expected {_type_name(annotation)}, got {value!r}", key=key)
 
 
 def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
@@ -303,7 +313,12 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
     valid = [f.name for f in dataclasses.fields(cls)]
     unknown = [key for key in values if key not in valid]
     if unknown:
-        raise ConfigError(f"unknown key {prefix}{unknown[0]}; valid keys here: {', '.join(prefix + v for v in valid)}")
+        key = f"{prefix}{unknown[0]}"
+        nearest = difflib.get_close_matches(str(unknown[0]), valid, n=1)
+        suggestion = f"did you mean {prefix}{nearest[0]}? " if nearest else ""
+        raise ConfigError(
+            f"unknown key {key}; {suggestion}valid keys here: {', '.join(prefix + v for v in valid)}", key=key
+        )
     return cls(**{key: _convert(value, hints[key], prefix + key) for key, value in values.items()})
 
 
@@ -334,7 +349,7 @@ def _check_counts(config: Any, positive: tuple[str, ...], non_negative: tuple[st
         for part in rest:
             value = getattr(value, part)
         if value < least:
-            raise ConfigError(f"{dotted}: expected {expected}, got {value}")
+            raise ConfigError(f"{dotted}: expected {expected}, got {value}", key=dotted)
 
 
 def _check_train(config: Any) -> None:
@@ -342,13 +357,16 @@ def _check_train(config: Any) -> None:
     _check_counts(config, _POSITIVE, _NON_NEGATIVE)
     limit = config.train.checkpoints_total_limit
     if limit is not None and limit < 1:
-        raise ConfigError(f"train.checkpoints_total_limit: expected a positive integer or null (keep all), got {limit}")
+        raise ConfigError(
+            f"train.checkpoints_total_limit: expected a positive integer or null (keep all), got {limit}",
+            key="train.checkpoints_total_limit",
+        )
     if config.train.lr <= 0:
-        raise ConfigError(f"train.lr: expected a positive learning rate, got {config.train.lr}")
+        raise ConfigError(f"train.lr: expected a positive learning rate, got {config.train.lr}", key="train.lr")
     if not 0.0 <= config.train.ema_decay < 1.0:
-        raise ConfigError(f"train.ema_decay: expected a value in [0, 1), got {config.train.ema_decay}")
+        raise ConfigError(f"train.ema_decay: expected a value in [0, 1), got {config.train.ema_decay}", key="train.ema_decay")
     if config.train.push_to_hub and not config.train.hub_repo_id:
-        raise ConfigError("train.push_to_hub: true needs train.hub_repo_id (USER/NAME)")
+        raise ConfigError("train.push_to_hub: true needs train.hub_repo_id (USER/NAME)", key="train.push_to_hub")
 
 
 def _check_values(config: Config) -> Config:
@@ -359,7 +377,8 @@ def _check_values(config: Config) -> Config:
     if not channels or any(c < 1 or c % config.model.norm_num_groups for c in channels):
         raise ConfigError(
             f"model.block_out_channels: {channels} must be non-empty multiples of model.norm_num_groups "
-            f"({config.model.norm_num_groups})"
+            f"({config.model.norm_num_groups})",
+            key="model.block_out_channels",
         )
     return config
 
@@ -369,13 +388,23 @@ def _check_ldm_values(config: LDMConfig) -> LDMConfig:
     _check_train(config)
     _check_counts(config, ("diffusion.sampling_steps",), ())
     if not config.vae.path:
-        raise ConfigError("vae.path: required: the first stage's vae/ folder (or a Hub id), e.g. outputs/quickstart/vae")
+        raise ConfigError(
+            "vae.path: required: the first stage's vae/ folder (or a Hub id), e.g. outputs/quickstart/vae", key="vae.path"
+        )
     if not 0.0 <= config.denoiser.condition_dropout < 1.0:
-        raise ConfigError(f"denoiser.condition_dropout: expected a fraction in [0, 1), got {config.denoiser.condition_dropout}")
+        raise ConfigError(
+            f"denoiser.condition_dropout: expected a fraction in [0, 1), got {config.denoiser.condition_dropout}",
+            key="denoiser.condition_dropout",
+        )
     if config.latents.source == "encoded" and not config.latents.dir:
-        raise ConfigError("latents.dir: required with latents.source: encoded (a `radiodiff encode-latents` folder)")
+        raise ConfigError(
+            "latents.dir: required with latents.source: encoded (a `radiodiff encode-latents` folder)", key="latents.dir"
+        )
     if config.train.disc_lr is not None:
-        raise ConfigError(f"train.disc_lr: {config.train.disc_lr}, but the second stage has no discriminator; expected null")
+        raise ConfigError(
+            f"train.disc_lr: {config.train.disc_lr}, but the second stage has no discriminator; expected null",
+            key="train.disc_lr",
+        )
     return config
 
 
@@ -473,6 +502,30 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def check_ldm_ddconfig(ddconfig: Mapping[str, Any], embed_dim: Any, where: str = "ddconfig") -> None:
+    """Refuse the settings of an original (latent-diffusion) ``ddconfig`` that diffusers' ``AutoencoderKL``
+    cannot express: attention inside the blocks, dropout, ``double_z: false``, ``z_channels != embed_dim``."""
+    attn_resolutions, dropout = ddconfig.get("attn_resolutions") or [], ddconfig.get("dropout") or 0.0
+    if not isinstance(attn_resolutions, (list, tuple)):
+        raise ConfigError(f"{where}.attn_resolutions: expected a list, got {attn_resolutions!r}")
+    if not _is_number(dropout):
+        raise ConfigError(f"{where}.dropout: expected a number, got {dropout!r}")
+    if attn_resolutions:
+        raise ConfigError(
+            f"{where}.attn_resolutions: {list(attn_resolutions)} asks for attention inside the down/up blocks, "
+            "which AutoencoderKL cannot express; expected []"
+        )
+    if dropout != 0.0:
+        raise ConfigError(f"{where}.dropout: {dropout}; AutoencoderKL has no dropout, expected 0.0")
+    if ddconfig.get("double_z", True) is not True:
+        raise ConfigError(f"{where}.double_z: AutoencoderKL always predicts mean and log-variance; expected true")
+    z_channels = ddconfig.get("z_channels")
+    if z_channels is not None and embed_dim is not None and z_channels != embed_dim:
+        raise ConfigError(
+            f"{where}.z_channels ({z_channels}) != embed_dim ({embed_dim}); AutoencoderKL uses one latent width for both"
+        )
+
+
 def translate_original_config(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Translate the original RadioDiff first-stage YAML into ours; returns it and one note per original key."""
     model = _section(values, "model", "")
@@ -531,17 +584,7 @@ def translate_original_config(values: Mapping[str, Any]) -> tuple[dict[str, Any]
             notes.append(f"{original}: {value!r} -> ignored (no equivalent)")
 
     ddconfig = _section(model, "ddconfig", "model.")
-    attn_resolutions, dropout = ddconfig.get("attn_resolutions") or [], ddconfig.get("dropout") or 0.0
-    if not isinstance(attn_resolutions, list) or not _is_number(dropout):
-        raise ConfigError(
-            f"model.ddconfig: expected attn_resolutions to be a list and dropout a number, got "
-            f"{attn_resolutions!r} and {dropout!r}"
-        )
-    if attn_resolutions or dropout != 0.0:
-        raise ConfigError(
-            "model.ddconfig: attention inside the blocks (attn_resolutions) and dropout cannot be expressed by "
-            f"AutoencoderKL; got attn_resolutions={ddconfig.get('attn_resolutions')}, dropout={ddconfig.get('dropout')}"
-        )
+    check_ldm_ddconfig(ddconfig, model.get("embed_dim"), "model.ddconfig")
     if "ch" in ddconfig or "ch_mult" in ddconfig:
         ch, ch_mult = ddconfig.get("ch", 128), ddconfig.get("ch_mult", [1, 2, 4])
         if not _is_integer(ch) or not isinstance(ch_mult, list) or not all(_is_integer(m) for m in ch_mult):
@@ -569,11 +612,23 @@ def read_config(path: str | Path | None = None, overrides: list[str] | None = No
     notes: list[str] = []
     if is_original_config(values):
         values, notes = translate_original_config(values)
-    values = apply_overrides(values, overrides or [])
+    overrides = overrides or []
+    values = apply_overrides(values, overrides)
     try:
         return config_from_dict(values), notes
     except ConfigError as error:
-        raise ConfigError(f"{path}: {error}" if path else str(error)) from None
+        raise ConfigError(f"{_where_set(error.key, path, overrides)}{error}", key=error.key) from None
+
+
+def _where_set(key: str | None, path: str | Path | None, overrides: list[str]) -> str:
+    """``"command-line override 'k=v': "`` when ``key`` was set on the command line, else ``"<file>: "``."""
+    for override in reversed(overrides):
+        overridden = override.partition("=")[0]
+        if key is not None and (
+            key == overridden or key.startswith((overridden + ".", overridden + "[")) or overridden.startswith(key + ".")
+        ):
+            return f"command-line override {override!r}: "
+    return f"{path}: " if path else ""
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -582,13 +637,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def read_ldm_config(path: str | Path | None = None, overrides: list[str] | None = None) -> tuple[LDMConfig, list[str]]:
-    """Read a second-stage config ``path``, apply ``overrides`` and validate; notes are always empty."""
-    values = apply_overrides(read_yaml(path) if path is not None else {}, overrides or [])
+    """Read a second-stage config ``path``, apply ``overrides`` and validate; there are no translation notes."""
+    overrides = overrides or []
+    values = apply_overrides(read_yaml(path) if path is not None else {}, overrides)
     try:
         return config_from_dict(values, LDMConfig), []
     except ConfigError as error:
-        raise ConfigError(f"{path}: {error}" if path else str(error)) from None
+        raise ConfigError(f"{_where_set(error.key, path, overrides)}{error}", key=error.key) from None
 
 
 def save_config(config: Config | LDMConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """Write ``config`` as YAML, replacing ``path`` atomically."""
+    write_atomically(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -6,26 +6,28 @@ Everything here reads the files a run leaves in its output folder (``config.yaml
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, constants, get_token
+from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 from safetensors import safe_open
 
 from .config import Config, DataConfig, load_config
+from .files import find_samples, write_atomically
 from .models import downsampling_factor
 
 CARD_TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 CARD_TAGS = ["radio-map", "vae", "radiodiff", "autoencoderkl", "latent-diffusion", "pathloss"]
 LICENSE = "mit"
-# what a push uploads; checkpoints/ (optimizer states), logs/ and config.yaml (local paths) never match
+CARD_FILE = "README.md"
+# what a push uploads besides the card; checkpoints/ (optimizer states), logs/ and config.yaml (local paths) never match
 UPLOAD_PATTERNS = [
-    "README.md",
     "vae/config.json",
     "vae/*.safetensors",
     "samples/*.png",
@@ -43,6 +45,18 @@ METRICS = {
     "psnr": ("PSNR (dB)", "higher"),
 }
 PLACEHOLDER_REPO_ID = "USER/NAME"
+
+
+def _unreachable_errors() -> tuple[type[Exception], ...]:
+    """What a request raises when the Hub cannot be reached: a socket error, or a transport error of the HTTP
+    library huggingface_hub uses (httpx up to huggingface_hub 1.x, httpx2 from 2.0)."""
+    errors: list[type[Exception]] = [OSError]
+    for library in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(library).TransportError)
+        except ImportError:
+            continue
+    return tuple(errors)
 
 
 class HubError(ValueError):
@@ -106,12 +120,8 @@ def count_parameters(weights_file: Path) -> int:
 
 def latest_sample(output_dir: Path) -> str | None:
     """``samples/sample-<milestone>.png`` of the highest milestone, relative to ``output_dir``."""
-    samples = [
-        (int(match[1]), path)
-        for path in (output_dir / "samples").glob("sample-*.png")
-        if (match := re.fullmatch(r"sample-(\d+)\.png", path.name))
-    ]
-    return max(samples)[1].relative_to(output_dir).as_posix() if samples else None
+    samples = find_samples([output_dir / "samples"])
+    return samples[-1][1].relative_to(output_dir).as_posix() if samples else None
 
 
 def read_training_run(output_dir: str | Path) -> TrainingRun:
@@ -157,7 +167,9 @@ def describe_data(data: DataConfig | None) -> tuple[str, str]:
             f"RadioMapSeer {data.simulation} gain maps (split protocol `{data.protocol}`: "
             + ("no city in more than one split)" if data.protocol == "leakfree" else "the original's split)")
         )
-    return _hub_dataset_id(data) or "custom", f"the dataset `{data.root}`"
+    dataset_id = _hub_dataset_id(data)
+    # a local folder's path is machine-local: it names the user and their disks, so the card never shows it
+    return (dataset_id, f"the dataset `{dataset_id}`") if dataset_id else ("custom", "a local dataset")
 
 
 def _eval_results(run: TrainingRun) -> list[EvalResult] | None:
@@ -281,15 +293,19 @@ def render_model_card(output_dir: str | Path, repo_id: str | None = None) -> Mod
 
 
 def write_model_card(output_dir: str | Path, repo_id: str | None = None) -> Path:
-    """Write the run's card to ``output_dir/README.md`` and return that path."""
-    path = Path(output_dir) / "README.md"
-    render_model_card(output_dir, repo_id).save(path)
-    return path
+    """Write the run's card to ``output_dir/README.md`` (replaced atomically) and return that path."""
+    return write_atomically(Path(output_dir) / CARD_FILE, str(render_model_card(output_dir, repo_id)))
 
 
 def upload_patterns(include_discriminator: bool) -> list[str]:
-    """The files of an output folder that a push uploads (``upload_folder``'s ``allow_patterns``)."""
+    """The files of an output folder that a push uploads besides the card (``filter_repo_objects`` patterns)."""
     return UPLOAD_PATTERNS + (DISCRIMINATOR_PATTERNS if include_discriminator else [])
+
+
+def files_to_upload(output_dir: Path, include_discriminator: bool) -> list[str]:
+    """The run's files a push sends, relative to ``output_dir``, besides the card."""
+    files = sorted(path.relative_to(output_dir).as_posix() for path in output_dir.rglob("*") if path.is_file())
+    return list(filter_repo_objects(files, allow_patterns=upload_patterns(include_discriminator)))
 
 
 def _check_can_push(output_dir: Path, repo_id: str, include_discriminator: bool, token: str | None) -> str:
@@ -321,25 +337,29 @@ def push_to_hub(
     """Create ``repo_id`` (if needed) and upload the run: ``vae/``, the card, samples and metrics.
 
     ``discriminator/`` goes too with ``include_discriminator``; checkpoints, optimizer states, logs and the
-    config (which holds local paths) never do. Refreshes ``output_dir/README.md`` so that its examples name
-    ``repo_id``. Raises ``HubError``, before touching anything, without a token or in offline mode.
+    config (which holds local paths) never do. The card, whose examples name ``repo_id``, is uploaded from
+    memory in the same commit and written to ``output_dir/README.md`` only once the push succeeded. Raises
+    ``HubError`` without a token, in offline mode, or when the Hub cannot be reached or refuses the push;
+    the local files are then untouched.
 
     Returns:
         The URL of the repository.
     """
     output_dir = Path(output_dir)
     token = _check_can_push(output_dir, repo_id, include_discriminator, token)
-    write_model_card(output_dir, repo_id)
+    card = str(render_model_card(output_dir, repo_id))
+    operations = [CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=card.encode("utf-8"))] + [
+        CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(output_dir / name))
+        for name in files_to_upload(output_dir, include_discriminator)
+    ]
     api = HfApi(token=token)
     try:
         url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        api.upload_folder(
-            repo_id=repo_id,
-            repo_type="model",
-            folder_path=output_dir,
-            allow_patterns=upload_patterns(include_discriminator),
-            commit_message="Upload RadioDiff VAE",
-        )
+        api.create_commit(repo_id=repo_id, repo_type="model", operations=operations,
+                          commit_message="Upload RadioDiff VAE")
     except HfHubHTTPError as error:
         raise HubError(f"pushing {output_dir} to {repo_id} failed: {error}") from None
+    except _unreachable_errors() as error:
+        raise HubError(f"pushing {output_dir} to {repo_id} failed: the Hub cannot be reached ({error})") from None
+    write_atomically(output_dir / CARD_FILE, card)
     return str(url)

@@ -15,12 +15,14 @@ from typing import Any, Iterator
 
 import datasets
 import torch
+from datasets.exceptions import DatasetGenerationError
 from torch.utils.data import Dataset
 
+from .data.huggingface import CONDITION_COLUMNS
 from .evaluation.batches import batches, inference, model_input, seeded_generator
+from .files import write_atomically
 from .models import downsampling_factor
 
-CONDITION_COLUMNS = ("buildings", "transmitter")
 LATENTS_INFO = "latents.json"
 
 
@@ -87,21 +89,26 @@ def encode_latents(
     features = _latent_features(latent_shape, condition_shape, sample)
     out_dir = Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="radiodiff-latents-") as cache_dir:
-        latents = datasets.Dataset.from_generator(
-            # bound here rather than passed as gen_kwargs, which datasets would shard when the maps are a list
-            functools.partial(_encoded_rows, vae, dataset, batch_size, device, num_workers, sample, seed),
-            features=features,
-            cache_dir=cache_dir,
-            # hashing the model to fingerprint the generator would be slow and is pointless for a one-off cache
-            fingerprint=uuid.uuid4().hex,
-        )
+        try:
+            latents = datasets.Dataset.from_generator(
+                # bound here rather than passed as gen_kwargs, which datasets would shard when the maps are a list
+                functools.partial(_encoded_rows, vae, dataset, batch_size, device, num_workers, sample, seed),
+                features=features,
+                cache_dir=cache_dir,
+                # hashing the model to fingerprint the generator would be slow and is pointless for a one-off cache
+                fingerprint=uuid.uuid4().hex,
+            )
+        except DatasetGenerationError as error:
+            # datasets wraps whatever the maps raised; a bad map (an unreadable file, a wrong size) must reach the
+            # user as itself, naming its file, not as datasets' generation failure
+            if isinstance(error.__cause__, ValueError):
+                raise error.__cause__ from None
+            raise
         latents.save_to_disk(str(out_dir))
     info = {
+        # the VAE's normalisation, radiodiff.models.vae.normalize_latents: (z - shift_factor) * scaling_factor
         "scaling_factor": float(vae.config.scaling_factor),
         "shift_factor": vae.config.shift_factor,
-        # per-channel statistics, when ``radiodiff latent-scale --write`` has stored them in the VAE's config
-        "latents_mean": vae.config.latents_mean,
-        "latents_std": vae.config.latents_std,
         "latent_shape": list(latent_shape),
         "condition_shape": list(condition_shape) if condition_shape else None,
         "num_maps": len(latents),
@@ -109,8 +116,8 @@ def encode_latents(
         "seed": seed if sample else None,
         "source": source or {},
     }
-    (out_dir / LATENTS_INFO).write_text(json.dumps(info, indent=2) + "\n")
-    (out_dir / "README.md").write_text(latents_readme(info, list(features)))
+    write_atomically(out_dir / LATENTS_INFO, json.dumps(info, indent=2) + "\n")
+    write_atomically(out_dir / "README.md", latents_readme(info, list(features)))
     return datasets.load_from_disk(str(out_dir))
 
 
@@ -126,11 +133,7 @@ def latents_readme(info: dict[str, Any], columns: list[str]) -> str:
         "buildings": f"building raster on [0, 1] (1 = building), float32 {raster}",
         "transmitter": f"transmitter raster (1 at the transmitter's pixel, 0 elsewhere), float32 {raster}",
     }
-    shift = info["shift_factor"]
-
-    def scaled(latent: str) -> str:
-        return f"scaling_factor * ({latent} - {shift})" if shift is not None else f"scaling_factor * {latent}"
-
+    shift = info["shift_factor"] or 0.0
     lines = [
         "# RadioDiff VAE latents",
         "",
@@ -141,18 +144,18 @@ def latents_readme(info: dict[str, Any], columns: list[str]) -> str:
         "|---|---|",
         *(f"| `{column}` | {described[column]} |" for column in columns),
         "",
-        f"The diffusion stage works on `{scaled('latent')}` with `scaling_factor = {info['scaling_factor']}` (from the VAE's",
-        "`config.json`; also in `latents.json`). To decode a generated latent, divide by the scaling factor"
-        + (" and add the shift" if shift is not None else "")
-        + " before `AutoencoderKL.decode`.",
+        "The diffusion stage works on `(z - shift_factor) * scaling_factor`, diffusers' SD3/Flux convention, with",
+        f"`shift_factor = {shift}` and `scaling_factor = {info['scaling_factor']}` (the VAE's `config.json`, also in",
+        "`latents.json`; a null `shift_factor` is 0). To decode a generated latent, take `latent / scaling_factor +",
+        "shift_factor` before `AutoencoderKL.decode`.",
         "",
         "```python",
         "import json, datasets, torch",
         "latents = datasets.load_from_disk(\"THIS_FOLDER\").with_format(\"torch\")",
-        "scaling_factor = json.load(open(\"THIS_FOLDER/latents.json\"))[\"scaling_factor\"]",
+        "info = json.load(open(\"THIS_FOLDER/latents.json\"))",
         "row = latents[0]",
         "z = row[\"latent_mean\"] + row[\"latent_std\"] * torch.randn_like(row[\"latent_std\"])",
-        f"z = {scaled('z')}",
+        "z = (z - (info[\"shift_factor\"] or 0.0)) * info[\"scaling_factor\"]",
         "```",
         "",
     ]

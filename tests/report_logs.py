@@ -13,18 +13,9 @@ import math
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# the original trainer's log, shared beside the checkout (see ../shared/fixtures/README.md)
-FIXTURE_LOG = REPO_ROOT.parent / "shared" / "fixtures" / "radiodiff_vae_2025-08-15-20-41_.log"
-
-
-def shared_fixture_log() -> Path:
-    """The original trainer's log; the calling test is skipped in a checkout without ``../shared``."""
-    if not FIXTURE_LOG.is_file():
-        pytest.skip(f"{FIXTURE_LOG} is not shared with this checkout")
-    return FIXTURE_LOG
+# the original trainer's log, shipped with the tests (see fixtures/README.md)
+FIXTURE_LOG = REPO_ROOT / "tests" / "fixtures" / "radiodiff_vae_2025-08-15-20-41_.log"
 
 CONFIG = {
     "output_dir": "outputs/tiny",

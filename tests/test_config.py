@@ -89,10 +89,19 @@ def test_original_radiodiff_yaml_is_translated_with_a_note_per_key():
     assert "never resized" in text
 
 
-def test_original_yaml_with_attention_is_refused(tmp_path):
+@pytest.mark.parametrize(
+    "original, changed, expected",
+    [
+        ("attn_resolutions: []", "attn_resolutions: [16]", r"model.ddconfig.attn_resolutions: \[16\]"),
+        ("double_z: True", "double_z: False", "model.ddconfig.double_z"),
+        ("z_channels: 3", "z_channels: 4", r"model.ddconfig.z_channels \(4\) != embed_dim \(3\)"),
+    ],
+)
+def test_original_yaml_that_autoencoderkl_cannot_express_is_refused(tmp_path, original, changed, expected):
+    """The same check as ``RadioDiffVAE.from_ldm_config``'s, so both refuse the same settings."""
     path = tmp_path / "first_radio.yaml"
-    path.write_text(open(ORIGINAL_YAML).read().replace("attn_resolutions: []", "attn_resolutions: [16]"))
-    with pytest.raises(ConfigError, match="attn_resolutions"):
+    path.write_text(open(ORIGINAL_YAML).read().replace(original, changed))
+    with pytest.raises(ConfigError, match=expected):
         read_config(path)
 
 
@@ -126,3 +135,29 @@ def test_an_unquoted_no_is_the_word_where_the_choices_are_words(tmp_path):
     assert load_config(path).train.mixed_precision == "no"
     with pytest.raises(ConfigError, match="train.report_to"):
         load_config(None, ["train.report_to=yes"])
+
+
+def test_an_override_typo_is_blamed_on_the_command_line_with_the_nearest_key():
+    with pytest.raises(ConfigError) as error:
+        load_config("configs/quickstart.yaml", ["train.max_step=10"])
+    message = str(error.value)
+    assert message.startswith("command-line override 'train.max_step=10': unknown key train.max_step;")
+    assert "did you mean train.max_steps?" in message and "quickstart.yaml" not in message
+
+
+@pytest.mark.parametrize(
+    "override, blamed",
+    [("trian.max_steps=10", "did you mean train?"), ("train.batch_size=0", "train.batch_size: expected a positive")],
+)
+def test_override_errors_name_the_override(override, blamed):
+    with pytest.raises(ConfigError) as error:
+        load_config("configs/quickstart.yaml", [override])
+    assert str(error.value).startswith(f"command-line override {override!r}: ") and blamed in str(error.value)
+
+
+def test_a_typo_in_the_file_is_blamed_on_the_file(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  max_step: 10\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, ["train.batch_size=4"])
+    assert str(error.value).startswith(f"{path}: unknown key train.max_step; did you mean train.max_steps?")

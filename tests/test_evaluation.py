@@ -7,6 +7,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+from conftest import REPO
 from map_fixtures import radio_map_items, write_tiny_run
 
 from radiodiff.cli import main
@@ -160,6 +161,30 @@ def test_perfect_maps_keep_metrics_json_valid_with_null_psnr_and_a_count(tmp_pat
         assert [float(row["psnr"]) for row in csv.DictReader(handle)] == [math.inf, math.inf]
 
 
+def key_structure(value):
+    """The nested keys of a JSON value, with lists and numbers reduced to their kind."""
+    if isinstance(value, dict):
+        return {key: key_structure(item) for key, item in value.items()}
+    return "list" if isinstance(value, list) else type(value).__name__ if isinstance(value, str) else "number"
+
+
+def test_the_readme_metrics_example_has_the_keys_the_code_writes(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    example = json.loads(readme.split("```json\n", 1)[1].split("```", 1)[0])
+    result = EvaluationResult(
+        names=["0_0", "0_1", "0_2"],
+        per_image={"nmse": np.array([0.1, 0.2, 0.3]), "rmse": np.array([0.2, 0.1, 0.3]),
+                   "ssim": np.array([0.8, 0.9, 0.7]), "psnr": np.array([20.0, 22.0, 21.0])},
+        input_shape=(1, 32, 32),
+        latent_shape=(3, 16, 16),
+        kl_per_element=0.5,
+        split="test",
+        variant="ema",
+    )
+    written = strict_json(write_metrics(result, tmp_path))
+    assert key_structure(example) == key_structure(written)
+
+
 def test_gallery_picks_best_median_and_worst_by_nmse(tiny_vae, tmp_path):
     nmse = np.array([0.5, 0.1, 0.3, 0.9, 0.2, math.nan])
     assert gallery_indices(nmse, 1) == {"best": [1], "median": [2], "worst": [3]}
@@ -206,6 +231,7 @@ def test_latent_scale_of_a_known_distribution_is_one_over_its_std():
     # and exactly the population std of the latents it saw
     latents = torch.cat([encoder.encode(m["gain_map"][None]).latent_dist.mean for m in maps])
     assert stats.scaling_factor == pytest.approx(1 / latents.std(unbiased=False).item(), rel=1e-6)
+    assert stats.shift_factor == pytest.approx(latents.mean().item(), abs=1e-6)
     assert stats.std[1] == pytest.approx(latents[:, 1].std(unbiased=False).item(), rel=1e-6)
 
 
@@ -213,14 +239,17 @@ def test_latent_scale_is_written_into_the_vae_config_leaving_the_weights_alone(t
     tiny_vae.save_pretrained(tmp_path)
     weights = (tmp_path / "diffusion_pytorch_model.safetensors").read_bytes()
     stats = latent_statistics(tiny_vae, radio_map_items(3), batch_size=3, device="cpu")
-    write_latent_scale(tmp_path, stats.scaling_factor, stats)
+    write_latent_scale(tmp_path, stats.scaling_factor, stats.shift_factor)
     reloaded = AutoencoderKL.from_pretrained(tmp_path)
     assert reloaded.config.scaling_factor == pytest.approx(stats.scaling_factor)
-    assert list(reloaded.config.latents_std) == pytest.approx(stats.std)
+    assert reloaded.config.shift_factor == pytest.approx(stats.shift_factor)
+    # diffusers pipelines that find per-channel statistics normalise with them too: they must stay unset
+    assert reloaded.config.latents_mean is None and reloaded.config.latents_std is None
     assert (tmp_path / "diffusion_pytorch_model.safetensors").read_bytes() == weights
 
-    write_latent_scale(tmp_path, 0.3)  # RadioDiff's fixed value stays selectable
-    assert AutoencoderKL.from_pretrained(tmp_path).config.scaling_factor == 0.3
+    write_latent_scale(tmp_path, 0.3)  # RadioDiff's fixed value stays selectable, without a shift
+    config = AutoencoderKL.from_pretrained(tmp_path).config
+    assert (config.scaling_factor, config.shift_factor) == (0.3, None)
     with pytest.raises(ValueError, match="positive"):
         write_latent_scale(tmp_path, 0.0)
 
@@ -240,6 +269,38 @@ def test_evaluate_command_writes_metrics_csv_and_gallery_for_the_split(tiny_vae,
         assert [row["name"] for row in csv.DictReader(handle)] == [test_maps[i]["name"] for i in range(len(test_maps))]
     assert (tmp_path / "eval" / "gallery.png").is_file()
     assert "nmse" in capsys.readouterr().out
+
+
+def test_evaluate_defaults_to_the_runs_config_ema_weights_val_split_and_a_folder_inside_the_run(
+    tiny_vae, tmp_path, monkeypatch, capsys
+):
+    (tmp_path / "run").mkdir()
+    config, model = write_tiny_run(tmp_path / "run", tiny_vae)  # config.yaml beside vae/, as a run leaves it
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    command = ["evaluate", "--model", model, "--batch-size", "2", "--device", "cpu"]
+
+    assert main(command) == 0
+    metrics = strict_json(tmp_path / "run" / "evaluation" / "ema-val" / "metrics.json")
+    val_maps = build_dataset(load_config(config).data, "val")
+    assert (metrics["split"], metrics["variant"], metrics["num_maps"]) == ("val", "ema", len(val_maps))
+    assert (tmp_path / "run" / "evaluation" / "ema-val" / "per_image.csv").is_file()
+    assert list(elsewhere.iterdir()) == []
+
+    capsys.readouterr()
+    assert main(command) == 2  # never overwritten silently
+    assert "ema-val/metrics.json exists; give --overwrite" in capsys.readouterr().err
+    assert main(command + ["--overwrite"]) == 0
+    assert main(command + ["--variant", "main"]) == 0
+    assert strict_json(tmp_path / "run" / "evaluation" / "main-val" / "metrics.json")["variant"] is None
+
+
+def test_evaluate_without_config_outside_a_run_says_to_give_one(tiny_vae, tmp_path, capsys):
+    tiny_vae.save_pretrained(tmp_path / "vae")
+    assert main(["evaluate", "--model", str(tmp_path / "vae"), "--device", "cpu"]) == 2
+    error = capsys.readouterr().err
+    assert f"{tmp_path / 'config.yaml'}: not found" in error and "give --config" in error
 
 
 def test_latent_scale_command_measures_and_writes_or_sets_radiodiffs_value(tiny_vae, tmp_path):

@@ -1,6 +1,7 @@
 """The model card of a training run and its push to the Hub. No test reaches the network: the two
-``HfApi`` calls a push makes are replaced by recorders."""
+``HfApi`` calls a push makes are replaced by recorders (or by a connection that fails)."""
 
+import importlib
 import json
 import os
 from pathlib import Path
@@ -8,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub import HfApi, ModelCard, constants
-from huggingface_hub.utils import filter_repo_objects
 from PIL import Image
 
 from radiodiff import PatchGANDiscriminator, RadioDiffVAE
@@ -178,36 +178,37 @@ def test_card_command_writes_the_readme(training_run, capsys):
 
 
 class RecordingHub:
-    """Stands in for the Hub: records what ``HfApi.create_repo`` and ``HfApi.upload_folder`` are asked."""
+    """Stands in for the Hub: records what ``HfApi.create_repo`` and ``HfApi.create_commit`` are asked."""
 
     def __init__(self):
         self.created: list[dict] = []
-        self.uploads: list[dict] = []
+        self.commits: list[dict] = []
 
     def create_repo(self, api, repo_id, **kwargs):
         self.created.append({"repo_id": repo_id, "token": api.token, **kwargs})
         return f"https://huggingface.co/{repo_id}"
 
-    def upload_folder(self, api, **kwargs):
-        self.uploads.append(kwargs)
+    def create_commit(self, api, **kwargs):
+        self.commits.append(kwargs)
+
+    def uploaded(self) -> dict[str, bytes]:
+        """The content of each file the commit sends, by its path in the repository."""
+        (commit,) = self.commits
+        files = {}
+        for operation in commit["operations"]:
+            content = operation.path_or_fileobj
+            files[operation.path_in_repo] = content if isinstance(content, bytes) else Path(content).read_bytes()
+        return files
 
     def uploaded_files(self) -> set[str]:
-        """The files ``upload_folder`` would send, by its own pattern matching."""
-        (upload,) = self.uploads
-        folder = Path(upload["folder_path"])
-        files = [path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()]
-        return set(
-            filter_repo_objects(
-                files, allow_patterns=upload["allow_patterns"], ignore_patterns=upload.get("ignore_patterns")
-            )
-        )
+        return set(self.uploaded())
 
 
 @pytest.fixture
 def hub(monkeypatch) -> RecordingHub:
     recorder = RecordingHub()
     monkeypatch.setattr(HfApi, "create_repo", lambda api, repo_id, **kw: recorder.create_repo(api, repo_id, **kw))
-    monkeypatch.setattr(HfApi, "upload_folder", lambda api, **kw: recorder.upload_folder(api, **kw))
+    monkeypatch.setattr(HfApi, "create_commit", lambda api, **kw: recorder.create_commit(api, **kw))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     return recorder
 
@@ -264,7 +265,7 @@ def test_push_without_a_token_fails_clearly_and_touches_nothing(training_run, hu
         push_to_hub(training_run, "someone/radio-vae")
 
     assert folder_state(training_run) == before
-    assert hub.created == [] and hub.uploads == []
+    assert hub.created == [] and hub.commits == []
 
 
 def test_push_in_offline_mode_fails_clearly_and_touches_nothing(training_run, hub, monkeypatch):
@@ -308,3 +309,53 @@ def test_push_command_uses_the_environment_token_and_never_prints_it(training_ru
 def test_push_command_without_a_token_exits_with_an_error(training_run, hub, no_token, capsys):
     assert main(["push", str(training_run), "--repo-id", "someone/radio-vae"]) == 2
     assert "radiodiff push: error: no Hugging Face token" in capsys.readouterr().err
+
+
+def test_push_without_network_fails_with_one_error_and_leaves_the_local_card_as_it_was(
+    training_run, monkeypatch, capsys
+):
+    write_model_card(training_run)
+    before = folder_state(training_run), (training_run / "README.md").read_text()
+
+    def unreachable(api, *args, **kwargs):
+        # the transport error of the HTTP library this huggingface_hub uses
+        library = importlib.import_module("httpx2" if importlib.util.find_spec("httpx2") else "httpx")
+        raise library.ConnectError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(HfApi, "create_repo", unreachable)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+
+    assert main(["push", str(training_run), "--repo-id", "someone/radio-vae"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("radiodiff push: error: pushing") and "the Hub cannot be reached" in error
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert (folder_state(training_run), (training_run / "README.md").read_text()) == before
+
+
+def test_nothing_machine_local_is_uploaded(training_run, hub):
+    """config.yaml stays home because it holds local paths; no uploaded file may repeat them."""
+    secret_folder = "/home/alice-workstation/private-radio-data"
+    config = load_config(training_run / "config.yaml", ["data.source=datasets", f"data.root={secret_folder}"])
+    save_config(config, training_run / "config.yaml")
+
+    push_to_hub(training_run, "someone/radio-vae", token="hf_test_token")
+
+    uploaded = hub.uploaded()
+    assert "config.yaml" not in uploaded
+    for name, content in uploaded.items():
+        for local in (secret_folder, "alice-workstation", str(training_run), str(training_run.resolve())):
+            assert local.encode() not in content, f"{name} holds {local}"
+    assert "a local dataset" in uploaded["README.md"].decode()
+
+
+def test_the_card_claims_unit_latents_only_for_a_measured_shift_and_scale(training_run):
+    from radiodiff.evaluation import write_latent_scale
+
+    unmeasured = str(render_model_card(training_run))
+    assert "keeps a fixed `scaling_factor` and no shift" in unmeasured and "mean 0" not in unmeasured
+
+    write_latent_scale(training_run / "vae", 0.25, -1.5)
+    measured = str(render_model_card(training_run))
+    assert "shift factor -1.5, scaling factor 0.25" in measured and "normalised latents have mean 0" in measured
+    assert "(vae.encode(gain_map).latent_dist.sample() - shift_factor) * scaling_factor" in measured

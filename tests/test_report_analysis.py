@@ -10,7 +10,7 @@ import statistics
 from datetime import datetime, timedelta
 
 import pytest
-from report_logs import FIXTURE_LOG, LogWriter, healthy_steps, shared_fixture_log, write_run
+from report_logs import FIXTURE_LOG, LogWriter, healthy_steps, write_run
 
 from radiodiff.report import write_report
 from radiodiff.report.analysis import analyse
@@ -45,7 +45,7 @@ def assert_stats(actual: dict, values: list[float]) -> None:
 @pytest.fixture(scope="module")
 def fixture_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("fixture_report")
-    result = write_report(shared_fixture_log(), out)
+    result = write_report(FIXTURE_LOG, out)
     return result, json.loads(result.json_path.read_text())
 
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from PIL import Image
-from report_logs import CONFIG, GENERATOR_KEYS, REPO_ROOT, healthy_steps, shared_fixture_log, with_total, write_run
+from report_logs import FIXTURE_LOG, CONFIG, GENERATOR_KEYS, REPO_ROOT, healthy_steps, with_total, write_run
 
 from radiodiff.cli import main
 from radiodiff.config import config_from_dict
@@ -29,7 +29,7 @@ def save_sample(path, shade: int) -> None:
 
 
 def test_report_command_on_the_original_log_writes_every_output(tmp_path):
-    done = run_radiodiff("report", str(shared_fixture_log()), "--out", str(tmp_path / "report"))
+    done = run_radiodiff("report", str(FIXTURE_LOG), "--out", str(tmp_path / "report"))
     assert done.returncode == 0, done.stderr
     assert "The discriminator never trained" in done.stdout
     for name in OUTPUTS:

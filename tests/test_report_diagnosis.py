@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from report_logs import CONFIG, LogWriter, config_with, healthy_steps, shared_fixture_log, write_run
+from report_logs import FIXTURE_LOG, CONFIG, LogWriter, config_with, healthy_steps, write_run
 
 from radiodiff.report.analysis import analyse
 from radiodiff.report.diagnosis import ADAPTIVE_WEIGHT_MAX, diagnose
@@ -152,7 +152,7 @@ def test_a_log_that_stops_early_while_a_later_sample_exists_says_the_run_went_on
 
 @pytest.fixture(scope="module")
 def fixture_findings():
-    return findings_of(shared_fixture_log())
+    return findings_of(FIXTURE_LOG)
 
 
 def test_fixture_discriminator_never_trained(fixture_findings):
@@ -190,7 +190,7 @@ def test_fixture_log_ends_at_149900_of_150000_within_its_last_logging_interval(f
 
 def test_fixture_sample_of_milestone_30_shows_the_run_reached_150000():
     # the run's reference maps were saved at milestones 5, 12, 20 and 30 (save_and_sample_every 5,000)
-    findings = findings_of(shared_fixture_log(), [5, 12, 20, 30])
+    findings = findings_of(FIXTURE_LOG, [5, 12, 20, 30])
     assert "run_ended_early" not in findings
     finding = findings["run_reached_plan"]
     assert finding.data["last_sample_step"] == 150000 and finding.data["last_step"] == 149900

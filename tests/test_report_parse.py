@@ -6,14 +6,14 @@ import math
 
 import numpy as np
 import pytest
-from report_logs import LogWriter, config_with, healthy_steps, shared_fixture_log, write_run
+from report_logs import FIXTURE_LOG, LogWriter, config_with, healthy_steps, write_run
 
 from radiodiff.report.parse import parse_log
 
 
 @pytest.fixture(scope="module")
 def fixture_log():
-    return parse_log(shared_fixture_log())
+    return parse_log(FIXTURE_LOG)
 
 
 def test_original_log_has_one_row_per_step_from_35000_to_149900(fixture_log):

@@ -41,8 +41,9 @@ def test_accelerate_launch_writes_every_artifact(tmp_path, synthetic_cache):
     maps = torch.rand(2, 1, 32, 32) * 2 - 1
     plain = AutoencoderKL.from_pretrained(output_dir / "vae").eval()
     ema = AutoencoderKL.from_pretrained(output_dir / "vae", variant="ema").eval()
-    # the scaling factor was measured on training latents, not left at the configured 0.3
-    assert plain.config.scaling_factor != 0.3 and len(plain.config.latents_std) == 3
+    # the shift and scale were measured on training latents, not left at the configured 0.3 and no shift
+    assert plain.config.scaling_factor != 0.3 and plain.config.shift_factor is not None
+    assert plain.config.latents_mean is None and plain.config.latents_std is None
     with torch.no_grad():
         assert plain(maps).sample.shape == maps.shape
         assert not torch.equal(plain(maps).sample, ema(maps).sample)

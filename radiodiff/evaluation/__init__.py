@@ -4,7 +4,7 @@ Plain torch device handling, no accelerate and no training code: the trainer cal
 :func:`write_metrics` at the end of a run, the ``radiodiff evaluate`` command calls them on any split.
 """
 
-from .batches import default_device, load_vae
+from .batches import default_device, default_variant, load_vae
 from .evaluate import EvaluationResult, evaluate_vae, write_metrics
 from .gallery import gallery_indices, save_gallery
 from .latent_scale import RADIODIFF_SCALING_FACTOR, LatentStats, latent_statistics, write_latent_scale
@@ -19,6 +19,7 @@ __all__ = [
     "evaluate_vae",
     "gallery_indices",
     "latent_statistics",
+    "default_variant",
     "load_vae",
     "reconstruction_metrics",
     "save_gallery",

@@ -33,6 +33,12 @@ def load_vae(model_dir: str | Path, variant: str | None = None) -> AutoencoderKL
         raise FileNotFoundError(f"{model_dir}: {expected} ({error})") from error
 
 
+def default_variant(model_dir: str | Path) -> str | None:
+    """The weights a run's users load by default, as the trainer evaluates them: ``"ema"`` when the folder has
+    EMA weights, else the plain ones (``None``)."""
+    return "ema" if (Path(model_dir) / "diffusion_pytorch_model.ema.safetensors").is_file() else None
+
+
 @contextlib.contextmanager
 def inference(vae: torch.nn.Module, device: torch.device | str) -> Iterator[torch.nn.Module]:
     """``vae`` on ``device`` in eval mode without gradients; its training mode is restored afterwards."""

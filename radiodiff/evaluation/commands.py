@@ -9,10 +9,39 @@ import datasets
 from ..config import load_config
 from ..data import build_dataset, prepare_data
 from ..latents import encode_latents
-from .batches import load_vae
+from .batches import default_variant, load_vae
 from .evaluate import EvaluationResult, evaluate_vae, metrics_paths, write_metrics
 from .gallery import save_gallery
 from .latent_scale import LatentStats, latent_statistics, write_latent_scale
+
+
+# what ``--variant`` takes for the plain weights, when the folder also has EMA ones
+MAIN_VARIANT = "main"
+EVALUATION_FOLDER = "evaluation"
+
+
+def resolve_variant(model_dir: str | Path, variant: str | None) -> str | None:
+    """``variant`` as given (``"main"``: the plain weights), or by default the trainer's (EMA when present)."""
+    if variant is None:
+        return default_variant(model_dir)
+    return None if variant == MAIN_VARIANT else variant
+
+
+def resolve_config(model_dir: str | Path, config_path: str | None) -> str:
+    """``config_path``, or the run's own ``config.yaml`` beside ``model_dir`` (``OUTPUT_DIR/vae``)."""
+    if config_path is not None:
+        return config_path
+    run_config = Path(model_dir).parent / "config.yaml"
+    if not run_config.is_file():
+        raise FileNotFoundError(
+            f"{run_config}: not found, so the maps to use are unknown; give --config (the training config YAML)"
+        )
+    return str(run_config)
+
+
+def default_evaluation_out(model_dir: str | Path, variant: str | None, split: str) -> Path:
+    """``OUTPUT_DIR/evaluation/<variant>-<split>/`` of the run whose ``vae/`` folder is ``model_dir``."""
+    return Path(model_dir).parent / EVALUATION_FOLDER / f"{variant or MAIN_VARIANT}-{split}"
 
 
 def split_dataset(config_path: str, overrides: list[str], split: str, *, with_conditions: bool = False):
@@ -44,25 +73,37 @@ def format_summary(result: EvaluationResult) -> str:
 
 def run_evaluate(
     model_dir: str,
-    config_path: str,
+    config_path: str | None,
     *,
     variant: str | None,
     split: str,
-    out: str,
+    out: str | None,
     batch_size: int,
     device: str,
     sample_posterior: bool = False,
     gallery: int = 0,
+    overwrite: bool = False,
     overrides: list[str] | None = None,
 ) -> EvaluationResult:
-    """Evaluate a saved VAE on a split; write ``out`` (metrics JSON), ``per_image.csv`` and ``gallery.png``."""
+    """Evaluate a saved VAE on a split; write ``out`` (metrics JSON), ``per_image.csv`` and ``gallery.png``.
+
+    Defaults are the trainer's: the run's own ``config.yaml``, its EMA weights when present, and
+    ``OUTPUT_DIR/evaluation/<variant>-<split>/`` as the output. An existing ``metrics.json`` there is replaced
+    only with ``overwrite``.
+    """
+    variant = resolve_variant(model_dir, variant)
+    config_path = resolve_config(model_dir, config_path)
+    target = Path(out) if out is not None else default_evaluation_out(model_dir, variant, split)
+    json_path, csv_path = metrics_paths(target)
+    if json_path.exists() and not overwrite:
+        raise FileExistsError(f"{json_path} exists; give --overwrite to replace it, or another --out")
     vae = load_vae(model_dir, variant)
     dataset, num_workers = split_dataset(config_path, overrides or [], split)
     result = evaluate_vae(vae, dataset, batch_size=batch_size, device=device, sample_posterior=sample_posterior,
                           num_workers=num_workers, split=split, variant=variant)
-    json_path = write_metrics(result, out)
+    write_metrics(result, json_path)
     print(format_summary(result))
-    print(f"wrote {json_path} and {metrics_paths(out)[1]}")
+    print(f"wrote {json_path} and {csv_path}")
     if gallery > 0:
         print(f"wrote {save_gallery(vae, dataset, result, json_path.parent / 'gallery.png', count=gallery, device=device)}")
     return result
@@ -84,23 +125,25 @@ def run_latent_scale(
     if value is not None:
         print(f"wrote scaling_factor {value} into {write_latent_scale(model_dir, value)}")
         return None
-    if config_path is None:
-        raise ValueError("--config is required to measure the scale (or give --scaling-factor VALUE)")
+    variant = resolve_variant(model_dir, variant)
     vae = load_vae(model_dir, variant)
-    dataset, num_workers = split_dataset(config_path, overrides or [], split)
+    dataset, num_workers = split_dataset(resolve_config(model_dir, config_path), overrides or [], split)
     stats = latent_statistics(vae, dataset, batch_size=batch_size, device=device, num_workers=num_workers)
     print(f"latents of {stats.num_maps} maps of split {split!r}:")
     for channel, (mean, std) in enumerate(zip(stats.mean, stats.std)):
         print(f"  channel {channel}: mean {mean:.4g}, std {std:.4g}")
-    print(f"scaling factor 1/std: {stats.scaling_factor:.6g} (the VAE's config has {vae.config.scaling_factor})")
+    print(
+        f"shift factor (mean) {stats.shift_factor:.6g}, scaling factor (1/std) {stats.scaling_factor:.6g} (the VAE's "
+        f"config has {vae.config.shift_factor} and {vae.config.scaling_factor})"
+    )
     if write:
-        print(f"wrote it into {write_latent_scale(model_dir, stats.scaling_factor, stats)}")
+        print(f"wrote them into {write_latent_scale(model_dir, stats.scaling_factor, stats.shift_factor)}")
     return stats
 
 
 def run_encode_latents(
     model_dir: str,
-    config_path: str,
+    config_path: str | None,
     out_dir: str,
     *,
     variant: str | None,
@@ -112,6 +155,8 @@ def run_encode_latents(
     overrides: list[str] | None = None,
 ) -> datasets.Dataset:
     """Encode a split's maps with their conditions into the latents dataset ``out_dir``."""
+    variant = resolve_variant(model_dir, variant)
+    config_path = resolve_config(model_dir, config_path)
     vae = load_vae(model_dir, variant)
     dataset, num_workers = split_dataset(config_path, overrides or [], split, with_conditions=True)
     source = {"model": str(Path(model_dir)), "variant": variant, "config": config_path, "split": split}

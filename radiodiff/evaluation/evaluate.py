@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..files import write_atomically
 from .batches import batches, inference, model_input, posterior_latent, seeded_generator
 from .metrics import METRIC_NAMES, reconstruction_metrics, summarize, to_unit_range
 
@@ -126,13 +127,11 @@ def write_metrics(result: EvaluationResult, output_dir_or_file: str | Path) -> P
     Returns the path of ``metrics.json``. The CSV keeps every value, ``inf`` for the PSNR of a perfect map.
     """
     json_path, csv_path = metrics_paths(output_dir_or_file)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = json_path.with_name(json_path.name + ".tmp")
-    temporary.write_text(json.dumps(result.summary(), indent=2, allow_nan=False) + "\n")
-    os.replace(temporary, json_path)
-    with csv_path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(("name", *METRIC_NAMES))
-        for index, name in enumerate(result.names):
-            writer.writerow((name, *(repr(float(result.per_image[m][index])) for m in METRIC_NAMES)))
+    write_atomically(json_path, json.dumps(result.summary(), indent=2, allow_nan=False) + "\n")
+    rows = io.StringIO(newline="")
+    writer = csv.writer(rows)
+    writer.writerow(("name", *METRIC_NAMES))
+    for index, name in enumerate(result.names):
+        writer.writerow((name, *(repr(float(result.per_image[m][index])) for m in METRIC_NAMES)))
+    write_atomically(csv_path, rows.getvalue())
     return json_path

@@ -1,19 +1,21 @@
-"""The latent scale: how large the VAE's latents are, and the factor that brings them to unit variance.
+"""The latent scale: how large the VAE's latents are, and the two numbers that bring them to zero mean and unit
+variance.
 
-The diffusion stage works on ``scaling_factor * (z - shift_factor)``; diffusers' convention (and latent
-diffusion's) is ``scaling_factor = 1 / std(z)`` measured over the training latents. RadioDiff fixed 0.3.
+The diffusion stage works on ``(z - shift_factor) * scaling_factor`` (``radiodiff.models.vae.normalize_latents``,
+diffusers' SD3/Flux convention), with ``shift_factor`` the mean and ``scaling_factor`` 1/std of the training
+latents over all their elements. RadioDiff fixed ``scaling_factor`` 0.3 and no shift.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
 
+from ..files import write_atomically
 from .batches import batches, inference, model_input, posterior_latent, seeded_generator
 
 RADIODIFF_SCALING_FACTOR = 0.3
@@ -21,11 +23,13 @@ RADIODIFF_SCALING_FACTOR = 0.3
 
 @dataclass
 class LatentStats:
-    """Per-channel mean and std of the latents of a split, and the scaling factor ``1 / std`` over all of them."""
+    """The latents of a split: ``shift_factor`` (their mean) and ``scaling_factor`` (1/std) over all elements,
+    and, for information, the per-channel mean and std."""
 
     mean: list[float]
     std: list[float]
     scaling_factor: float
+    shift_factor: float
     num_maps: int
 
 
@@ -54,6 +58,7 @@ class _RunningMoments:
             mean=mean.tolist(),
             std=variance.sqrt().tolist(),
             scaling_factor=float(overall_variance.rsqrt()),
+            shift_factor=float(overall_mean),
             num_maps=num_maps,
         )
 
@@ -86,9 +91,10 @@ def latent_statistics(
     return moments.stats(num_maps)
 
 
-def write_latent_scale(model_dir: str | Path, scaling_factor: float, stats: LatentStats | None = None) -> Path:
-    """Store ``scaling_factor`` (and, given ``stats``, the per-channel ``latents_mean``/``latents_std``) in the
-    ``config.json`` of a saved VAE folder. The weights are left untouched; the file is replaced atomically.
+def write_latent_scale(model_dir: str | Path, scaling_factor: float, shift_factor: float | None = None) -> Path:
+    """Store ``scaling_factor`` and ``shift_factor`` (``None``: no shift) in the ``config.json`` of a saved VAE
+    folder, and unset ``latents_mean``/``latents_std``: diffusers pipelines that read those would normalise a
+    second time, per channel. The weights are left untouched; the file is replaced atomically.
     """
     config_path = Path(model_dir) / "config.json"
     if not config_path.is_file():
@@ -96,11 +102,10 @@ def write_latent_scale(model_dir: str | Path, scaling_factor: float, stats: Late
     if not scaling_factor > 0:
         raise ValueError(f"scaling factor: expected a positive number, got {scaling_factor}")
     config = json.loads(config_path.read_text())
-    config["scaling_factor"] = float(scaling_factor)
-    if stats is not None:
-        config["latents_mean"] = list(stats.mean)
-        config["latents_std"] = list(stats.std)
-    temporary = config_path.with_name(config_path.name + ".tmp")
-    temporary.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, config_path)
-    return config_path
+    config.update(
+        scaling_factor=float(scaling_factor),
+        shift_factor=None if shift_factor is None else float(shift_factor),
+        latents_mean=None,
+        latents_std=None,
+    )
+    return write_atomically(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")

@@ -15,7 +15,7 @@ from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDis
 # component's own module (pipeline_loading_utils.get_class_obj_and_candidates): a saved pipeline holding a
 # RadioDiffVAE loads only if ModelMixin is a name here
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
-from ..config import VAEConfig
+from ..config import VAEConfig, check_ldm_ddconfig
 
 # the paper's model: the config's defaults are the one definition, the signature below reads them
 _PAPER = VAEConfig()
@@ -161,20 +161,7 @@ class RadioDiffVAE(AutoencoderKL):
         missing = sorted({"ch", "ch_mult", "num_res_blocks", "z_channels"} - set(ddconfig))
         if missing:
             raise ValueError(f"ddconfig: missing required keys {missing}")
-        if not ddconfig.get("double_z", True):
-            raise ValueError("ddconfig.double_z: AutoencoderKL always predicts mean and log-variance; expected true")
-        if list(ddconfig.get("attn_resolutions", [])):
-            raise ValueError(
-                f"ddconfig.attn_resolutions: {list(ddconfig['attn_resolutions'])} asks for attention inside the "
-                "down/up blocks, which AutoencoderKL cannot express; expected []"
-            )
-        if float(ddconfig.get("dropout", 0.0)) != 0.0:
-            raise ValueError(f"ddconfig.dropout: {ddconfig['dropout']}; AutoencoderKL has no dropout, expected 0.0")
-        if int(ddconfig["z_channels"]) != int(embed_dim):
-            raise ValueError(
-                f"ddconfig.z_channels ({ddconfig['z_channels']}) != embed_dim ({embed_dim}); AutoencoderKL uses one "
-                "latent width for both"
-            )
+        check_ldm_ddconfig(ddconfig, int(embed_dim))
         block_out_channels = tuple(int(ddconfig["ch"]) * int(m) for m in ddconfig["ch_mult"])
         return cls.from_block_channels(
             block_out_channels,

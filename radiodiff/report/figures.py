@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .analysis import DISC_FACTOR, NLL_LOSS, REC_LOSS, Analysis
-from .diagnosis import ADAPTIVE_WEIGHT_MAX, D_WEIGHT, DISC_LOSS, G_LOSS, KL_LOSS, LR, TOTAL_LOSS
+from .diagnosis import ADAPTIVE_WEIGHT_MAX, D_WEIGHT, Finding, DISC_LOSS, G_LOSS, KL_LOSS, LR, TOTAL_LOSS
 from .formatting import format_number
 from .parse import TrainingLog
 
@@ -112,7 +113,17 @@ def _thin(steps: np.ndarray, *series: np.ndarray) -> tuple[np.ndarray, ...]:
     return (steps[::stride], *(values[::stride] for values in series))
 
 
-def training_phases(log: TrainingLog, analysis: Analysis) -> Figure:
+def total_loss_title(findings: list[Finding]) -> str:
+    """The total-loss panel's title: it says the sign follows the adversarial term only for a run where it does."""
+    dominated = next((finding.data.get("steps_dominated_by_adversarial_term", 0) for finding in findings
+                      if finding.code == "negative_total_loss"), 0)
+    if dominated:
+        return (f"Total loss: negative at {dominated:,} steps because the adversarial term below outweighs the "
+                "reconstruction")
+    return "Total loss"
+
+
+def training_phases(log: TrainingLog, analysis: Analysis, findings: list[Finding]) -> Figure:
     figure = Figure(figsize=(12, 10), layout="constrained")
     total_ax, parts_ax, weight_ax = figure.subplots(3, 1, sharex=True)
     for ax in (total_ax, parts_ax, weight_ax):
@@ -125,7 +136,7 @@ def training_phases(log: TrainingLog, analysis: Analysis) -> Figure:
                       label="total_loss (moving mean)")
     total_ax.axhline(0, color="grey", linewidth=0.8)
     _mark_disc_start(total_ax, analysis, label=True)
-    total_ax.set_title("Total loss: its sign follows the adversarial term below, not the reconstruction")
+    total_ax.set_title(total_loss_title(findings))
     total_ax.legend(loc="upper right", fontsize=9)
 
     needed = (NLL_LOSS, D_WEIGHT, DISC_FACTOR, G_LOSS)
@@ -297,9 +308,10 @@ def normalized_comparison(log: TrainingLog, analysis: Analysis) -> Figure:
     return figure
 
 
-def write_figures(log: TrainingLog, analysis: Analysis, out_dir: Path) -> list[Path]:
+def write_figures(log: TrainingLog, analysis: Analysis, findings: list[Finding], out_dir: Path) -> list[Path]:
     """Draw the five figures into ``out_dir``; returns their paths in FIGURE_NAMES order."""
-    drawers = (training_phases, individual_losses, metrics_overview, multi_axis_losses, normalized_comparison)
+    drawers = (functools.partial(training_phases, findings=findings), individual_losses, metrics_overview,
+               multi_axis_losses, normalized_comparison)
     paths = []
     for name, draw in zip(FIGURE_NAMES, drawers):
         path = out_dir / name

@@ -71,16 +71,26 @@ def _diagnosis(findings: list[Finding]) -> str:
                        enumerate(findings, start=1))
 
 
-def _limits(findings: list[Finding]) -> str:
+def _samples_limit(log: TrainingLog, samples: list[tuple[int, Path]]) -> list[str]:
+    """What the sample images can show, which depends on the trainer that drew them."""
+    if not samples:
+        return []
+    if log.config.syntax == "json":
+        return ["The sample sheets below show a few fixed validation maps beside their reconstructions and errors: "
+                "they show accuracy on those maps only, not on the split."]
+    return ["The samples below are the original trainer's reconstructions alone: without the ground-truth maps "
+            "beside them they show style, not accuracy."]
+
+
+def _limits(log: TrainingLog, findings: list[Finding], samples: list[tuple[int, Path]]) -> str:
     codes = {finding.code for finding in findings}
     limits = [
         "The losses are measured on training batches as they passed: they are noisy, and they say nothing about "
         "maps the model has not seen. Reconstruction quality needs an evaluation on held-out maps.",
-        "The total loss mixes terms of very different sizes; compare runs by `rec_loss` and `nll_loss`.",
+        "The total loss adds terms scaled by their weights; compare runs by `rec_loss` and `nll_loss`.",
         "`kl_loss` is a sum over every latent element: its size depends on the latent shape, and it enters the "
         "total multiplied by `kl_weight`.",
-        "The samples below are pictures at milestones; without the ground-truth maps beside them they show style, "
-        "not accuracy.",
+        *_samples_limit(log, samples),
     ]
     if "discriminator_never_trained" in codes:
         limits.insert(0, "Nothing in this log measures adversarial training: `g_loss` comes from a discriminator "
@@ -182,7 +192,7 @@ def render_markdown(
         "parsed into `training_data_parsed.csv` (one row per step) and `training_analysis.json`.",
         "## Summary", _summary(log, analysis),
         "## Diagnosis", _diagnosis(findings),
-        "### What these numbers do not show", _limits(findings),
+        "### What these numbers do not show", _limits(log, findings, samples),
         "## Statistics",
         "Over each quantity's finite values (std with ddof = 1); *final* is the last finite value.",
         _statistics(analysis),

@@ -5,13 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .analysis import Analysis, analyse
 from .diagnosis import Finding, diagnose
+from ..files import find_samples
 from .figures import write_figures
 from .markdown import render_markdown
 from .parse import TrainingLog, parse_log
@@ -19,7 +19,6 @@ from .parse import TrainingLog, parse_log
 CSV_NAME = "training_data_parsed.csv"
 JSON_NAME = "training_analysis.json"
 MARKDOWN_NAME = "report.md"
-SAMPLE_NAME = re.compile(r"sample-(\d+)\.png")
 
 
 @dataclass(frozen=True)
@@ -39,19 +38,6 @@ def sample_folders(log_path: Path, samples_dir: Path | None) -> list[Path]:
     if samples_dir is not None:
         return [samples_dir]
     return [log_path.parent, log_path.parent.parent / "samples"]
-
-
-def find_samples(folders: list[Path]) -> list[tuple[int, Path]]:
-    """``sample-<milestone>.png`` files in ``folders``, in milestone order."""
-    found: dict[int, Path] = {}
-    for folder in folders:
-        if not folder.is_dir():
-            continue
-        for path in folder.iterdir():
-            match = SAMPLE_NAME.fullmatch(path.name)
-            if match:
-                found.setdefault(int(match.group(1)), path)
-    return sorted(found.items())
 
 
 def write_csv(log: TrainingLog, path: Path) -> None:
@@ -113,7 +99,7 @@ def write_report(log_path: str | Path, out_dir: str | Path, samples_dir: str | P
     write_csv(log, csv_path)
     json_path.write_text(json.dumps(_finite_or_none(analysis_document(log, analysis, findings)), indent=2,
                                     allow_nan=False) + "\n")
-    figure_paths = write_figures(log, analysis, out_dir)
+    figure_paths = write_figures(log, analysis, findings, out_dir)
     markdown_path.write_text(render_markdown(log, analysis, findings, figure_paths, samples, folders, out_dir))
     return ReportResult(out_dir, csv_path, json_path, markdown_path, figure_paths,
                         [path for _, path in samples], findings)

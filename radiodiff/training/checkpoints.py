@@ -35,6 +35,7 @@ CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.json"
 EMA_FOLDER = "ema"
 TENSORS_FILE = "trainer_tensors.safetensors"
+EMA_WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 
 
 class CheckpointError(RuntimeError):
@@ -252,6 +253,17 @@ def save_checkpoint(
     return final
 
 
+def _load_ema(ema: EMAModel, ema_path: Path) -> None:
+    """Restore what ``EMAModel.save_pretrained`` wrote: the averaged weights, and the EMA's own state (decay,
+    step count) stored among the model's config keys. Read directly rather than with ``EMAModel.from_pretrained``,
+    which warns on every resume about those extra config keys and about passing a path to ``from_config``."""
+    stored_config = json.loads((ema_path / "config.json").read_text())
+    averaged = ema.model_cls.from_config(ema.model_config)
+    averaged.load_state_dict(load_file(ema_path / EMA_WEIGHTS_FILE))
+    state = {key: stored_config[key] for key in ema.state_dict() if key in stored_config}
+    ema.load_state_dict({**state, "shadow_params": [parameter.detach() for parameter in averaged.parameters()]})
+
+
 def load_checkpoint(
     accelerator: Accelerator,
     path: Path,
@@ -293,9 +305,8 @@ def load_checkpoint(
         if not ema_path.is_dir():
             raise CheckpointError(f"{path}: train.use_ema is on but the checkpoint holds no {EMA_FOLDER}/ folder")
         try:
-            stored = EMAModel.from_pretrained(str(ema_path), model_cls=ema.model_cls)
-        except (OSError, ValueError, SafetensorError) as error:
+            _load_ema(ema, ema_path)
+        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as error:
             raise CheckpointError(f"{ema_path}: the EMA weights cannot be read ({error_summary(error)})") from error
-        ema.load_state_dict(stored.state_dict())
         ema.to(accelerator.device)
     return state

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from ..config import TrainConfig, save_config
 from ..data import prepare_data
+from ..files import sample_file_name, write_atomically
 from .checkpoints import (
     TrainerState,
     check_output_dir,
@@ -275,7 +276,7 @@ class Trainer:
         if not self.accelerator.is_main_process or self.config.train.num_sample_images == 0:
             return
         milestone = step // self.config.train.sample_every
-        self.write_sample_sheet(self.output_dir / "samples" / f"sample-{milestone}.png", title=f"step {step}")
+        self.write_sample_sheet(self.output_dir / "samples" / sample_file_name(milestone), title=f"step {step}")
 
     def save_checkpoint(self) -> Path:
         if not all(parameters_are_finite(module) for module in self.trained_modules().values()):
@@ -336,7 +337,7 @@ class Trainer:
             ),
             "parameters": {name: sum(p.numel() for p in module.parameters()) for name, module in self.trained_modules().items()},
         }
-        (self.output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2))
+        write_atomically(self.output_dir / "training_summary.json", json.dumps(summary, indent=2))
 
     # ---- construction -----------------------------------------------------------------------------------------
 

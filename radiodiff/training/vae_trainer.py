@@ -18,7 +18,7 @@ from torch.utils.data import Dataset, Subset
 
 from ..config import Config
 from ..data import build_dataset
-from ..evaluation import evaluate_vae, latent_statistics, load_vae, write_latent_scale, write_metrics
+from ..evaluation import default_variant, evaluate_vae, latent_statistics, load_vae, write_latent_scale, write_metrics
 from ..hub import push_to_hub, write_model_card
 from ..losses import VAEGANLoss
 from ..models import PatchGANDiscriminator, RadioDiffVAE
@@ -206,8 +206,8 @@ class VAETrainer(Trainer):
 def measure_export(config: Config, train_set: Dataset, val_set: Dataset, device: torch.device) -> None:
     """The exported VAE, loaded once as users will load it (its EMA weights when it has them):
 
-    - the latents of up to ``train.latent_scale_maps`` training maps set the scaling factor (1/std) and the
-      per-channel mean and std stored in ``vae/config.json`` for the diffusion stage;
+    - the latents of up to ``train.latent_scale_maps`` training maps set the shift factor (their mean) and the
+      scaling factor (1/std) stored in ``vae/config.json`` for the diffusion stage;
     - with ``train.evaluate_at_end``, the validation split gives ``metrics.json`` and ``per_image.csv``, which the
       model card reports.
     """
@@ -215,14 +215,14 @@ def measure_export(config: Config, train_set: Dataset, val_set: Dataset, device:
     if train.latent_scale_maps == 0 and not train.evaluate_at_end:
         return
     vae_dir = Path(config.output_dir) / "vae"
-    variant = "ema" if (vae_dir / "diffusion_pytorch_model.ema.safetensors").is_file() else None
+    variant = default_variant(vae_dir)
     vae = load_vae(vae_dir, variant)
     shared = dict(batch_size=train.batch_size, device=device, num_workers=config.data.num_workers)
     if train.latent_scale_maps > 0:
         count = min(train.latent_scale_maps, len(train_set))
         maps = Subset(train_set, [i * len(train_set) // count for i in range(count)])
         stats = latent_statistics(vae, maps, seed=train.seed, **shared)
-        write_latent_scale(vae_dir, stats.scaling_factor, stats)
+        write_latent_scale(vae_dir, stats.scaling_factor, stats.shift_factor)
     if train.evaluate_at_end:
         write_metrics(evaluate_vae(vae, val_set, split="val", variant=variant, **shared), config.output_dir)
 

@@ -110,7 +110,7 @@ def test_missing_files_and_folders_are_named(argv, expected, tmp_path, synthetic
     "text, expected",
     [
         ("train: [unclosed\n", "not valid YAML"),
-        ("train:\n  max_step: 3\n", "unknown key train.max_step; valid keys here: train.max_steps"),
+        ("train:\n  max_step: 3\n", "unknown key train.max_step; did you mean train.max_steps? valid keys here: train.max_steps"),
         ("train:\n  max_steps: many\n", "train.max_steps: expected int, got 'many'"),
         ("train:\n  lr: .nan\n", "train.lr: expected a finite number, got nan"),
     ],
