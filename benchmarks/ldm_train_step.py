@@ -1,0 +1,164 @@
+"""Speed of the second stage's real training step, with latents encoded on the fly against precomputed ones.
+
+    python benchmarks/ldm_train_step.py [--config configs/ldm_quickstart.yaml] [--vae-config configs/quickstart.yaml]
+                                        [--batch-size 16] [--size 64] [--steps 10] [--warmup 2]
+                                        [--variants on_the_fly,encoded,flow_matching] [dotted.key=value ...]
+
+Each variant runs in its own process: it builds a :class:`radiodiff.training.LDMTrainer` (on synthetic maps of
+``--size`` pixels, with a random first-stage VAE shaped as ``--vae-config`` describes, so no trained VAE is needed;
+``encoded`` first writes the training split's latents with ``radiodiff.latents.encode_latents``) and calls
+``LDMTrainer.train_step`` — the code a run executes, minus checkpoints, samples and logs. After ``--warmup`` steps
+it alternates one timed training step with one timed bare denoiser forward+backward of the same batch (condition
+encoder and UNet on a fixed noisy latent; no VAE, no loss weighting, no optimizer), so the ratio step / bare
+denoiser — the cost of the VAE encoding, the loss, the optimizer and the EMA — is measured under the same load.
+Times are medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from train_step import timed
+
+REPO = Path(__file__).resolve().parents[1]
+
+VARIANTS: dict[str, list[str]] = {
+    "on_the_fly": [],
+    "encoded": ["latents.source=encoded"],
+    "flow_matching": ["denoiser.formulation=flow_matching"],
+}
+
+
+def measure_variant(variant: str, args: argparse.Namespace, scratch: Path) -> dict:
+    import torch
+
+    from radiodiff.config import load_config, read_ldm_config
+    from radiodiff.data import build_dataset, prepare_data
+    from radiodiff.latents import encode_latents
+    from radiodiff.models import RadioDiffVAE
+    from radiodiff.training.ldm_trainer import build_ldm_trainer
+
+    torch.manual_seed(0)
+    vae = RadioDiffVAE.from_model_config(load_config(args.vae_config).model, sample_size=args.size)
+    vae.save_pretrained(scratch / "vae")
+    overrides = [
+        f"output_dir={scratch / 'run'}",
+        f"vae.path={scratch / 'vae'}",
+        f"latents.dir={scratch / 'latents'}",
+        "data.source=synthetic",
+        f"data.synthetic.size={args.size}",
+        "data.synthetic.maps=16",
+        "data.synthetic.tx_per_map=2",
+        f"train.batch_size={args.batch_size}",
+        "train.num_sample_images=1",
+        *args.overrides,
+        *VARIANTS[variant],
+    ]
+    config = read_ldm_config(args.config, overrides)[0]
+    prepare_data(config.data)
+    if config.latents.source == "encoded":
+        maps = build_dataset(config.data, "train", with_conditions=True)
+        encode_latents(vae, maps, config.latents.dir, batch_size=args.batch_size, device="cpu")
+    cuda = torch.cuda.is_available()
+    synchronize = torch.cuda.synchronize if cuda else (lambda: None)
+    trainer = build_ldm_trainer(config)
+    loaded = list(itertools.islice(trainer.micro_batches(), 4 * config.train.gradient_accumulation_steps))
+    batches = itertools.cycle(loaded)
+
+    def training_step() -> None:
+        if trainer.train_step(batches) is None:
+            raise RuntimeError("the benchmarked step was skipped: its loss was not finite")
+        trainer.state.step += 1
+
+    batch = loaded[0]
+    latent_size = trainer.raw_model.unet.config.sample_size
+    latent_shape = (args.batch_size, trainer.vae.config.latent_channels, latent_size, latent_size)
+    noisy = torch.randn(latent_shape, device=trainer.accelerator.device)
+    timesteps = torch.full((args.batch_size,), 500.0, device=trainer.accelerator.device)
+
+    def bare_denoiser_step() -> None:
+        output = trainer.model(noisy, timesteps, batch["buildings"], batch["transmitter"])
+        trainer.accelerator.backward(output.float().square().mean())
+        trainer.model.zero_grad(set_to_none=True)
+
+    for _ in range(args.warmup):
+        training_step()
+        bare_denoiser_step()
+    step_s, bare_s = [], []
+    for _ in range(args.steps):
+        step_s.append(timed(training_step, synchronize))
+        bare_s.append(timed(bare_denoiser_step, synchronize))
+    step_median = statistics.median(step_s)
+    return {
+        "device": torch.cuda.get_device_name() if cuda else f"CPU ({os.cpu_count()} cores)",
+        "ms_per_step": 1e3 * step_median,
+        "images_per_s": args.batch_size / step_median,
+        "bare_ms": 1e3 * statistics.median(bare_s),
+        "ratio": step_median / statistics.median(bare_s),
+        "parameters": sum(p.numel() for p in trainer.raw_model.parameters()),
+    }
+
+
+def run_variant(variant: str, args: argparse.Namespace) -> dict:
+    """One variant in a fresh process: accelerate's state starts clean."""
+    command = [sys.executable, __file__, "--one-variant", variant, "--config", args.config, "--vae-config",
+               args.vae_config, "--batch-size", str(args.batch_size), "--size", str(args.size), "--steps",
+               str(args.steps), "--warmup", str(args.warmup), *args.overrides]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.returncode}"}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(REPO / "configs" / "ldm_quickstart.yaml"))
+    parser.add_argument("--vae-config", default=str(REPO / "configs" / "quickstart.yaml"),
+                        help="a first-stage config whose model: section shapes the random frozen VAE")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--size", type=int, default=64, help="map side in pixels")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (each paired with a bare denoiser step)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from: {', '.join(VARIANTS)}")
+    parser.add_argument("--one-variant", help=argparse.SUPPRESS)
+    parser.add_argument("overrides", nargs="*", help="config overrides (dotted.key=value) for every variant")
+    args = parser.parse_args()
+
+    if args.one_variant:
+        with tempfile.TemporaryDirectory(prefix="radiodiff-bench-") as scratch:
+            print(json.dumps(measure_variant(args.one_variant, args, Path(scratch))))
+        return
+    variants = [name.strip() for name in args.variants.split(",") if name.strip()]
+    unknown = [name for name in variants if name not in VARIANTS]
+    if unknown:
+        parser.error(f"--variants: unknown {', '.join(unknown)}; expected some of {', '.join(VARIANTS)}")
+    rows = {}
+    for variant in variants:
+        rows[variant] = run_variant(variant, args)
+        print(f"{variant}: done", file=sys.stderr)
+    measured = [row for row in rows.values() if "error" not in row]
+    device = measured[0]["device"] if measured else "?"
+    parameters = f"{measured[0]['parameters'] / 1e6:.2f}M trained parameters, " if measured else ""
+    print(f"\n{Path(args.config).name}: {parameters}{args.size}x{args.size} maps, batch {args.batch_size}, "
+          f"{args.steps} timed steps after {args.warmup} warm-up, on {device}; load average {os.getloadavg()[0]:.1f}\n")
+    print("| variant        |  ms/step | images/s | bare denoiser ms | step / bare |")
+    print("|----------------|---------:|---------:|-----------------:|------------:|")
+    for variant, row in rows.items():
+        if "error" in row:
+            print(f"| {variant:<14} | failed: {row['error']} |")
+        else:
+            print(f"| {variant:<14} | {row['ms_per_step']:8.1f} | {row['images_per_s']:8.3g} | {row['bare_ms']:16.1f} "
+                  f"| {row['ratio']:11.2f} |")
+
+
+if __name__ == "__main__":
+    main()
