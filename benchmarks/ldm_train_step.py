@@ -21,12 +21,10 @@ import itertools
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from train_step import timed
+from train_step import run_variant, run_variants, timed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -107,18 +105,6 @@ def measure_variant(variant: str, args: argparse.Namespace, scratch: Path) -> di
     }
 
 
-def run_variant(variant: str, args: argparse.Namespace) -> dict:
-    """One variant in a fresh process: accelerate's state starts clean."""
-    command = [sys.executable, __file__, "--one-variant", variant, "--config", args.config, "--vae-config",
-               args.vae_config, "--batch-size", str(args.batch_size), "--size", str(args.size), "--steps",
-               str(args.steps), "--warmup", str(args.warmup), *args.overrides]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.returncode}"}
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(REPO / "configs" / "ldm_quickstart.yaml"))
@@ -137,14 +123,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="radiodiff-bench-") as scratch:
             print(json.dumps(measure_variant(args.one_variant, args, Path(scratch))))
         return
-    variants = [name.strip() for name in args.variants.split(",") if name.strip()]
-    unknown = [name for name in variants if name not in VARIANTS]
-    if unknown:
-        parser.error(f"--variants: unknown {', '.join(unknown)}; expected some of {', '.join(VARIANTS)}")
-    rows = {}
-    for variant in variants:
-        rows[variant] = run_variant(variant, args)
-        print(f"{variant}: done", file=sys.stderr)
+    options = ("--vae-config", args.vae_config)
+    rows = run_variants(parser, args, VARIANTS, lambda variant, args: run_variant(variant, args, __file__, options))
     measured = [row for row in rows.values() if "error" not in row]
     device = measured[0]["device"] if measured else "?"
     parameters = f"{measured[0]['parameters'] / 1e6:.2f}M trained parameters, " if measured else ""

@@ -152,10 +152,12 @@ def measure_variant(config_path: str | None, overrides: list[str], args: argpars
     }
 
 
-def run_variant(variant: str, args: argparse.Namespace) -> dict:
-    """One variant in a fresh process: accelerate's state, compile caches and peak memory start clean."""
-    command = [sys.executable, __file__, "--one-variant", variant, "--batch-size", str(args.batch_size),
-               "--size", str(args.size), "--steps", str(args.steps), "--warmup", str(args.warmup), *args.overrides]
+def run_variant(variant: str, args: argparse.Namespace, script: str = __file__, options: tuple[str, ...] = ()) -> dict:
+    """One variant in a fresh process of ``script`` (this benchmark's, or another that shares its options
+    plus ``options``): accelerate's state, compile caches and peak memory start clean."""
+    command = [sys.executable, script, "--one-variant", variant, "--batch-size", str(args.batch_size),
+               "--size", str(args.size), "--steps", str(args.steps), "--warmup", str(args.warmup), *options,
+               *args.overrides]
     if args.config:
         command += ["--config", args.config]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
@@ -163,6 +165,21 @@ def run_variant(variant: str, args: argparse.Namespace) -> dict:
     if result.returncode != 0:
         return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.returncode}"}
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_variants(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, known: dict, run: Callable[[str, argparse.Namespace], dict]
+) -> dict[str, dict]:
+    """``run`` each variant of ``--variants`` (names of ``known``), one after the other; their rows by name."""
+    variants = [name.strip() for name in args.variants.split(",") if name.strip()]
+    unknown = [name for name in variants if name not in known]
+    if unknown:
+        parser.error(f"--variants: unknown {', '.join(unknown)}; expected some of {', '.join(known)}")
+    rows = {}
+    for variant in variants:
+        rows[variant] = run(variant, args)
+        print(f"{variant}: done", file=sys.stderr)
+    return rows
 
 
 def format_row(variant: str, row: dict) -> str:
@@ -196,14 +213,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="radiodiff-bench-") as scratch:  # the trainer's output_dir
             print(json.dumps(measure_variant(args.config, args.overrides + VARIANTS[args.one_variant], args, scratch)))
         return
-    variants = [name.strip() for name in args.variants.split(",") if name.strip()]
-    unknown = [name for name in variants if name not in VARIANTS]
-    if unknown:
-        parser.error(f"--variants: unknown {', '.join(unknown)}; expected some of {', '.join(VARIANTS)}")
-    rows = {}
-    for variant in variants:
-        rows[variant] = run_variant(variant, args)
-        print(f"{variant}: done", file=sys.stderr)
+    rows = run_variants(parser, args, VARIANTS, run_variant)
     measured = [row for row in rows.values() if "error" not in row]
     device = measured[0]["device"] if measured else "?"
     parameters = f"{measured[0]['vae_parameters'] / 1e6:.1f}M-parameter VAE, " if measured else ""

@@ -1,6 +1,7 @@
 """Shared fixtures. Nothing in the suite may reach the network: the Hub is forced offline."""
 
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -53,6 +54,15 @@ def tiny_training_overrides(output_dir, cache_dir) -> list[str]:
         "model.norm_num_groups=4",
         "discriminator.ndf=8",
         "discriminator.n_layers=2",
+        *tiny_loop_overrides(cache_dir),
+        "train.ema_update_every=2",
+        "loss.disc_start=5",
+    ]
+
+
+def tiny_loop_overrides(cache_dir) -> list[str]:
+    """What both stages' tiny runs share: 8 steps on 32x32 synthetic maps, checkpoints and samples every 4."""
+    return [
         "data.source=synthetic",
         f"data.synthetic.cache_dir={cache_dir}",
         "data.synthetic.maps=8",
@@ -64,10 +74,20 @@ def tiny_training_overrides(output_dir, cache_dir) -> list[str]:
         "train.save_every=4",
         "train.sample_every=4",
         "train.log_every=2",
-        "train.ema_update_every=2",
         "train.num_sample_images=2",
-        "loss.disc_start=5",
     ]
+
+
+def two_process_command(stage: str, output_dir, overrides: list[str]) -> list[str]:
+    """``torchrun`` of ``distributed_worker.py`` with two CPU processes (gloo) training ``stage``."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+            str(REPO / "tests" / "distributed_worker.py"), stage, str(output_dir), *overrides]
+
+
+def launch_command(script: str, config: str, overrides: list[str]) -> list[str]:
+    """``accelerate launch`` of a training script on one CPU process, as a user would run it."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu",
+            str(REPO / script), "--config", str(REPO / config), *overrides]
 
 
 def subprocess_env() -> dict[str, str]:

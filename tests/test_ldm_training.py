@@ -5,14 +5,13 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
 import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
 from safetensors.torch import load_file
 
-from conftest import REPO, TINY_VAE, subprocess_env
+from conftest import REPO, TINY_VAE, launch_command, two_process_command, subprocess_env, tiny_loop_overrides
 from radiodiff import RadioDiffPipeline, RadioDiffVAE
 from radiodiff.config import FrozenVAEConfig, read_ldm_config
 from radiodiff.training import main_ldm, train_ldm
@@ -42,17 +41,7 @@ def tiny_ldm_overrides(output_dir, cache_dir, vae_dir) -> list[str]:
         f"output_dir={output_dir}",
         f"vae.path={vae_dir}",
         "denoiser.preset=tiny",
-        f"data.synthetic.cache_dir={cache_dir}",
-        "data.synthetic.maps=8",
-        "data.synthetic.tx_per_map=4",
-        "data.synthetic.size=32",
-        "train.batch_size=4",
-        "train.lr=1.0e-3",
-        "train.max_steps=8",
-        "train.save_every=4",
-        "train.sample_every=4",
-        "train.log_every=2",
-        "train.num_sample_images=2",
+        *tiny_loop_overrides(cache_dir),
         "diffusion.sampling_steps=2",
     ]
 
@@ -78,9 +67,7 @@ def assert_same(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tenso
 @pytest.mark.slow
 def test_accelerate_launch_train_ldm_writes_every_artifact(tmp_path, synthetic_cache, vae_dir):
     output_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu",
-               str(REPO / "train_ldm.py"), "--config", str(REPO / "configs/ldm_quickstart.yaml"),
-               *tiny_ldm_overrides(output_dir, synthetic_cache, vae_dir)]
+    command = launch_command("train_ldm.py", "configs/ldm_quickstart.yaml", tiny_ldm_overrides(output_dir, synthetic_cache, vae_dir))
     result = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -191,8 +178,7 @@ def test_two_processes_keep_identical_weights(tmp_path, synthetic_cache, vae_dir
     output_dir = tmp_path / "ddp"
     output_dir.mkdir()
     overrides = tiny_ldm_overrides(output_dir, synthetic_cache, vae_dir) + ["train.batch_size=2", "train.max_steps=4"]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               str(REPO / "tests" / "distributed_worker.py"), "ldm", str(output_dir), *overrides]
+    command = two_process_command("ldm", output_dir, overrides)
     result = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = load_file(output_dir / "rank0.safetensors"), load_file(output_dir / "rank1.safetensors")

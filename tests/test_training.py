@@ -5,14 +5,16 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
 import torch
 from diffusers import AutoencoderKL
 from safetensors.torch import load_file
 
-from conftest import REPO, assert_same_weights, read_exported_weights, subprocess_env, tiny_training_overrides
+from conftest import (
+    REPO, assert_same_weights, launch_command, read_exported_weights, subprocess_env, tiny_training_overrides,
+    two_process_command,
+)
 from radiodiff.config import load_config, read_config
 from radiodiff.training import CheckpointError, TrainingError, train
 from radiodiff.training.checkpoints import list_checkpoints
@@ -23,9 +25,7 @@ STEP_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[Train Step\] (\
 @pytest.mark.slow
 def test_accelerate_launch_writes_every_artifact(tmp_path, synthetic_cache):
     output_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu",
-               str(REPO / "train_vae.py"), "--config", str(REPO / "configs/quickstart.yaml"),
-               *tiny_training_overrides(output_dir, synthetic_cache)]
+    command = launch_command("train_vae.py", "configs/quickstart.yaml", tiny_training_overrides(output_dir, synthetic_cache))
     result = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -78,8 +78,7 @@ def test_two_processes_keep_identical_weights(tmp_path, synthetic_cache):
     output_dir = tmp_path / "ddp"
     output_dir.mkdir()
     overrides = tiny_training_overrides(output_dir, synthetic_cache) + ["train.batch_size=2", "loss.learn_logvar=true"]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               str(REPO / "tests" / "distributed_worker.py"), "vae", str(output_dir), *overrides]
+    command = two_process_command("vae", output_dir, overrides)
     result = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = load_file(output_dir / "rank0.safetensors"), load_file(output_dir / "rank1.safetensors")
