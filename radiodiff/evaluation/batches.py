@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 import torch
 from diffusers import AutoencoderKL
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 
@@ -31,6 +31,12 @@ def load_vae(model_dir: str | Path, variant: str | None = None) -> AutoencoderKL
         return AutoencoderKL.from_pretrained(model_dir, variant=variant, use_safetensors=True)
     except OSError as error:
         raise FileNotFoundError(f"{model_dir}: {expected} ({error})") from error
+
+
+def spread_subset(dataset: Dataset, count: int) -> Dataset:
+    """Up to ``count`` items spread evenly over ``dataset``: many cities rather than one city's transmitters."""
+    count = min(count, len(dataset))
+    return Subset(dataset, [i * len(dataset) // count for i in range(count)])
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ from ..config import load_config
 from ..data import build_dataset, prepare_data
 from ..latents import encode_latents
 from .batches import load_vae
-from .evaluate import EvaluationResult, evaluate_vae, metrics_paths, write_metrics
+from .evaluate import EvaluationResult, evaluate_vae, metrics_paths, train_subset_summary, write_metrics
 from .gallery import save_gallery
 from .latent_scale import LatentStats, latent_statistics, write_latent_scale
 
@@ -40,6 +40,19 @@ def format_summary(result: EvaluationResult) -> str:
         f"KL {latent['kl_per_element']:.4g} nats per latent element"
     )
     return "\n".join(lines)
+
+
+def format_train_subset(validation: EvaluationResult, train_subset: EvaluationResult) -> str:
+    """The ``train_subset`` block of ``metrics.json`` as one line beside the validation figures."""
+    block = train_subset_summary(validation, train_subset)
+    means = {name: stats["mean"] for name, stats in block["metrics"].items()}
+    if means["psnr"] is None or block["gap"]["psnr"] is None:
+        return f"  training subset ({block['num_maps']} maps): every map is a perfect reconstruction"
+    return (
+        f"  training subset ({block['num_maps']} maps, not augmented): PSNR {means['psnr']:.2f} dB, "
+        f"NMSE {means['nmse']:.4g}, SSIM {means['ssim']:.3f}; gap to validation "
+        f"{block['gap']['psnr']:+.2f} dB PSNR (a large positive gap: the model memorises its training maps)"
+    )
 
 
 def run_evaluate(
