@@ -51,7 +51,7 @@ def format_train_subset(validation: EvaluationResult, train_subset: EvaluationRe
     return (
         f"  training subset ({block['num_maps']} maps, not augmented): PSNR {means['psnr']:.2f} dB, "
         f"NMSE {means['nmse']:.4g}, SSIM {means['ssim']:.3f}; gap to validation "
-        f"{block['gap']['psnr']:+.2f} dB PSNR (a large positive gap: the model memorises its training maps)"
+        f"{block['gap']['psnr']:+.2f} dB PSNR (training minus validation)"
     )
 
 
