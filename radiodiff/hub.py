@@ -270,6 +270,8 @@ def render_model_card(output_dir: str | Path, repo_id: str | None = None) -> Mod
     repo_id = repo_id or (run.config.train.hub_repo_id if run.config else None)
     model_name = repo_id.split("/")[-1] if repo_id else run.output_dir.resolve().name
     _, data_description = describe_data(run.config.data if run.config else None)
+    if run.config and run.config.data.augment == "dihedral":
+        data_description += ", each training map also under the 7 other flips and quarter turns of the square"
     parameters = (run.summary or {}).get("parameters", {})
     return ModelCard.from_template(
         model_card_data(run, model_name),

@@ -157,6 +157,14 @@ def test_the_card_shows_the_training_subset_beside_validation(training_run):
     assert "+4.50 dB" not in render_model_card(make_training_run(training_run.parent / "plain")).text
 
 
+def test_the_card_says_when_the_training_maps_were_augmented(training_run):
+    assert "quarter turns" not in render_model_card(training_run).text
+    config = load_config(training_run / "config.yaml", ["data.augment=dihedral"])
+    save_config(config, training_run / "config.yaml")
+    assert ("(64 city layouts x 8 transmitters, 64x64, seed 0), each training map also under the 7 other flips and "
+            "quarter turns of the square.") in render_model_card(training_run).text
+
+
 def test_an_unevaluated_run_without_ema_gets_a_card_without_model_index(tmp_path):
     run = make_training_run(tmp_path / "run", evaluated=False, ema=False)
 
