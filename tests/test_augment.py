@@ -7,6 +7,7 @@ import torch
 
 from radiodiff.config import ConfigError, DataConfig, SyntheticConfig, load_config
 from radiodiff.data import DihedralAugmented, build_dataset, dihedral_transform, unaugmented
+from radiodiff.evaluation.commands import split_dataset
 
 SIZE = 32
 MAPS = 8
@@ -85,6 +86,15 @@ def test_validation_and_test_splits_are_never_augmented(data_config):
         augmented, plain = build_dataset(data_config, split), build_dataset(plain_config, split)
         assert not isinstance(augmented, DihedralAugmented) and len(augmented) == len(plain)
         assert all(torch.equal(augmented[i]["gain_map"], plain[i]["gain_map"]) for i in range(len(plain)))
+
+
+def test_the_evaluation_commands_read_training_maps_once_as_they_are(data_config):
+    synthetic = data_config.synthetic
+    overrides = [f"data.synthetic.{key}={value}" for key, value in vars(synthetic).items()]
+    dataset, _ = split_dataset(None, [*overrides, "data.augment=dihedral"], "train", with_conditions=True)
+    plain = build_dataset(DataConfig(source="synthetic", synthetic=synthetic), "train")
+    assert len(dataset) == len(plain) == len(build_dataset(data_config, "train")) // 8
+    assert torch.equal(dataset[len(plain) - 1]["gain_map"], plain[len(plain) - 1]["gain_map"])
 
 
 def test_a_non_square_map_cannot_be_augmented():

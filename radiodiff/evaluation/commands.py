@@ -7,7 +7,7 @@ from pathlib import Path
 import datasets
 
 from ..config import load_config
-from ..data import build_dataset, prepare_data
+from ..data import build_dataset, prepare_data, unaugmented
 from ..latents import encode_latents
 from .batches import load_vae
 from .evaluate import EvaluationResult, evaluate_vae, metrics_paths, train_subset_summary, write_metrics
@@ -16,10 +16,12 @@ from .latent_scale import LatentStats, latent_statistics, write_latent_scale
 
 
 def split_dataset(config_path: str, overrides: list[str], split: str, *, with_conditions: bool = False):
-    """The maps of ``split`` as the config describes them (the synthetic cache is generated on first use)."""
+    """The maps of ``split`` as the config describes them (the synthetic cache is generated on first use), each
+    once and as it is: ``data.augment`` is for training, not for measuring or encoding maps."""
     config = load_config(config_path, overrides)
     prepare_data(config.data)
-    return build_dataset(config.data, split, with_conditions=with_conditions), config.data.num_workers
+    dataset = build_dataset(config.data, split, with_conditions=with_conditions)
+    return unaugmented(dataset), config.data.num_workers
 
 
 def format_summary(result: EvaluationResult) -> str:
