@@ -105,6 +105,9 @@ class DataConfig:
     on_corrupt: Literal["fail", "skip"] = "fail"
     # DataLoader workers; also the processes that generate the synthetic set
     num_workers: int = 0
+    # training split only: "dihedral" presents every map under the 8 flips and right-angle rotations of the square
+    # (buildings and transmitter turned with it), so an epoch is 8 times longer; val and test are never augmented
+    augment: Literal["none", "dihedral"] = "none"
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 

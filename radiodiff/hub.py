@@ -263,12 +263,28 @@ def _evaluation_rows(run: TrainingRun) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def _train_subset_sentence(run: TrainingRun) -> str | None:
+    """The training-subset figures of ``metrics.json`` beside validation: how much the model memorises."""
+    block = (run.evaluation or {}).get("train_subset")
+    if not block or block["metrics"]["psnr"]["mean"] is None or block["gap"]["psnr"] is None:
+        return None
+    means = {name: stats["mean"] for name, stats in block["metrics"].items()}
+    return (
+        f"On {block['num_maps']} maps of the training split (spread over it, not augmented) the same weights reach "
+        f"PSNR {means['psnr']:.2f} dB, NMSE {means['nmse']:.4g} and SSIM {means['ssim']:.3f}: "
+        f"{block['gap']['psnr']:+.2f} dB of PSNR against `{run.evaluation['split']}`. A large positive gap means "
+        "the model memorises its training maps rather than learning radio maps in general."
+    )
+
+
 def render_model_card(output_dir: str | Path, repo_id: str | None = None) -> ModelCard:
     """The model card of the run in ``output_dir``; loading examples name ``repo_id`` (or the config's)."""
     run = read_training_run(output_dir)
     repo_id = repo_id or (run.config.train.hub_repo_id if run.config else None)
     model_name = repo_id.split("/")[-1] if repo_id else run.output_dir.resolve().name
     _, data_description = describe_data(run.config.data if run.config else None)
+    if run.config and run.config.data.augment == "dihedral":
+        data_description += ", each training map also under the 7 other flips and quarter turns of the square"
     parameters = (run.summary or {}).get("parameters", {})
     return ModelCard.from_template(
         model_card_data(run, model_name),
@@ -288,6 +304,7 @@ def render_model_card(output_dir: str | Path, repo_id: str | None = None) -> Mod
         training_rows=_training_rows(run),
         evaluation=run.evaluation,
         evaluation_rows=_evaluation_rows(run),
+        train_subset_sentence=_train_subset_sentence(run),
         sample=run.sample,
     )
 

@@ -25,7 +25,7 @@ def test_accelerate_launch_writes_every_artifact(tmp_path, synthetic_cache):
     output_dir = tmp_path / "run"
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu",
                str(REPO / "train_vae.py"), "--config", str(REPO / "configs/quickstart.yaml"),
-               *tiny_training_overrides(output_dir, synthetic_cache)]
+               *tiny_training_overrides(output_dir, synthetic_cache), "data.augment=dihedral"]
     result = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -37,6 +37,12 @@ def test_accelerate_launch_writes_every_artifact(tmp_path, synthetic_cache):
     metrics = json.loads((output_dir / "metrics.json").read_text())  # the end-of-run evaluation
     assert (metrics["split"], metrics["variant"]) == ("val", "ema")
     assert metrics["metrics"]["nmse"]["mean"] > 0 and (output_dir / "per_image.csv").is_file()
+    # as many training maps as validation ones, read as they are (the augmented set is 8 times longer)
+    train_subset = metrics["train_subset"]
+    assert (train_subset["split"], train_subset["num_maps"]) == ("train", metrics["num_maps"])
+    assert train_subset["gap"]["psnr"] == pytest.approx(
+        train_subset["metrics"]["psnr"]["mean"] - metrics["metrics"]["psnr"]["mean"])
+    assert "training subset (" in result.stdout and "of the training split" in (output_dir / "README.md").read_text()
 
     maps = torch.rand(2, 1, 32, 32) * 2 - 1
     plain = AutoencoderKL.from_pretrained(output_dir / "vae").eval()

@@ -4,8 +4,8 @@ Plain torch device handling, no accelerate and no training code: the trainer cal
 :func:`write_metrics` at the end of a run, the ``radiodiff evaluate`` command calls them on any split.
 """
 
-from .batches import default_device, default_variant, load_vae
-from .evaluate import EvaluationResult, evaluate_vae, write_metrics
+from .batches import default_device, default_variant, load_vae, spread_subset
+from .evaluate import EvaluationResult, evaluate_vae, train_subset_summary, write_metrics
 from .gallery import gallery_indices, save_gallery
 from .latent_scale import RADIODIFF_SCALING_FACTOR, LatentStats, latent_statistics, write_latent_scale
 from .metrics import DATA_RANGE, reconstruction_metrics, summarize, to_unit_range
@@ -23,8 +23,10 @@ __all__ = [
     "load_vae",
     "reconstruction_metrics",
     "save_gallery",
+    "spread_subset",
     "summarize",
     "to_unit_range",
+    "train_subset_summary",
     "write_latent_scale",
     "write_metrics",
 ]

@@ -7,10 +7,10 @@ from pathlib import Path
 import datasets
 
 from ..config import load_config
-from ..data import build_dataset, prepare_data
+from ..data import build_dataset, prepare_data, unaugmented
 from ..latents import encode_latents
 from .batches import default_variant, load_vae
-from .evaluate import EvaluationResult, evaluate_vae, metrics_paths, write_metrics
+from .evaluate import EvaluationResult, evaluate_vae, metrics_paths, train_subset_summary, write_metrics
 from .gallery import save_gallery
 from .latent_scale import LatentStats, latent_statistics, write_latent_scale
 
@@ -45,10 +45,12 @@ def default_evaluation_out(model_dir: str | Path, variant: str | None, split: st
 
 
 def split_dataset(config_path: str, overrides: list[str], split: str, *, with_conditions: bool = False):
-    """The maps of ``split`` as the config describes them (the synthetic cache is generated on first use)."""
+    """The maps of ``split`` as the config describes them (the synthetic cache is generated on first use), each
+    once and as it is: ``data.augment`` is for training, not for measuring or encoding maps."""
     config = load_config(config_path, overrides)
     prepare_data(config.data)
-    return build_dataset(config.data, split, with_conditions=with_conditions), config.data.num_workers
+    dataset = build_dataset(config.data, split, with_conditions=with_conditions)
+    return unaugmented(dataset), config.data.num_workers
 
 
 def format_summary(result: EvaluationResult) -> str:
@@ -69,6 +71,19 @@ def format_summary(result: EvaluationResult) -> str:
         f"KL {latent['kl_per_element']:.4g} nats per latent element"
     )
     return "\n".join(lines)
+
+
+def format_train_subset(validation: EvaluationResult, train_subset: EvaluationResult) -> str:
+    """The ``train_subset`` block of ``metrics.json`` as one line beside the validation figures."""
+    block = train_subset_summary(validation, train_subset)
+    means = {name: stats["mean"] for name, stats in block["metrics"].items()}
+    if means["psnr"] is None or block["gap"]["psnr"] is None:
+        return f"  training subset ({block['num_maps']} maps): every map is a perfect reconstruction"
+    return (
+        f"  training subset ({block['num_maps']} maps, not augmented): PSNR {means['psnr']:.2f} dB, "
+        f"NMSE {means['nmse']:.4g}, SSIM {means['ssim']:.3f}; gap to validation "
+        f"{block['gap']['psnr']:+.2f} dB PSNR (training minus validation)"
+    )
 
 
 def run_evaluate(
