@@ -133,7 +133,8 @@ def _add_report(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments every command on a saved VAE shares: which weights, which maps, which device."""
-    parser.add_argument("--model", required=True, help="a saved VAE folder (OUTPUT_DIR/vae)")
+    parser.add_argument("--model", required=True,
+                        help="a saved VAE folder (OUTPUT_DIR/vae); for evaluate also a pipeline (OUTPUT_DIR/pipeline)")
     parser.add_argument("--variant", default=None,
                         help="weights variant: 'ema', or 'main' for the plain weights (default: ema when present)")
     parser.add_argument("--config", default=None,
@@ -151,7 +152,9 @@ def _device(args: argparse.Namespace) -> str:
 
 
 def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("evaluate", help="reconstruction metrics of a saved VAE on a split")
+    parser = subparsers.add_parser(
+        "evaluate", help="metrics of a saved VAE (reconstruction) or pipeline (generation, beside the VAE ceiling "
+                         "and a physics baseline) on a split")
     _add_model_arguments(parser)
     parser.add_argument("--out", default=None,
                         help="metrics JSON or folder; per_image.csv is written beside it "
@@ -161,13 +164,18 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
                         help="decode posterior samples (seeded) instead of the deterministic posterior mode")
     parser.add_argument("--gallery", type=int, default=0, metavar="N",
                         help="also draw the N best, median and worst maps by NMSE into gallery.png")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="a pipeline's sampling steps (default: 5, the paper's)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="map i is sampled with seed + i (a pipeline; a VAE with --sample-posterior)")
 
     def run(args: argparse.Namespace) -> int:
         from .evaluation.commands import run_evaluate
 
         run_evaluate(args.model, args.config, variant=args.variant, split=args.split, out=args.out,
                      batch_size=args.batch_size, device=_device(args), sample_posterior=args.sample_posterior,
-                     gallery=args.gallery, overwrite=args.overwrite, overrides=args.overrides)
+                     gallery=args.gallery, overwrite=args.overwrite, overrides=args.overrides, steps=args.steps,
+                     seed=args.seed)
         return 0
 
     parser.set_defaults(run=run)
