@@ -31,13 +31,14 @@ def _add_info(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_card(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("card", help="write the model card OUTPUT_DIR/README.md of a training run")
-    parser.add_argument("output_dir", help="the run's output folder (with vae/ and config.yaml)")
+    parser.add_argument("output_dir", help="the run's output folder (with vae/, or pipeline/ for the second stage)")
     parser.add_argument("--repo-id", help="the Hub repository the card's loading examples name (USER/NAME)")
 
     def run(args: argparse.Namespace) -> int:
-        from .hub import write_model_card
+        from .hub import is_pipeline_run, write_model_card, write_pipeline_model_card
 
-        print(f"wrote {write_model_card(args.output_dir, repo_id=args.repo_id)}")
+        write = write_pipeline_model_card if is_pipeline_run(args.output_dir) else write_model_card
+        print(f"wrote {write(args.output_dir, repo_id=args.repo_id)}")
         return 0
 
     parser.set_defaults(run=run)
@@ -45,7 +46,7 @@ def _add_card(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_push(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "push", help="upload a training run (vae/, card, samples, metrics; never checkpoints) to the Hub"
+        "push", help="upload a training run (vae/ or pipeline/, card, samples, metrics; never checkpoints) to the Hub"
     )
     parser.add_argument("output_dir", help="the run's output folder")
     parser.add_argument("--repo-id", required=True, help="the model repository to create or update (USER/NAME)")
