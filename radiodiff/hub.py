@@ -20,7 +20,7 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 from safetensors import safe_open
 
-from .config import Config, ConfigError, DataConfig, config_from_dict, load_config, read_yaml
+from .config import Config, ConfigError, DataConfig, load_config, load_data_config, read_yaml
 from .files import find_samples, write_atomically
 from .models import downsampling_factor
 
@@ -362,12 +362,10 @@ def _run_settings(output_dir: Path) -> tuple[DataConfig | None, dict[str, Any]]:
     config_file = output_dir / "config.yaml"
     if not config_file.is_file():
         return None, {}
-    values = read_yaml(config_file)
     try:
-        data = config_from_dict({"data": values.get("data") or {}}).data
+        return load_data_config(config_file), dict(read_yaml(config_file).get("train") or {})
     except ConfigError as error:
-        raise HubError(f"{config_file}: {error}") from None
-    return data, dict(values.get("train") or {})
+        raise HubError(str(error)) from None
 
 
 def read_pipeline_run(output_dir: str | Path) -> PipelineRun:

@@ -10,7 +10,7 @@ import torch
 from map_fixtures import tiny_pipeline, write_tiny_run
 
 from radiodiff.cli import main
-from radiodiff.config import load_config
+from radiodiff.config import load_data_config
 from radiodiff.data import build_dataset
 from radiodiff.data.propagation import GAIN_CEILING_DB, GAIN_FLOOR_DB
 from radiodiff.evaluation import (
@@ -65,17 +65,20 @@ def test_baseline_is_symmetric_about_the_transmitter_and_one_line_errors():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """A run folder with config.yaml (14 synthetic 32x32 cities), vae/ and pipeline/ (random weights)."""
+    """A run folder with a second-stage config.yaml (14 synthetic 32x32 cities), vae/ and pipeline/ (random
+    weights)."""
     folder = tmp_path_factory.mktemp("run")
     pipe = tiny_pipeline("radiodiff")
     config, _ = write_tiny_run(folder, pipe.vae)
+    with open(config, "a") as handle:  # sections the first stage's schema does not know
+        handle.write("denoiser:\n  preset: tiny\ndiffusion:\n  sampling_steps: 5\n")
     pipe.save_pretrained(folder / "pipeline")
     return folder, config, pipe
 
 
 @pytest.fixture(scope="module")
 def val_maps(tiny_run):
-    return build_dataset(load_config(tiny_run[1]).data, "val", with_conditions=True)
+    return build_dataset(load_data_config(tiny_run[1]), "val", with_conditions=True)
 
 
 def test_rows_hold_the_model_the_vae_round_trip_and_the_baseline_on_the_same_maps(tiny_run, val_maps):
@@ -180,3 +183,15 @@ def test_a_pipeline_folder_without_weights_is_one_error_line(tiny_run, tmp_path,
     assert main(["evaluate", "--model", str(broken), "--config", tiny_run[1], "--out", str(tmp_path / "o")]) == 2
     error = capsys.readouterr().err
     assert "expected a saved pipeline folder" in error and error.count("error:") == 1
+
+
+def test_the_data_section_of_either_stages_config_is_read_with_overrides_and_checked(tmp_path):
+    from radiodiff.config import ConfigError
+
+    config = tmp_path / "config.yaml"
+    config.write_text("denoiser:\n  preset: tiny\ndata:\n  synthetic:\n    maps: 3\n")
+    data = load_data_config(config, ["data.synthetic.size=16", "train.max_steps=7"])
+    assert (data.source, data.synthetic.maps, data.synthetic.size) == ("synthetic", 3, 16)
+    config.write_text("data:\n  sorce: synthetic\n")
+    with pytest.raises(ConfigError, match=f"{config}: unknown key data.sorce; did you mean data.source"):
+        load_data_config(config)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 import datasets
 
-from ..config import load_config
+from ..config import load_config, load_data_config
 from ..data import build_dataset, prepare_data
 from ..latents import encode_latents
 from .batches import default_variant, load_vae
@@ -168,9 +168,12 @@ def run_evaluate_pipeline(
     )
     json_path, csv_path = refuse_existing(target, overwrite)
     pipeline = load_pipeline(pipeline_dir, variant)
-    dataset, num_workers = split_dataset(config_path, overrides or [], split, with_conditions=True)
+    # the data section only: a second-stage config.yaml has other sections than the first stage's
+    data = load_data_config(config_path, overrides)
+    prepare_data(data)
+    dataset = build_dataset(data, split, with_conditions=True)
     result = evaluate_pipeline(pipeline, dataset, num_inference_steps=steps, batch_size=batch_size, device=device,
-                               seed=seed, split=split, num_workers=num_workers)
+                               seed=seed, split=split, num_workers=data.num_workers)
     write_pipeline_metrics(result, json_path)
     print(format_pipeline_summary(result.summary()))
     print(f"wrote {json_path} and {csv_path}")
