@@ -223,6 +223,40 @@ def _add_encode_latents(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def _add_generate(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "generate", help="radio maps from building maps and transmitters with a saved pipeline (8-bit PNGs)"
+    )
+    parser.add_argument("--pipeline", required=True, help="a saved pipeline folder (OUTPUT_DIR/pipeline)")
+    parser.add_argument("--buildings", required=True,
+                        help="a building map PNG (255 = building), or a folder of {map}.png")
+    transmitter = parser.add_mutually_exclusive_group(required=True)
+    transmitter.add_argument("--transmitter",
+                             help="a PNG with one lit pixel, or (with a --buildings folder) a folder of {map}_{tx}.png")
+    transmitter.add_argument("--tx", metavar="X,Y", help="the transmitter's pixel: column X, row Y from the top left")
+    parser.add_argument("--out", required=True, help="the map PNG to write, or a folder for a folder of inputs")
+    parser.add_argument("--figure", default=None,
+                        help="also draw the buildings beside the map into this PNG (a folder for a folder of inputs)")
+    parser.add_argument("--steps", type=int, default=5, help="sampling steps (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="map i is sampled with seed + i (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+    def run(args: argparse.Namespace) -> int:
+        from .generation import run_generate
+
+        written = run_generate(args.pipeline, args.buildings, args.out, transmitter=args.transmitter, tx=args.tx,
+                               figure=args.figure, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
+                               device=_device(args), overwrite=args.overwrite)
+        print(f"wrote {written[0]}" if len(written) == 1 else f"wrote {len(written)} maps to {args.out}")
+        if args.figure:
+            print(f"wrote {args.figure}")
+        return 0
+
+    parser.set_defaults(run=run)
+
+
 SUBCOMMANDS: list[SubcommandAdder] = [
     _add_info,
     _add_card,
@@ -233,6 +267,7 @@ SUBCOMMANDS: list[SubcommandAdder] = [
     _add_evaluate,
     _add_latent_scale,
     _add_encode_latents,
+    _add_generate,
 ]
 
 
