@@ -174,24 +174,32 @@ def describe_data(data: DataConfig | None) -> tuple[str, str]:
     return (dataset_id, f"the dataset `{dataset_id}`") if dataset_id else ("custom", "a local dataset")
 
 
-def _eval_results(run: TrainingRun) -> list[EvalResult] | None:
-    if not run.evaluation:
-        return None
-    dataset_type, _ = describe_data(run.config.data if run.config else None)
+def _metric_results(metrics: dict[str, Any], data: DataConfig | None, split: str | None, task_name: str,
+                    qualifier: str) -> list[EvalResult]:
+    """``model-index`` entries of the defined means of ``metrics`` (a ``metrics.json`` ``metrics`` mapping)."""
+    dataset_type, _ = describe_data(data)
     return [
         EvalResult(
             task_type="image-to-image",
-            task_name="Radio map reconstruction",
+            task_name=task_name,
             dataset_type=dataset_type,
             dataset_name=dataset_type.replace("-", " "),
-            dataset_split=run.evaluation.get("split"),
+            dataset_split=split,
             metric_type=name,
             metric_value=round(float(values["mean"]), 6),
-            metric_name=f"{METRICS[name][0]} ({run.evaluation.get('variant') or 'plain'} weights)",
+            metric_name=f"{METRICS[name][0]} ({qualifier})",
         )
-        for name, values in run.evaluation["metrics"].items()
+        for name, values in metrics.items()
         if name in METRICS and values.get("mean") is not None
     ]
+
+
+def _eval_results(run: TrainingRun) -> list[EvalResult] | None:
+    if not run.evaluation:
+        return None
+    return _metric_results(run.evaluation["metrics"], run.config.data if run.config else None,
+                           run.evaluation.get("split"), "Radio map reconstruction",
+                           f"{run.evaluation.get('variant') or 'plain'} weights")
 
 
 def model_card_data(run: TrainingRun, model_name: str) -> ModelCardData:
@@ -398,22 +406,8 @@ def _pipeline_eval_results(run: PipelineRun) -> list[EvalResult] | None:
     rows = (run.evaluation or {}).get("rows")
     if not rows:
         return None
-    dataset_type, _ = describe_data(run.data)
-    steps = run.evaluation.get("num_inference_steps")
-    return [
-        EvalResult(
-            task_type="image-to-image",
-            task_name="Radio map construction",
-            dataset_type=dataset_type,
-            dataset_name=dataset_type.replace("-", " "),
-            dataset_split=run.evaluation.get("split"),
-            metric_type=name,
-            metric_value=round(float(values["mean"]), 6),
-            metric_name=f"{METRICS[name][0]} ({steps} steps)",
-        )
-        for name, values in rows["model"]["metrics"].items()
-        if name in METRICS and values.get("mean") is not None
-    ]
+    return _metric_results(rows["model"]["metrics"], run.data, run.evaluation.get("split"), "Radio map construction",
+                           f"{run.evaluation.get('num_inference_steps')} steps")
 
 
 def _pipeline_evaluation_rows(run: PipelineRun) -> list[dict[str, str]]:
