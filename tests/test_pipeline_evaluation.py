@@ -113,6 +113,18 @@ def test_each_map_has_its_own_seed_so_the_batch_size_does_not_change_the_samples
     assert not np.allclose(batched.per_map["model"]["nmse"], other_seed.per_map["model"]["nmse"], rtol=1e-4)
 
 
+def test_a_trainers_pipeline_is_evaluated_in_eval_mode_and_left_in_training_mode(tiny_run, val_maps):
+    pipe = tiny_pipeline("radiodiff", vae=tiny_run[2].vae)
+    for module in (pipe.unet, pipe.condition_encoder, pipe.vae):
+        module.train()
+    modes = []
+    hook = pipe.unet.register_forward_pre_hook(lambda module, args: modes.append(module.training))
+    evaluate_pipeline(pipe, val_maps, num_inference_steps=1, batch_size=2, device="cpu")
+    hook.remove()
+    assert modes and not any(modes)
+    assert pipe.unet.training and pipe.condition_encoder.training and pipe.vae.training
+
+
 def test_flow_matching_makes_one_denoiser_call_per_step(tiny_run, val_maps):
     pipe = tiny_pipeline("flow_matching", vae=tiny_run[2].vae)
     result = evaluate_pipeline(pipe, val_maps, num_inference_steps=3, batch_size=2, device="cpu")

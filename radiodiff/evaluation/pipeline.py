@@ -9,10 +9,11 @@ pipeline folder calls them on any split.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -96,6 +97,16 @@ def load_pipeline(pipeline_dir: str | Path, variant: str | None = None) -> Radio
         raise FileNotFoundError(f"{pipeline_dir}: {expected} ({str(error).splitlines()[0]})") from error
 
 
+@contextlib.contextmanager
+def pipeline_inference(pipeline: RadioDiffPipeline, device: torch.device | str) -> Iterator[RadioDiffPipeline]:
+    """Every model of ``pipeline`` on ``device`` in eval mode without gradients (a trainer's modules may be in
+    training mode); their modes are restored afterwards."""
+    with contextlib.ExitStack() as stack:
+        for module in (pipeline.condition_encoder, pipeline.unet, pipeline.vae):
+            stack.enter_context(inference(module, device))
+        yield pipeline
+
+
 def map_generators(device: torch.device | str, seed: int, indices: range | list[int]) -> list[torch.Generator]:
     """One generator per map, seeded ``seed + index``: a map's sample does not depend on the batch it is in."""
     return [torch.Generator(device=torch.device(device)).manual_seed(seed + index) for index in indices]
@@ -134,8 +145,8 @@ def evaluate_pipeline(
     """Generate every map of ``dataset`` and measure it, its VAE round trip and the physics baseline on [0, 1].
 
     Args:
-        pipeline: a :class:`~radiodiff.pipelines.RadioDiffPipeline`; moved to ``device``, its progress bar is
-            silenced.
+        pipeline: a :class:`~radiodiff.pipelines.RadioDiffPipeline`; its models are moved to ``device`` and run in
+            eval mode (their training mode is restored afterwards); its progress bar is silenced.
         dataset: yields dicts with ``gain_map`` (1, H, W) in [-1, 1], ``buildings`` and ``transmitter``
             (1, H, W) in [0, 1], and ``name`` (``build_dataset(..., with_conditions=True)``).
         num_inference_steps: sampling steps per map.
@@ -149,13 +160,12 @@ def evaluate_pipeline(
     Seconds per map time the pipeline calls only (synchronised on CUDA), after one untimed warm-up call on
     the first maps, which also counts the denoiser evaluations.
     """
-    pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
-    nfe = warm_up(pipeline, dataset, batch_size, num_inference_steps, device, seed)
     columns = {row: {name: [] for name in METRIC_NAMES} for row in ROWS}
     names: list[str] = []
     seconds = 0.0
-    with inference(pipeline.vae, device):
+    with pipeline_inference(pipeline, device):
+        nfe = warm_up(pipeline, dataset, batch_size, num_inference_steps, device, seed)
         for batch in batches(dataset, batch_size=batch_size, num_workers=num_workers, description=f"evaluate {split}"):
             buildings, transmitter = batch["buildings"], batch["transmitter"]
             generators = map_generators(device, seed, range(len(names), len(names) + len(buildings)))
@@ -258,9 +268,9 @@ def save_pipeline_gallery(
     items = [dataset[index] for _, index in rows]
     buildings = torch.stack([item["buildings"] for item in items])
     transmitter = torch.stack([item["transmitter"] for item in items])
-    generated = generate(pipeline.to(device), buildings, transmitter,
-                         num_inference_steps=result.num_inference_steps,
-                         generators=[map_generators(device, result.seed, [index])[0] for _, index in rows])
+    with pipeline_inference(pipeline, device):
+        generated = generate(pipeline, buildings, transmitter, num_inference_steps=result.num_inference_steps,
+                             generators=[map_generators(device, result.seed, [index])[0] for _, index in rows])
     truth = to_unit_range(torch.stack([item["gain_map"] for item in items]))
     # a dilated transmitter: one pixel of a 256x256 map disappears when the figure is drawn at 3 inches
     marker = torch.nn.functional.max_pool2d(transmitter, kernel_size=7, stride=1, padding=3)
