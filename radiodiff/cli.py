@@ -159,7 +159,8 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     _add_model_arguments(parser)
     parser.add_argument("--out", default=None,
                         help="metrics JSON or folder; per_image.csv is written beside it "
-                             "(default: OUTPUT_DIR/evaluation/<variant>-<split>/)")
+                             "(default: OUTPUT_DIR/evaluation/<variant>-<split>/, for a pipeline "
+                             "OUTPUT_DIR/evaluation/pipeline-<split>-<steps>steps/)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing metrics.json")
     parser.add_argument("--sample-posterior", action="store_true",
                         help="decode posterior samples (seeded) instead of the deterministic posterior mode")

@@ -207,3 +207,16 @@ def test_the_data_section_of_either_stages_config_is_read_with_overrides_and_che
     config.write_text("data:\n  sorce: synthetic\n")
     with pytest.raises(ConfigError, match=f"{config}: unknown key data.sorce; did you mean data.source"):
         load_data_config(config)
+
+
+def test_baseline_is_the_synthetic_generators_law_exact_in_line_of_sight_and_an_upper_bound_elsewhere(val_maps):
+    for index in range(len(val_maps)):
+        item = val_maps[index]
+        baseline = log_distance_map(item["buildings"][None], item["transmitter"][None])[0, 0]
+        truth = to_unit_range(item["gain_map"])[0]
+        free = item["buildings"][0] == 0
+        quantum = 1 / 255 + 1e-6
+        # diffraction only adds loss: no free pixel is stronger than free-space decay
+        assert ((truth - baseline)[free] <= quantum).all()
+        # in line of sight the generator's map is that decay, to 8-bit rounding
+        assert ((baseline - truth).abs()[free] <= quantum).float().mean() > 0.2
