@@ -8,9 +8,10 @@
 #   stage1_batch2       the paper VAE's training step (benchmarks/train_step.py), 256x256, batch 2: fp32, bf16
 #   stage2_sampling_*   s/map at 1, 5 and 20 steps, both formulations, paper denoiser + paper VAE, batch 8
 #                       (benchmarks/sampling.py): fp32, bf16, bf16 with a compiled denoiser
-#   stage2_train_step   the second stage's training step, when benchmarks/ldm_train_step.py exists, called as
-#                       train_step.py is: --config configs/radiodiff_ldm.yaml --size 256 --batch-size N
-#                       --steps S --warmup W --variants fp32,bf16,bf16_compile
+#   stage2_train_step_* the second stage's training step (benchmarks/ldm_train_step.py, when it exists:
+#                       --config configs/radiodiff_ldm.yaml --vae-config configs/radiodiff_vae.yaml --size 256
+#                       --batch-size 32 --steps S --warmup W --variants V [dotted.key=value ...]):
+#                       bf16 (latents on the fly, encoded, flow matching), fp32 and bf16 + compile (on the fly)
 #   stage1_max_batch    the largest batch that fits (benchmarks/max_batch.py, bf16), then bf16 and bf16 + compile
 #                       at that batch
 # Every row has images/s (or s/map) and, from the counted FLOPs (attention included, benchmarks/flops.py) and the
@@ -47,19 +48,21 @@ mkdir -p "$OUT" || exit 2
 
 if [ "$TINY" = 1 ]; then
   VAE_CONFIG=configs/quickstart.yaml; LDM_CONFIG=configs/ldm_quickstart.yaml; SIZE=32; STEPS=1; WARMUP=1
+  LDM_VAE_CONFIG=configs/quickstart.yaml
   VAE_OVERRIDES=("model.block_out_channels=[8, 16]" model.norm_num_groups=4 model.layers_per_block=1
                  discriminator.ndf=8 discriminator.n_layers=2)
   LDM_OVERRIDES=(denoiser.preset=tiny)
   SAMPLING=(--preset tiny --vae quickstart --size 32 --steps 1 5 20 --batch-size 2 --repeats 1)
   BATCH_LIMIT=8; LDM_BATCH=2
   # compiling takes minutes on CPU: the dry run checks the eager paths and the flags, not the compiler
-  MAX_BATCH_VARIANTS=bf16; LDM_VARIANTS=fp32,bf16; COMPILE_FLAG=()
+  MAX_BATCH_VARIANTS=bf16; COMPILE_FLAG=(); LDM_COMPILE=()
 else
   VAE_CONFIG=configs/radiodiff_vae.yaml; LDM_CONFIG=configs/radiodiff_ldm.yaml; SIZE=256; STEPS=5; WARMUP=2
+  LDM_VAE_CONFIG=configs/radiodiff_vae.yaml
   VAE_OVERRIDES=(); LDM_OVERRIDES=()
   SAMPLING=(--preset paper --vae paper --size 256 --steps 1 5 20 --batch-size 8 --repeats 2)
   BATCH_LIMIT=512; LDM_BATCH=32
-  MAX_BATCH_VARIANTS=bf16,bf16_compile; LDM_VARIANTS=fp32,bf16,bf16_compile; COMPILE_FLAG=(--compile)
+  MAX_BATCH_VARIANTS=bf16,bf16_compile; COMPILE_FLAG=(--compile); LDM_COMPILE=(train.compile=true)
 fi
 
 START=$(date +%s)
@@ -96,11 +99,17 @@ step stage2_sampling_bf16 60 "$PYTHON" benchmarks/sampling.py --device "$DEVICE"
 step stage2_sampling_bf16_compile 90 "$PYTHON" benchmarks/sampling.py --device "$DEVICE" --dtype bf16 \
   "${COMPILE_FLAG[@]}" "${SAMPLING[@]}"
 
+LDM_STEP=(benchmarks/ldm_train_step.py --config "$LDM_CONFIG" --vae-config "$LDM_VAE_CONFIG" --size "$SIZE"
+          --batch-size "$LDM_BATCH" --steps "$STEPS" --warmup "$WARMUP")
 if [ -f benchmarks/ldm_train_step.py ]; then
-  step stage2_train_step 120 "$PYTHON" benchmarks/ldm_train_step.py --config "$LDM_CONFIG" --size "$SIZE" \
-    --batch-size "$LDM_BATCH" --steps "$STEPS" --warmup "$WARMUP" --variants "$LDM_VARIANTS" "${LDM_OVERRIDES[@]}"
+  step stage2_train_step_bf16 120 "$PYTHON" "${LDM_STEP[@]}" --variants on_the_fly,encoded,flow_matching \
+    train.mixed_precision=bf16 "${LDM_OVERRIDES[@]}"
+  step stage2_train_step_fp32 60 "$PYTHON" "${LDM_STEP[@]}" --variants on_the_fly "train.mixed_precision='no'" \
+    "${LDM_OVERRIDES[@]}"
+  step stage2_train_step_bf16_compile 90 "$PYTHON" "${LDM_STEP[@]}" --variants on_the_fly \
+    train.mixed_precision=bf16 "${LDM_COMPILE[@]}" "${LDM_OVERRIDES[@]}"
 else
-  echo "not run: benchmarks/ldm_train_step.py does not exist in this checkout" > "$OUT/stage2_train_step.md"
+  echo "not run: benchmarks/ldm_train_step.py does not exist in this checkout" > "$OUT/stage2_train_step_bf16.md"
 fi
 
 if step stage1_max_batch_search 120 "$PYTHON" benchmarks/max_batch.py --config "$VAE_CONFIG" --size "$SIZE" \
@@ -118,7 +127,8 @@ fi
   echo
   echo "$(date -u +%Y-%m-%dT%H:%MZ), $(( $(date +%s) - START )) s, torch $("$PYTHON" -c 'import torch; print(torch.__version__)'), $FAILED step(s) incomplete"
   for table in stage1_batch2 stage1_max_batch_search stage1_max_batch stage2_sampling_fp32 stage2_sampling_bf16 \
-               stage2_sampling_bf16_compile stage2_train_step; do
+               stage2_sampling_bf16_compile stage2_train_step_bf16 stage2_train_step_fp32 \
+               stage2_train_step_bf16_compile; do
     [ -f "$OUT/$table.md" ] || continue
     echo; echo "## $table"; echo; cat "$OUT/$table.md"
   done
