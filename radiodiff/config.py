@@ -346,6 +346,16 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return values
 
 
+def load_data_config(path: str | Path, overrides: list[str] | None = None) -> DataConfig:
+    """The validated ``data`` section of a training config of either stage, with ``overrides`` applied (those of
+    other sections are ignored): what evaluation and the cards need to find a run's maps."""
+    values = apply_overrides(read_yaml(path), overrides or [])
+    try:
+        return config_from_dict({"data": values.get("data") or {}}).data
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
 def is_original_config(values: Mapping[str, Any]) -> bool:
     """True for the original RadioDiff first-stage YAML (``model.ddconfig``, ``trainer``)."""
     model = values.get("model")

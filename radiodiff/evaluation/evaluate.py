@@ -143,15 +143,23 @@ def write_metrics(
     :func:`train_subset_summary`); the CSV keeps ``result``'s maps only. Returns the path of ``metrics.json``.
     The CSV keeps every value, ``inf`` for the PSNR of a perfect map.
     """
-    json_path, csv_path = metrics_paths(output_dir_or_file)
     summary = result.summary()
     if train_subset is not None:
         summary["train_subset"] = train_subset_summary(result, train_subset)
+    return write_summary_and_table(summary, result.names, result.per_image, output_dir_or_file)
+
+
+def write_summary_and_table(
+    summary: dict[str, Any], names: list[str], columns: dict[str, np.ndarray], output_dir_or_file: str | Path
+) -> Path:
+    """``summary`` as strict JSON (no NaN or Infinity) and the per-map ``columns`` as ``per_image.csv`` beside it,
+    each written atomically; returns the JSON's path. The CSV keeps every value, ``inf`` included."""
+    json_path, csv_path = metrics_paths(output_dir_or_file)
     write_atomically(json_path, json.dumps(summary, indent=2, allow_nan=False) + "\n")
     rows = io.StringIO(newline="")
     writer = csv.writer(rows)
-    writer.writerow(("name", *METRIC_NAMES))
-    for index, name in enumerate(result.names):
-        writer.writerow((name, *(repr(float(result.per_image[m][index])) for m in METRIC_NAMES)))
+    writer.writerow(("name", *columns))
+    for index, name in enumerate(names):
+        writer.writerow((name, *(repr(float(values[index])) for values in columns.values())))
     write_atomically(csv_path, rows.getvalue())
     return json_path
