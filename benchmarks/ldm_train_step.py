@@ -62,10 +62,10 @@ def measure_variant(variant: str, args: argparse.Namespace, scratch: Path) -> di
     ]
     config = read_ldm_config(args.config, overrides)[0]
     prepare_data(config.data)
+    cuda = torch.cuda.is_available()
     if config.latents.source == "encoded":
         maps = build_dataset(config.data, "train", with_conditions=True)
-        encode_latents(vae, maps, config.latents.dir, batch_size=args.batch_size, device="cpu")
-    cuda = torch.cuda.is_available()
+        encode_latents(vae, maps, config.latents.dir, batch_size=args.batch_size, device="cuda" if cuda else "cpu")
     synchronize = torch.cuda.synchronize if cuda else (lambda: None)
     trainer = build_ldm_trainer(config)
     loaded = list(itertools.islice(trainer.micro_batches(), 4 * config.train.gradient_accumulation_steps))

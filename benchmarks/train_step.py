@@ -10,7 +10,8 @@ executes, minus checkpoints, samples and logs. Batches come from the trainer's o
 timing (``benchmarks/data.py`` measures the loader). After ``--warmup`` steps it alternates one timed training
 step with one timed bare VAE forward+backward of the same batch (no loss, no discriminator, no optimizer), so
 the ratio step / bare VAE — the cost of the discriminator, the loss and the bookkeeping — is measured under the
-same load. Times are medians. FLOPs are the model FLOPs of one step, counted with ``torch.utils.flop_counter``.
+same load. Times are medians. FLOPs are the model FLOPs of one step, counted with ``torch.utils.flop_counter``
+and CPU attention's formula (``benchmarks/flops.py``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ VARIANTS: dict[str, list[str]] = {
     "unfused": ["train.fused_optimizer=false"],
     "channels_last": ["train.channels_last=true"],
     "compile": ["train.compile=true"],
+    "bf16_compile": ["train.mixed_precision=bf16", "train.compile=true"],
     "checkpointing": ["train.gradient_checkpointing=true"],
 }
 DEFAULT_VARIANTS = "default,fp32,bf16,unfused,channels_last,checkpointing"
@@ -75,7 +77,7 @@ def timed(function: Callable[[], None], synchronize: Callable[[], None]) -> floa
 def measure_variant(config_path: str | None, overrides: list[str], args: argparse.Namespace, scratch: str) -> dict:
     """Build a trainer for one variant and time its step against a bare VAE forward+backward; returns a row."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
+    from flops import flop_counter_mode
 
     from radiodiff.config import load_config
     from radiodiff.data import prepare_data
@@ -129,7 +131,7 @@ def measure_variant(config_path: str | None, overrides: list[str], args: argpars
 
     flops = None
     if not config.train.compile:  # the counter sees the eager ops; a compiled graph hides them
-        with FlopCounterMode(display=False) as counter:
+        with flop_counter_mode() as counter:
             training_step()
         flops = counter.get_total_flops()
 

@@ -31,13 +31,14 @@ def _add_info(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_card(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("card", help="write the model card OUTPUT_DIR/README.md of a training run")
-    parser.add_argument("output_dir", help="the run's output folder (with vae/ and config.yaml)")
+    parser.add_argument("output_dir", help="the run's output folder (with vae/, or pipeline/ for the second stage)")
     parser.add_argument("--repo-id", help="the Hub repository the card's loading examples name (USER/NAME)")
 
     def run(args: argparse.Namespace) -> int:
-        from .hub import write_model_card
+        from .hub import is_pipeline_run, write_model_card, write_pipeline_model_card
 
-        print(f"wrote {write_model_card(args.output_dir, repo_id=args.repo_id)}")
+        write = write_pipeline_model_card if is_pipeline_run(args.output_dir) else write_model_card
+        print(f"wrote {write(args.output_dir, repo_id=args.repo_id)}")
         return 0
 
     parser.set_defaults(run=run)
@@ -45,7 +46,7 @@ def _add_card(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_push(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "push", help="upload a training run (vae/, card, samples, metrics; never checkpoints) to the Hub"
+        "push", help="upload a training run (vae/ or pipeline/, card, samples, metrics; never checkpoints) to the Hub"
     )
     parser.add_argument("output_dir", help="the run's output folder")
     parser.add_argument("--repo-id", required=True, help="the model repository to create or update (USER/NAME)")
@@ -133,7 +134,8 @@ def _add_report(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments every command on a saved VAE shares: which weights, which maps, which device."""
-    parser.add_argument("--model", required=True, help="a saved VAE folder (OUTPUT_DIR/vae)")
+    parser.add_argument("--model", required=True,
+                        help="a saved VAE folder (OUTPUT_DIR/vae); for evaluate also a pipeline (OUTPUT_DIR/pipeline)")
     parser.add_argument("--variant", default=None,
                         help="weights variant: 'ema', or 'main' for the plain weights (default: ema when present)")
     parser.add_argument("--config", default=None,
@@ -151,23 +153,31 @@ def _device(args: argparse.Namespace) -> str:
 
 
 def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("evaluate", help="reconstruction metrics of a saved VAE on a split")
+    parser = subparsers.add_parser(
+        "evaluate", help="metrics of a saved VAE (reconstruction) or pipeline (generation, beside the VAE ceiling "
+                         "and a physics baseline) on a split")
     _add_model_arguments(parser)
     parser.add_argument("--out", default=None,
                         help="metrics JSON or folder; per_image.csv is written beside it "
-                             "(default: OUTPUT_DIR/evaluation/<variant>-<split>/)")
+                             "(default: OUTPUT_DIR/evaluation/<variant>-<split>/, for a pipeline "
+                             "OUTPUT_DIR/evaluation/pipeline-<split>-<steps>steps/)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing metrics.json")
     parser.add_argument("--sample-posterior", action="store_true",
                         help="decode posterior samples (seeded) instead of the deterministic posterior mode")
     parser.add_argument("--gallery", type=int, default=0, metavar="N",
                         help="also draw the N best, median and worst maps by NMSE into gallery.png")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="a pipeline's sampling steps (default: 5, the paper's)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="map i is sampled with seed + i (a pipeline; a VAE with --sample-posterior)")
 
     def run(args: argparse.Namespace) -> int:
         from .evaluation.commands import run_evaluate
 
         run_evaluate(args.model, args.config, variant=args.variant, split=args.split, out=args.out,
                      batch_size=args.batch_size, device=_device(args), sample_posterior=args.sample_posterior,
-                     gallery=args.gallery, overwrite=args.overwrite, overrides=args.overrides)
+                     gallery=args.gallery, overwrite=args.overwrite, overrides=args.overrides, steps=args.steps,
+                     seed=args.seed)
         return 0
 
     parser.set_defaults(run=run)
@@ -214,6 +224,40 @@ def _add_encode_latents(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def _add_generate(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "generate", help="radio maps from building maps and transmitters with a saved pipeline (8-bit PNGs)"
+    )
+    parser.add_argument("--pipeline", required=True, help="a saved pipeline folder (OUTPUT_DIR/pipeline)")
+    parser.add_argument("--buildings", required=True,
+                        help="a building map PNG (255 = building), or a folder of {map}.png")
+    transmitter = parser.add_mutually_exclusive_group(required=True)
+    transmitter.add_argument("--transmitter",
+                             help="a PNG with one lit pixel, or (with a --buildings folder) a folder of {map}_{tx}.png")
+    transmitter.add_argument("--tx", metavar="X,Y", help="the transmitter's pixel: column X, row Y from the top left")
+    parser.add_argument("--out", required=True, help="the map PNG to write, or a folder for a folder of inputs")
+    parser.add_argument("--figure", default=None,
+                        help="also draw the buildings beside the map into this PNG (a folder for a folder of inputs)")
+    parser.add_argument("--steps", type=int, default=5, help="sampling steps (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="map i is sampled with seed + i (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+    def run(args: argparse.Namespace) -> int:
+        from .generation import run_generate
+
+        written = run_generate(args.pipeline, args.buildings, args.out, transmitter=args.transmitter, tx=args.tx,
+                               figure=args.figure, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
+                               device=_device(args), overwrite=args.overwrite)
+        print(f"wrote {written[0]}" if len(written) == 1 else f"wrote {len(written)} maps to {args.out}")
+        if args.figure:
+            print(f"wrote {args.figure}")
+        return 0
+
+    parser.set_defaults(run=run)
+
+
 SUBCOMMANDS: list[SubcommandAdder] = [
     _add_info,
     _add_card,
@@ -224,6 +268,7 @@ SUBCOMMANDS: list[SubcommandAdder] = [
     _add_evaluate,
     _add_latent_scale,
     _add_encode_latents,
+    _add_generate,
 ]
 
 

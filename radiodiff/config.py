@@ -105,6 +105,9 @@ class DataConfig:
     on_corrupt: Literal["fail", "skip"] = "fail"
     # DataLoader workers; also the processes that generate the synthetic set
     num_workers: int = 0
+    # training split only: "dihedral" presents every map under the 8 flips and right-angle rotations of the square
+    # (buildings and transmitter turned with it), so an epoch is 8 times longer; val and test are never augmented
+    augment: Literal["none", "dihedral"] = "none"
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
@@ -400,6 +403,12 @@ def _check_ldm_values(config: LDMConfig) -> LDMConfig:
         raise ConfigError(
             "latents.dir: required with latents.source: encoded (a `radiodiff encode-latents` folder)", key="latents.dir"
         )
+    if config.latents.source == "encoded" and config.data.augment != "none":
+        raise ConfigError(
+            f"data.augment: {config.data.augment!r}, but encoded latents are of the maps as they are; expected none "
+            "with latents.source: encoded (or latents.source: on_the_fly to train on turned maps)",
+            key="data.augment",
+        )
     if config.train.disc_lr is not None:
         raise ConfigError(
             f"train.disc_lr: {config.train.disc_lr}, but the second stage has no discriminator; expected null",
@@ -453,6 +462,16 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(values).__name__}")
     return values
+
+
+def load_data_config(path: str | Path, overrides: list[str] | None = None) -> DataConfig:
+    """The validated ``data`` section of a training config of either stage, with ``overrides`` applied (those of
+    other sections are ignored): what evaluation and the cards need to find a run's maps."""
+    values = apply_overrides(read_yaml(path), overrides or [])
+    try:
+        return config_from_dict({"data": values.get("data") or {}}).data
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
 
 
 def is_original_config(values: Mapping[str, Any]) -> bool:

@@ -1,4 +1,6 @@
-"""Publishing a training run: its model card (``output_dir/README.md``) and its upload to the Hugging Face Hub.
+"""Publishing a training run of either stage: its model card (``output_dir/README.md``) and its upload to the
+Hugging Face Hub. A first-stage run holds ``vae/``; a second-stage run holds ``pipeline/`` (the whole diffusers
+pipeline, its VAE included).
 
 Everything here reads the files a run leaves in its output folder (``config.yaml``, ``vae/``,
 ``discriminator/``, ``samples/``, ``metrics.json``, ``training_summary.json``); nothing imports the trainer.
@@ -18,7 +20,7 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 from safetensors import safe_open
 
-from .config import Config, DataConfig, load_config
+from .config import Config, ConfigError, DataConfig, load_config, load_data_config, read_yaml
 from .files import find_samples, write_atomically
 from .models import downsampling_factor
 
@@ -172,24 +174,32 @@ def describe_data(data: DataConfig | None) -> tuple[str, str]:
     return (dataset_id, f"the dataset `{dataset_id}`") if dataset_id else ("custom", "a local dataset")
 
 
-def _eval_results(run: TrainingRun) -> list[EvalResult] | None:
-    if not run.evaluation:
-        return None
-    dataset_type, _ = describe_data(run.config.data if run.config else None)
+def _metric_results(metrics: dict[str, Any], data: DataConfig | None, split: str | None, task_name: str,
+                    qualifier: str) -> list[EvalResult]:
+    """``model-index`` entries of the defined means of ``metrics`` (a ``metrics.json`` ``metrics`` mapping)."""
+    dataset_type, _ = describe_data(data)
     return [
         EvalResult(
             task_type="image-to-image",
-            task_name="Radio map reconstruction",
+            task_name=task_name,
             dataset_type=dataset_type,
             dataset_name=dataset_type.replace("-", " "),
-            dataset_split=run.evaluation.get("split"),
+            dataset_split=split,
             metric_type=name,
             metric_value=round(float(values["mean"]), 6),
-            metric_name=f"{METRICS[name][0]} ({run.evaluation.get('variant') or 'plain'} weights)",
+            metric_name=f"{METRICS[name][0]} ({qualifier})",
         )
-        for name, values in run.evaluation["metrics"].items()
+        for name, values in metrics.items()
         if name in METRICS and values.get("mean") is not None
     ]
+
+
+def _eval_results(run: TrainingRun) -> list[EvalResult] | None:
+    if not run.evaluation:
+        return None
+    return _metric_results(run.evaluation["metrics"], run.config.data if run.config else None,
+                           run.evaluation.get("split"), "Radio map reconstruction",
+                           f"{run.evaluation.get('variant') or 'plain'} weights")
 
 
 def model_card_data(run: TrainingRun, model_name: str) -> ModelCardData:
@@ -232,7 +242,12 @@ def _training_rows(run: TrainingRun) -> list[tuple[str, str]]:
             # the summary holds what `auto` resolved to on the machine that trained
             ("mixed precision", (run.summary or {}).get("mixed_precision", train.mixed_precision)),
         ]
-    summary = run.summary or {}
+    return rows + _summary_rows(run.summary or {})
+
+
+def _summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """What a run measured about itself (``training_summary.json``) as (setting, value) rows."""
+    rows: list[tuple[str, str]] = []
     if "steps" in summary:
         rows.append(("steps", f"{summary['steps']:,} of {summary.get('max_steps', summary['steps']):,}"))
     if "wall_time_s" in summary:
@@ -263,12 +278,28 @@ def _evaluation_rows(run: TrainingRun) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def _train_subset_sentence(run: TrainingRun) -> str | None:
+    """The training-subset figures of ``metrics.json`` beside validation: how much the model memorises."""
+    block = (run.evaluation or {}).get("train_subset")
+    if not block or block["metrics"]["psnr"]["mean"] is None or block["gap"]["psnr"] is None:
+        return None
+    means = {name: stats["mean"] for name, stats in block["metrics"].items()}
+    return (
+        f"On {block['num_maps']} maps of the training split (spread over it, not augmented) the same weights reach "
+        f"PSNR {means['psnr']:.2f} dB, NMSE {means['nmse']:.4g} and SSIM {means['ssim']:.3f}: "
+        f"{block['gap']['psnr']:+.2f} dB of PSNR against `{run.evaluation['split']}`. A large positive gap means "
+        "the model memorises its training maps rather than learning radio maps in general."
+    )
+
+
 def render_model_card(output_dir: str | Path, repo_id: str | None = None) -> ModelCard:
     """The model card of the run in ``output_dir``; loading examples name ``repo_id`` (or the config's)."""
     run = read_training_run(output_dir)
     repo_id = repo_id or (run.config.train.hub_repo_id if run.config else None)
     model_name = repo_id.split("/")[-1] if repo_id else run.output_dir.resolve().name
     _, data_description = describe_data(run.config.data if run.config else None)
+    if run.config and run.config.data.augment == "dihedral":
+        data_description += ", each training map also under the 7 other flips and quarter turns of the square"
     parameters = (run.summary or {}).get("parameters", {})
     return ModelCard.from_template(
         model_card_data(run, model_name),
@@ -288,6 +319,7 @@ def render_model_card(output_dir: str | Path, repo_id: str | None = None) -> Mod
         training_rows=_training_rows(run),
         evaluation=run.evaluation,
         evaluation_rows=_evaluation_rows(run),
+        train_subset_sentence=_train_subset_sentence(run),
         sample=run.sample,
     )
 
@@ -295,6 +327,205 @@ def render_model_card(output_dir: str | Path, repo_id: str | None = None) -> Mod
 def write_model_card(output_dir: str | Path, repo_id: str | None = None) -> Path:
     """Write the run's card to ``output_dir/README.md`` (replaced atomically) and return that path."""
     return write_atomically(Path(output_dir) / CARD_FILE, str(render_model_card(output_dir, repo_id)))
+
+
+# --- the second stage: a run whose output folder holds pipeline/ ---------------------------------------------------
+
+PIPELINE_DIR = "pipeline"
+PIPELINE_CARD_TEMPLATE = Path(__file__).parent / "templates" / "pipeline_model_card.md"
+PIPELINE_CARD_TAGS = ["radio-map", "radiodiff", "latent-diffusion", "pathloss", "image-to-image"]
+# beside the pipeline's own files, which go to the root of the repository so that from_pretrained(repo_id) loads it
+PIPELINE_RUN_PATTERNS = ["samples/*.png", "metrics.json", "training_summary.json"]
+PIPELINE_FILE_PATTERNS = ["model_index.json", "*/config.json", "*/scheduler_config.json", "*/*.safetensors"]
+# the reference rows of a pipeline's metrics.json; model-index holds the model's row only
+PIPELINE_ROWS = {"model": "model", "vae_ceiling": "VAE ceiling (its own round trip)",
+                 "physics_baseline": "physics baseline (log-distance, no learning)"}
+
+
+def is_pipeline_run(output_dir: str | Path) -> bool:
+    return (Path(output_dir) / PIPELINE_DIR / "model_index.json").is_file()
+
+
+@dataclass
+class PipelineRun:
+    """What a second-stage card says, as read from ``output_dir`` (``pipeline/`` is required)."""
+
+    output_dir: Path
+    formulation: str
+    scheduler_class: str
+    vae_config: dict[str, Any]
+    unet_config: dict[str, Any]
+    encoder_config: dict[str, Any]
+    parameters: dict[str, int]
+    data: DataConfig | None
+    train: dict[str, Any]
+    summary: dict[str, Any] | None
+    evaluation: dict[str, Any] | None
+    sample: str | None
+
+    @property
+    def map_size(self) -> int:
+        return int(self.vae_config["sample_size"])
+
+    @property
+    def latent_shape(self) -> list[int]:
+        side = self.map_size // downsampling_factor(self.vae_config["block_out_channels"])
+        return [self.vae_config["latent_channels"], side, side]
+
+
+def _component(pipeline_dir: Path, name: str) -> tuple[dict[str, Any], int]:
+    """A component's config and parameter count; its weights must be safetensors."""
+    config = _read_json(pipeline_dir / name / "config.json")
+    weights = pipeline_dir / name / WEIGHTS_FILE
+    if config is None or not weights.is_file():
+        raise HubError(f"{pipeline_dir}: expected {name}/config.json and {name}/{WEIGHTS_FILE}")
+    return config, count_parameters(weights)
+
+
+def _run_settings(output_dir: Path) -> tuple[DataConfig | None, dict[str, Any]]:
+    """The data section and the raw ``train`` section of the run's ``config.yaml`` (either stage's schema)."""
+    config_file = output_dir / "config.yaml"
+    if not config_file.is_file():
+        return None, {}
+    try:
+        return load_data_config(config_file), dict(read_yaml(config_file).get("train") or {})
+    except ConfigError as error:
+        raise HubError(str(error)) from None
+
+
+def read_pipeline_run(output_dir: str | Path) -> PipelineRun:
+    """Collect what the second stage's card needs from ``output_dir``; only ``pipeline/`` is required."""
+    output_dir = Path(output_dir)
+    pipeline_dir = output_dir / PIPELINE_DIR
+    index = _read_json(pipeline_dir / "model_index.json")
+    if index is None:
+        raise HubError(f"{output_dir}: expected a second-stage run with {PIPELINE_DIR}/model_index.json")
+    components = {name: _component(pipeline_dir, name) for name in ("vae", "unet", "condition_encoder")}
+    scheduler_class = index["scheduler"][1]
+    data, train = _run_settings(output_dir)
+    return PipelineRun(
+        output_dir=output_dir,
+        formulation="radiodiff" if scheduler_class == "RadioDiffScheduler" else "flow_matching",
+        scheduler_class=scheduler_class,
+        vae_config=components["vae"][0],
+        unet_config=components["unet"][0],
+        encoder_config=components["condition_encoder"][0],
+        parameters={name: parameters for name, (_, parameters) in components.items()},
+        data=data,
+        train=train,
+        summary=_read_json(output_dir / "training_summary.json"),
+        evaluation=_read_json(output_dir / "metrics.json"),
+        sample=latest_sample(output_dir),
+    )
+
+
+def _pipeline_eval_results(run: PipelineRun) -> list[EvalResult] | None:
+    rows = (run.evaluation or {}).get("rows")
+    if not rows:
+        return None
+    return _metric_results(rows["model"]["metrics"], run.data, run.evaluation.get("split"), "Radio map construction",
+                           f"{run.evaluation.get('num_inference_steps')} steps")
+
+
+def _pipeline_evaluation_rows(run: PipelineRun) -> list[dict[str, str]]:
+    """One row per line of the table (model, VAE ceiling, physics baseline): label and formatted metrics."""
+    rows = (run.evaluation or {}).get("rows") or {}
+    table = []
+    for key, label in PIPELINE_ROWS.items():
+        if key not in rows:
+            continue
+        metrics = rows[key]["metrics"]
+        cells = {"label": label}
+        for name in METRICS:
+            stats = metrics.get(name) or {}
+            if stats.get("mean") is None:
+                cells[name] = "undefined"
+                continue
+            interval = stats.get("ci95")
+            cells[name] = f"{stats['mean']:.4g}" + (f" [{interval[0]:.3g}, {interval[1]:.3g}]" if interval else "")
+        cells["speed"] = f"{rows[key]['seconds_per_map']:.3g}" if "seconds_per_map" in rows[key] else "—"
+        cells["nfe"] = str(rows[key]["nfe"]) if "nfe" in rows[key] else "—"
+        table.append(cells)
+    return table
+
+
+def _pipeline_training_rows(run: PipelineRun) -> list[tuple[str, str]]:
+    train = run.train
+    rows = [
+        (setting, str(train[key]))
+        for key, setting in (("max_steps", "steps asked"), ("batch_size", "batch size"), ("lr", "learning rate"),
+                             ("lr_schedule", "learning-rate schedule"), ("ema_decay", "EMA decay"))
+        if key in train
+    ]
+    return rows + _summary_rows(run.summary or {})
+
+
+def render_pipeline_model_card(output_dir: str | Path, repo_id: str | None = None) -> ModelCard:
+    """The model card of the second-stage run in ``output_dir``; loading examples name ``repo_id``."""
+    run = read_pipeline_run(output_dir)
+    repo_id = repo_id or run.train.get("hub_repo_id")
+    model_name = repo_id.split("/")[-1] if repo_id else run.output_dir.resolve().name
+    dataset_type, data_description = describe_data(run.data)
+    card_data = ModelCardData(
+        library_name="diffusers",
+        pipeline_tag="image-to-image",
+        license=LICENSE,
+        tags=PIPELINE_CARD_TAGS + [run.formulation.replace("_", "-")] + (
+            [run.data.source] if run.data and run.data.source != "datasets" else []),
+        datasets=[dataset_type] if run.data and _hub_dataset_id(run.data) else None,
+        metrics=[name for name in METRICS if _pipeline_eval_results(run)] or None,
+        model_name=model_name,
+        eval_results=_pipeline_eval_results(run),
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(PIPELINE_CARD_TEMPLATE),
+        model_name=model_name,
+        repo_id=repo_id or PLACEHOLDER_REPO_ID,
+        formulation=run.formulation,
+        scheduler_class=run.scheduler_class,
+        vae=run.vae_config,
+        unet=run.unet_config,
+        encoder=run.encoder_config,
+        parameters={name: f"{count:,}" for name, count in run.parameters.items()},
+        map_size=run.map_size,
+        latent_shape="x".join(map(str, run.latent_shape)),
+        data_source=run.data.source if run.data else None,
+        data_description=data_description,
+        training_rows=_pipeline_training_rows(run),
+        evaluation=run.evaluation,
+        evaluation_rows=_pipeline_evaluation_rows(run),
+        sample=run.sample,
+    )
+
+
+def write_pipeline_model_card(output_dir: str | Path, repo_id: str | None = None) -> Path:
+    """Write the second-stage run's card to ``output_dir/README.md`` (replaced atomically) and return that path.
+
+    The trainer calls it at the end of a run; ``radiodiff card`` calls it for a folder with ``pipeline/``."""
+    return write_atomically(Path(output_dir) / CARD_FILE, str(render_pipeline_model_card(output_dir, repo_id)))
+
+
+def _without_local_paths(config_file: Path) -> bytes:
+    """A component's JSON as uploaded: diffusers records the folder a component was loaded from in
+    ``_name_or_path``, a machine-local path that must not leave the machine."""
+    config = json.loads(config_file.read_text())
+    config.pop("_name_or_path", None)
+    return (json.dumps(config, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def pipeline_upload_operations(output_dir: Path) -> list[CommitOperationAdd]:
+    """The pipeline's files at the repository's root (JSON without local paths), then samples and metrics."""
+    pipeline_dir = output_dir / PIPELINE_DIR
+    pipeline_files = sorted(p.relative_to(pipeline_dir).as_posix() for p in pipeline_dir.rglob("*") if p.is_file())
+    operations = []
+    for name in filter_repo_objects(pipeline_files, allow_patterns=PIPELINE_FILE_PATTERNS):
+        content = _without_local_paths(pipeline_dir / name) if name.endswith(".json") else str(pipeline_dir / name)
+        operations.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=content))
+    run_files = sorted(p.relative_to(output_dir).as_posix() for p in output_dir.rglob("*") if p.is_file())
+    for name in filter_repo_objects(run_files, allow_patterns=PIPELINE_RUN_PATTERNS):
+        operations.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(output_dir / name)))
+    return operations
 
 
 def upload_patterns(include_discriminator: bool) -> list[str]:
@@ -310,7 +541,12 @@ def files_to_upload(output_dir: Path, include_discriminator: bool) -> list[str]:
 
 def _check_can_push(output_dir: Path, repo_id: str, include_discriminator: bool, token: str | None) -> str:
     """The token to push with, once everything a push needs is there; raises ``HubError`` otherwise."""
-    read_training_run(output_dir)
+    if is_pipeline_run(output_dir):
+        read_pipeline_run(output_dir)
+        if include_discriminator:
+            raise HubError(f"{output_dir}: --include-discriminator: a second-stage run has no discriminator")
+    else:
+        read_training_run(output_dir)
     if include_discriminator and not (output_dir / "discriminator" / "config.json").is_file():
         raise HubError(f"{output_dir}: --include-discriminator, but there is no discriminator/config.json")
     try:
@@ -336,6 +572,10 @@ def push_to_hub(
 ) -> str:
     """Create ``repo_id`` (if needed) and upload the run: ``vae/``, the card, samples and metrics.
 
+    A second-stage run (``output_dir/pipeline/model_index.json``) uploads its pipeline at the repository's root,
+    so that ``RadioDiffPipeline.from_pretrained(repo_id)`` loads it, with component configs stripped of the
+    local paths diffusers records in them.
+
     ``discriminator/`` goes too with ``include_discriminator``; checkpoints, optimizer states, logs and the
     config (which holds local paths) never do. The card, whose examples name ``repo_id``, is uploaded from
     memory in the same commit and written to ``output_dir/README.md`` only once the push succeeded. Raises
@@ -347,16 +587,20 @@ def push_to_hub(
     """
     output_dir = Path(output_dir)
     token = _check_can_push(output_dir, repo_id, include_discriminator, token)
-    card = str(render_model_card(output_dir, repo_id))
-    operations = [CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=card.encode("utf-8"))] + [
-        CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(output_dir / name))
-        for name in files_to_upload(output_dir, include_discriminator)
-    ]
+    if is_pipeline_run(output_dir):
+        card = str(render_pipeline_model_card(output_dir, repo_id))
+        files = pipeline_upload_operations(output_dir)
+    else:
+        card = str(render_model_card(output_dir, repo_id))
+        files = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(output_dir / name))
+                 for name in files_to_upload(output_dir, include_discriminator)]
+    operations = [CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=card.encode("utf-8"))] + files
     api = HfApi(token=token)
     try:
         url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         api.create_commit(repo_id=repo_id, repo_type="model", operations=operations,
-                          commit_message="Upload RadioDiff VAE")
+                          commit_message="Upload RadioDiff pipeline" if is_pipeline_run(output_dir)
+                          else "Upload RadioDiff VAE")
     except HfHubHTTPError as error:
         raise HubError(f"pushing {output_dir} to {repo_id} failed: {error}") from None
     except _unreachable_errors() as error:

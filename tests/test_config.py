@@ -68,8 +68,10 @@ def test_shipped_configs_validate():
     assert (paper.train.batch_size, paper.train.lr, paper.train.min_lr, paper.train.max_steps) == (2, 5e-6, 5e-7, 150000)
     assert (paper.train.save_every, paper.train.sample_every, paper.train.log_every) == (5000, 5000, 100)
     assert paper.train.mixed_precision == "no" and paper.discriminator.in_channels == 1
+    assert paper.data.augment == "none"  # the paper trained on the maps as they are
     quickstart = load_config("configs/quickstart.yaml")
     assert 0 < quickstart.loss.disc_start < quickstart.train.max_steps
+    assert quickstart.data.augment == "dihedral"
 
 
 def test_original_radiodiff_yaml_is_translated_with_a_note_per_key():

@@ -145,6 +145,21 @@ def test_metrics_json_has_the_model_card_schema_and_the_csv_one_row_per_map(tiny
     assert [float(row["psnr"]) for row in rows] == pytest.approx(result.per_image["psnr"].tolist())
 
 
+def test_a_training_subset_is_reported_beside_validation_with_the_gap(tiny_vae, tmp_path):
+    validation = evaluate_vae(tiny_vae, radio_map_items(4), batch_size=4, device="cpu", split="val")
+    train_subset = evaluate_vae(tiny_vae, radio_map_items(6)[4:], batch_size=2, device="cpu", split="train")
+    metrics = strict_json(write_metrics(validation, tmp_path, train_subset=train_subset))
+    block = metrics["train_subset"]
+    assert (block["split"], block["num_maps"]) == ("train", 2)
+    assert block["metrics"]["psnr"]["mean"] == pytest.approx(train_subset.per_image["psnr"].mean())
+    for name in ("nmse", "rmse", "ssim", "psnr"):
+        expected = train_subset.per_image[name].mean() - validation.per_image[name].mean()
+        assert block["gap"][name] == pytest.approx(expected) and expected != 0
+    # the CSV stays the validation split's, one row per map
+    with (tmp_path / "per_image.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 4
+
+
 def test_perfect_maps_keep_metrics_json_valid_with_null_psnr_and_a_count(tmp_path):
     result = EvaluationResult(
         names=["0_0", "0_1"],

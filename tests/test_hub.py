@@ -145,6 +145,26 @@ def test_metrics_that_the_maps_cannot_define_are_shown_as_undefined(training_run
     assert [r.metric_type for r in card.data.eval_results] == ["nmse", "rmse", "ssim"]
 
 
+def test_the_card_shows_the_training_subset_beside_validation(training_run):
+    train_psnr = {"mean": 31.8, "std": 1.0, "ci95": [31.0, 32.6]}
+    block = {"split": "train", "num_maps": 96,
+             "metrics": {**METRICS["metrics"], "nmse": {"mean": 0.008, "std": 0.001, "ci95": None}, "psnr": train_psnr},
+             "gap": {"nmse": -0.0043, "rmse": 0.0, "ssim": 0.0, "psnr": 4.5}}
+    (training_run / "metrics.json").write_text(json.dumps(METRICS | {"train_subset": block}))
+    card = render_model_card(training_run)
+    assert ("On 96 maps of the training split (spread over it, not augmented) the same weights reach "
+            "PSNR 31.80 dB, NMSE 0.008 and SSIM 0.912: +4.50 dB of PSNR against `val`.") in card.text
+    assert "+4.50 dB" not in render_model_card(make_training_run(training_run.parent / "plain")).text
+
+
+def test_the_card_says_when_the_training_maps_were_augmented(training_run):
+    assert "quarter turns" not in render_model_card(training_run).text
+    config = load_config(training_run / "config.yaml", ["data.augment=dihedral"])
+    save_config(config, training_run / "config.yaml")
+    assert ("(64 city layouts x 8 transmitters, 64x64, seed 0), each training map also under the 7 other flips and "
+            "quarter turns of the square.") in render_model_card(training_run).text
+
+
 def test_an_unevaluated_run_without_ema_gets_a_card_without_model_index(tmp_path):
     run = make_training_run(tmp_path / "run", evaluated=False, ema=False)
 

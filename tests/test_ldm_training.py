@@ -77,6 +77,12 @@ def test_accelerate_launch_train_ldm_writes_every_artifact(tmp_path, synthetic_c
     assert (config.train.max_steps, config.denoiser.preset) == (8, "tiny")
     summary = json.loads((output_dir / "training_summary.json").read_text())
     assert summary["steps"] == 8 and set(summary["parameters"]) == {"unet", "condition_encoder"}
+    # the end-of-run evaluation of the exported pipeline, with both reference rows, and the card
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    assert (metrics["split"], metrics["num_inference_steps"]) == ("val", 2)
+    assert all(metrics["rows"][row]["metrics"]["nmse"]["mean"] > 0 for row in ("model", "vae_ceiling", "physics_baseline"))
+    assert (output_dir / "per_image.csv").is_file()
+    assert "library_name: diffusers" in (output_dir / "README.md").read_text()
 
     (log_file,) = (output_dir / "logs").glob("*_.log")
     lines = log_file.read_text().splitlines()

@@ -25,7 +25,9 @@ STEP_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[Train Step\] (\
 @pytest.mark.slow
 def test_accelerate_launch_writes_every_artifact(tmp_path, synthetic_cache):
     output_dir = tmp_path / "run"
-    command = launch_command("train_vae.py", "configs/quickstart.yaml", tiny_training_overrides(output_dir, synthetic_cache))
+    command = launch_command(
+        "train_vae.py", "configs/quickstart.yaml", [*tiny_training_overrides(output_dir, synthetic_cache), "data.augment=dihedral"]
+    )
     result = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -37,6 +39,12 @@ def test_accelerate_launch_writes_every_artifact(tmp_path, synthetic_cache):
     metrics = json.loads((output_dir / "metrics.json").read_text())  # the end-of-run evaluation
     assert (metrics["split"], metrics["variant"]) == ("val", "ema")
     assert metrics["metrics"]["nmse"]["mean"] > 0 and (output_dir / "per_image.csv").is_file()
+    # as many training maps as validation ones, read as they are (the augmented set is 8 times longer)
+    train_subset = metrics["train_subset"]
+    assert (train_subset["split"], train_subset["num_maps"]) == ("train", metrics["num_maps"])
+    assert train_subset["gap"]["psnr"] == pytest.approx(
+        train_subset["metrics"]["psnr"]["mean"] - metrics["metrics"]["psnr"]["mean"])
+    assert "training subset (" in result.stdout and "of the training split" in (output_dir / "README.md").read_text()
 
     maps = torch.rand(2, 1, 32, 32) * 2 - 1
     plain = AutoencoderKL.from_pretrained(output_dir / "vae").eval()
@@ -149,7 +157,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, synth
 
 
 def test_a_run_ends_with_a_model_card_and_pushes_when_asked(tmp_path, synthetic_cache, monkeypatch):
-    import radiodiff.training.vae_trainer as trainer_module
+    import radiodiff.training.trainer as trainer_module
 
     pushed = []
     monkeypatch.setattr(trainer_module, "push_to_hub", lambda output_dir, repo_id: pushed.append((output_dir, repo_id)) or "url")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch.utils.data import Dataset
 
 from ..config import DataConfig
+from .augment import DihedralAugmented, dihedral_transform, unaugmented
 from .huggingface import HuggingFaceMapDataset, load_source
 from .images import UnreadableImageError
 from .radiomapseer import RadioMapSeerDataset
@@ -16,14 +17,17 @@ from .splits import SPLITS, split_map_ids
 from .synthetic import ensure_synthetic, generate_map, synthesize
 
 __all__ = [
+    "DihedralAugmented",
     "HuggingFaceMapDataset",
     "RadioMapSeerDataset",
     "UnreadableImageError",
     "build_dataset",
+    "dihedral_transform",
     "generate_map",
     "prepare_data",
     "split_map_ids",
     "synthesize",
+    "unaugmented",
 ]
 
 
@@ -48,8 +52,16 @@ def build_dataset(config: DataConfig, split: str, *, with_conditions: bool = Fal
     """The ``split`` (train, val or test) of the source ``config`` names, as dicts of ``gain_map`` and ``name``.
 
     The synthetic source is generated into its cache on first use (see :func:`prepare_data`) and split by map
-    like the leak-free protocol, whatever ``config.protocol`` says.
+    like the leak-free protocol, whatever ``config.protocol`` says. ``config.augment`` applies to the train
+    split only.
     """
+    dataset = _source_dataset(config, split, with_conditions=with_conditions)
+    if split == "train" and config.augment == "dihedral":
+        return DihedralAugmented(dataset)
+    return dataset
+
+
+def _source_dataset(config: DataConfig, split: str, *, with_conditions: bool) -> Dataset:
     if split not in SPLITS:
         raise ValueError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
     shared = dict(

@@ -1,30 +1,47 @@
-"""Evaluation of a trained VAE: reconstruction metrics, the latent scale, and a reconstruction gallery.
+"""Evaluation of a trained VAE (reconstruction metrics, the latent scale, a gallery) and of a second-stage
+pipeline (generated maps beside the VAE ceiling and a physics baseline).
 
 Plain torch device handling, no accelerate and no training code: the trainer calls :func:`evaluate_vae` and
 :func:`write_metrics` at the end of a run, the ``radiodiff evaluate`` command calls them on any split.
 """
 
-from .batches import default_device, default_variant, load_vae
-from .evaluate import EvaluationResult, evaluate_vae, write_metrics
+from .batches import default_device, default_variant, load_vae, spread_subset
+from .evaluate import EvaluationResult, evaluate_vae, train_subset_summary, write_metrics
+from .baseline import log_distance_map
 from .gallery import gallery_indices, save_gallery
 from .latent_scale import RADIODIFF_SCALING_FACTOR, LatentStats, latent_statistics, write_latent_scale
 from .metrics import DATA_RANGE, reconstruction_metrics, summarize, to_unit_range
+from .pipeline import (
+    PipelineEvaluationResult,
+    evaluate_pipeline,
+    format_pipeline_summary,
+    save_pipeline_gallery,
+    write_pipeline_metrics,
+)
 
 __all__ = [
     "DATA_RANGE",
     "EvaluationResult",
     "LatentStats",
+    "PipelineEvaluationResult",
     "RADIODIFF_SCALING_FACTOR",
     "default_device",
+    "evaluate_pipeline",
     "evaluate_vae",
+    "format_pipeline_summary",
     "gallery_indices",
     "latent_statistics",
+    "log_distance_map",
     "default_variant",
     "load_vae",
     "reconstruction_metrics",
     "save_gallery",
+    "spread_subset",
+    "save_pipeline_gallery",
     "summarize",
     "to_unit_range",
+    "train_subset_summary",
     "write_latent_scale",
     "write_metrics",
+    "write_pipeline_metrics",
 ]

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 import torch
 from diffusers import AutoencoderKL
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 
@@ -37,6 +37,12 @@ def default_variant(model_dir: str | Path) -> str | None:
     """The weights a run's users load by default, as the trainer evaluates them: ``"ema"`` when the folder has
     EMA weights, else the plain ones (``None``)."""
     return "ema" if (Path(model_dir) / "diffusion_pytorch_model.ema.safetensors").is_file() else None
+
+
+def spread_subset(dataset: Dataset, count: int) -> Dataset:
+    """Up to ``count`` items spread evenly over ``dataset``: many cities rather than one city's transmitters."""
+    count = min(count, len(dataset))
+    return Subset(dataset, [i * len(dataset) // count for i in range(count)])
 
 
 @contextlib.contextmanager

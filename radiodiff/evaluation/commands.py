@@ -6,13 +6,21 @@ from __future__ import annotations
 from pathlib import Path
 import datasets
 
-from ..config import load_config
-from ..data import build_dataset, prepare_data
+from ..config import load_config, load_data_config
+from ..data import build_dataset, prepare_data, unaugmented
 from ..latents import encode_latents
 from .batches import default_variant, load_vae
-from .evaluate import EvaluationResult, evaluate_vae, metrics_paths, write_metrics
+from .evaluate import EvaluationResult, evaluate_vae, metrics_paths, train_subset_summary, write_metrics
 from .gallery import save_gallery
 from .latent_scale import LatentStats, latent_statistics, write_latent_scale
+from .pipeline import (
+    PipelineEvaluationResult,
+    evaluate_pipeline,
+    format_pipeline_summary,
+    load_pipeline,
+    save_pipeline_gallery,
+    write_pipeline_metrics,
+)
 
 
 # what ``--variant`` takes for the plain weights, when the folder also has EMA ones
@@ -39,16 +47,23 @@ def resolve_config(model_dir: str | Path, config_path: str | None) -> str:
     return str(run_config)
 
 
+def is_pipeline_folder(model_dir: str | Path) -> bool:
+    """A saved diffusers pipeline (``OUTPUT_DIR/pipeline``) rather than a VAE folder."""
+    return (Path(model_dir) / "model_index.json").is_file()
+
+
 def default_evaluation_out(model_dir: str | Path, variant: str | None, split: str) -> Path:
     """``OUTPUT_DIR/evaluation/<variant>-<split>/`` of the run whose ``vae/`` folder is ``model_dir``."""
     return Path(model_dir).parent / EVALUATION_FOLDER / f"{variant or MAIN_VARIANT}-{split}"
 
 
 def split_dataset(config_path: str, overrides: list[str], split: str, *, with_conditions: bool = False):
-    """The maps of ``split`` as the config describes them (the synthetic cache is generated on first use)."""
+    """The maps of ``split`` as the config describes them (the synthetic cache is generated on first use), each
+    once and as it is: ``data.augment`` is for training, not for measuring or encoding maps."""
     config = load_config(config_path, overrides)
     prepare_data(config.data)
-    return build_dataset(config.data, split, with_conditions=with_conditions), config.data.num_workers
+    dataset = build_dataset(config.data, split, with_conditions=with_conditions)
+    return unaugmented(dataset), config.data.num_workers
 
 
 def format_summary(result: EvaluationResult) -> str:
@@ -71,6 +86,19 @@ def format_summary(result: EvaluationResult) -> str:
     return "\n".join(lines)
 
 
+def format_train_subset(validation: EvaluationResult, train_subset: EvaluationResult) -> str:
+    """The ``train_subset`` block of ``metrics.json`` as one line beside the validation figures."""
+    block = train_subset_summary(validation, train_subset)
+    means = {name: stats["mean"] for name, stats in block["metrics"].items()}
+    if means["psnr"] is None or block["gap"]["psnr"] is None:
+        return f"  training subset ({block['num_maps']} maps): every map is a perfect reconstruction"
+    return (
+        f"  training subset ({block['num_maps']} maps, not augmented): PSNR {means['psnr']:.2f} dB, "
+        f"NMSE {means['nmse']:.4g}, SSIM {means['ssim']:.3f}; gap to validation "
+        f"{block['gap']['psnr']:+.2f} dB PSNR (training minus validation)"
+    )
+
+
 def run_evaluate(
     model_dir: str,
     config_path: str | None,
@@ -84,28 +112,91 @@ def run_evaluate(
     gallery: int = 0,
     overwrite: bool = False,
     overrides: list[str] | None = None,
-) -> EvaluationResult:
-    """Evaluate a saved VAE on a split; write ``out`` (metrics JSON), ``per_image.csv`` and ``gallery.png``.
+    steps: int | None = None,
+    seed: int = 0,
+) -> EvaluationResult | PipelineEvaluationResult:
+    """Evaluate a saved VAE, or a saved pipeline (a folder with ``model_index.json``), on a split; write ``out``
+    (metrics JSON), ``per_image.csv`` and, with ``gallery``, ``gallery.png``.
 
-    Defaults are the trainer's: the run's own ``config.yaml``, its EMA weights when present, and
-    ``OUTPUT_DIR/evaluation/<variant>-<split>/`` as the output. An existing ``metrics.json`` there is replaced
-    only with ``overwrite``.
+    Defaults are the trainer's: the run's own ``config.yaml``, for a VAE its EMA weights when present, and
+    ``OUTPUT_DIR/evaluation/<variant>-<split>/`` (a pipeline: ``pipeline-<split>-<steps>steps/``) as the output.
+    An existing ``metrics.json`` there is replaced only with ``overwrite``. ``steps`` (sampling steps, default 5)
+    is a pipeline's; ``seed`` seeds a pipeline's samples, or a VAE's posterior samples with ``sample_posterior``.
     """
+    if is_pipeline_folder(model_dir):
+        if sample_posterior:
+            raise ValueError(f"--sample-posterior: {model_dir} is a pipeline; it applies to a VAE folder only")
+        return run_evaluate_pipeline(
+            model_dir, config_path, variant=variant, split=split, out=out, batch_size=batch_size, device=device,
+            steps=5 if steps is None else steps, seed=seed, gallery=gallery, overwrite=overwrite,
+            overrides=overrides,
+        )
+    if steps is not None:
+        raise ValueError(f"--steps: {model_dir} is a VAE folder; sampling steps apply to a pipeline folder "
+                         "(one with model_index.json)")
     variant = resolve_variant(model_dir, variant)
     config_path = resolve_config(model_dir, config_path)
     target = Path(out) if out is not None else default_evaluation_out(model_dir, variant, split)
-    json_path, csv_path = metrics_paths(target)
-    if json_path.exists() and not overwrite:
-        raise FileExistsError(f"{json_path} exists; give --overwrite to replace it, or another --out")
+    json_path, csv_path = refuse_existing(target, overwrite)
     vae = load_vae(model_dir, variant)
     dataset, num_workers = split_dataset(config_path, overrides or [], split)
     result = evaluate_vae(vae, dataset, batch_size=batch_size, device=device, sample_posterior=sample_posterior,
-                          num_workers=num_workers, split=split, variant=variant)
+                          num_workers=num_workers, split=split, variant=variant, seed=seed)
     write_metrics(result, json_path)
     print(format_summary(result))
     print(f"wrote {json_path} and {csv_path}")
     if gallery > 0:
         print(f"wrote {save_gallery(vae, dataset, result, json_path.parent / 'gallery.png', count=gallery, device=device)}")
+    return result
+
+
+def refuse_existing(target: Path, overwrite: bool) -> tuple[Path, Path]:
+    """``(metrics.json, per_image.csv)`` of ``target``, once it is clear that nothing is replaced unasked."""
+    json_path, csv_path = metrics_paths(target)
+    if json_path.exists() and not overwrite:
+        raise FileExistsError(f"{json_path} exists; give --overwrite to replace it, or another --out")
+    return json_path, csv_path
+
+
+def run_evaluate_pipeline(
+    pipeline_dir: str,
+    config_path: str | None,
+    *,
+    variant: str | None,
+    split: str,
+    out: str | None,
+    batch_size: int,
+    device: str,
+    steps: int,
+    seed: int,
+    gallery: int = 0,
+    overwrite: bool = False,
+    overrides: list[str] | None = None,
+) -> PipelineEvaluationResult:
+    """The pipeline branch of :func:`run_evaluate`: the model, the VAE ceiling and the physics baseline."""
+    if steps < 1:
+        raise ValueError(f"--steps: {steps}; expected an integer >= 1")
+    variant = None if variant == MAIN_VARIANT else variant
+    config_path = resolve_config(pipeline_dir, config_path)
+    target = Path(out) if out is not None else (
+        Path(pipeline_dir).parent / EVALUATION_FOLDER / f"pipeline-{split}-{steps}steps"
+    )
+    json_path, csv_path = refuse_existing(target, overwrite)
+    pipeline = load_pipeline(pipeline_dir, variant)
+    # the data section only: a second-stage config.yaml has other sections than the first stage's
+    data = load_data_config(config_path, overrides)
+    prepare_data(data)
+    # each map once, as it is: a training split's augmented copies are not more maps
+    dataset = unaugmented(build_dataset(data, split, with_conditions=True))
+    result = evaluate_pipeline(pipeline, dataset, num_inference_steps=steps, batch_size=batch_size, device=device,
+                               seed=seed, split=split, num_workers=data.num_workers)
+    write_pipeline_metrics(result, json_path)
+    print(format_pipeline_summary(result.summary()))
+    print(f"wrote {json_path} and {csv_path}")
+    if gallery > 0:
+        path = save_pipeline_gallery(pipeline, dataset, result, json_path.parent / "gallery.png", count=gallery,
+                                     device=device)
+        print(f"wrote {path}")
     return result
 
 

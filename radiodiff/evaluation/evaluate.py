@@ -114,6 +114,19 @@ def evaluate_vae(
     )
 
 
+def train_subset_summary(validation: EvaluationResult, train_subset: EvaluationResult) -> dict[str, Any]:
+    """The ``train_subset`` block of ``metrics.json``: the same weights on training maps, and the gap to
+    validation (training minus validation mean; a PSNR far above validation means memorised training maps)."""
+    metrics = {name: summarize(train_subset.per_image[name]) for name in METRIC_NAMES}
+    validation_metrics = validation.summary()["metrics"]
+    gap = {
+        name: None if None in (stats["mean"], validation_metrics[name]["mean"])
+        else stats["mean"] - validation_metrics[name]["mean"]
+        for name, stats in metrics.items()
+    }
+    return {"split": train_subset.split, "num_maps": train_subset.num_maps, "metrics": metrics, "gap": gap}
+
+
 def metrics_paths(output_dir_or_file: str | Path) -> tuple[Path, Path]:
     """``(metrics.json, per_image.csv)`` for an output folder, or for a ``.json`` file and the CSV beside it."""
     target = Path(output_dir_or_file)
@@ -121,17 +134,32 @@ def metrics_paths(output_dir_or_file: str | Path) -> tuple[Path, Path]:
     return json_path, json_path.parent / PER_IMAGE_CSV
 
 
-def write_metrics(result: EvaluationResult, output_dir_or_file: str | Path) -> Path:
+def write_metrics(
+    result: EvaluationResult, output_dir_or_file: str | Path, train_subset: EvaluationResult | None = None
+) -> Path:
     """Write ``metrics.json`` (summary; strict JSON, no NaN or Infinity) and ``per_image.csv`` beside it.
 
-    Returns the path of ``metrics.json``. The CSV keeps every value, ``inf`` for the PSNR of a perfect map.
+    With ``train_subset`` (the same weights on training maps) the JSON also holds its ``train_subset`` block (see
+    :func:`train_subset_summary`); the CSV keeps ``result``'s maps only. Returns the path of ``metrics.json``.
+    The CSV keeps every value, ``inf`` for the PSNR of a perfect map.
     """
+    summary = result.summary()
+    if train_subset is not None:
+        summary["train_subset"] = train_subset_summary(result, train_subset)
+    return write_summary_and_table(summary, result.names, result.per_image, output_dir_or_file)
+
+
+def write_summary_and_table(
+    summary: dict[str, Any], names: list[str], columns: dict[str, np.ndarray], output_dir_or_file: str | Path
+) -> Path:
+    """``summary`` as strict JSON (no NaN or Infinity) and the per-map ``columns`` as ``per_image.csv`` beside it,
+    each written atomically; returns the JSON's path. The CSV keeps every value, ``inf`` included."""
     json_path, csv_path = metrics_paths(output_dir_or_file)
-    write_atomically(json_path, json.dumps(result.summary(), indent=2, allow_nan=False) + "\n")
+    write_atomically(json_path, json.dumps(summary, indent=2, allow_nan=False) + "\n")
     rows = io.StringIO(newline="")
     writer = csv.writer(rows)
-    writer.writerow(("name", *METRIC_NAMES))
-    for index, name in enumerate(result.names):
-        writer.writerow((name, *(repr(float(result.per_image[m][index])) for m in METRIC_NAMES)))
+    writer.writerow(("name", *columns))
+    for index, name in enumerate(names):
+        writer.writerow((name, *(repr(float(values[index])) for values in columns.values())))
     write_atomically(csv_path, rows.getvalue())
     return json_path

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..files import write_atomically
 from .batches import inference
 from .evaluate import EvaluationResult
 from .metrics import to_unit_range
@@ -36,33 +39,48 @@ def save_gallery(
 ) -> Path:
     """Draw ground truth, reconstruction (posterior mode) and absolute error on [0, 1] for the maps of
     :func:`gallery_indices`, one row per map, into the PNG ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = [(group, index) for group, indices in gallery_indices(result.per_image["nmse"], count).items()
             for index in indices]
     gain_maps = torch.stack([dataset[index]["gain_map"] for _, index in rows])
     with inference(vae, device):
         reconstructions = vae(gain_maps.to(device=device, dtype=vae.dtype)).sample
     truth, reconstruction = to_unit_range(gain_maps).cpu(), to_unit_range(reconstructions).cpu()
-    error = (reconstruction - truth).abs()
+    titles = [f"{group} {result.names[index]} (NMSE {result.per_image['nmse'][index]:.2e})" for group, index in rows]
+    return draw_gallery(path, titles, [
+        Panel("ground truth", truth), Panel("reconstruction", reconstruction),
+        Panel("|error|", (reconstruction - truth).abs(), colormap="magma", colorbar=True),
+    ])
 
-    figure, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows)), squeeze=False)
-    for row, (group, index) in enumerate(rows):
-        nmse = result.per_image["nmse"][index]
-        panels = [(truth, "ground truth", "gray"), (reconstruction, "reconstruction", "gray"), (error, "|error|", "magma")]
-        for column, (images, title, colormap) in enumerate(panels):
+
+@dataclass
+class Panel:
+    """One column of a gallery: a (N, 1, H, W) batch on [0, 1] (fixed range unless ``colorbar``)."""
+
+    title: str
+    images: torch.Tensor
+    colormap: str = "gray"
+    colorbar: bool = False
+
+
+def draw_gallery(path: str | Path, row_titles: list[str], panels: list[Panel]) -> Path:
+    """One row per map, one column per panel; each row's first panel is titled ``row_titles[row]``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(len(row_titles), len(panels), figsize=(3 * len(panels), 3 * len(row_titles)),
+                                squeeze=False, layout="constrained")
+    for row, row_title in enumerate(row_titles):
+        for column, panel in enumerate(panels):
             axis = axes[row, column]
-            shown = axis.imshow(images[row, 0].numpy(), cmap=colormap, vmin=0.0, vmax=1.0 if column < 2 else None)
-            axis.set_title(f"{group} {result.names[index]} (NMSE {nmse:.2e})" if column == 0 else title, fontsize=8)
+            shown = axis.imshow(panel.images[row, 0].float().numpy(), cmap=panel.colormap, vmin=0.0,
+                                vmax=None if panel.colorbar else 1.0)
+            axis.set_title(row_title if column == 0 else panel.title, fontsize=8)
             axis.axis("off")
-            if column == 2:
+            if panel.colorbar:
                 figure.colorbar(shown, ax=axis, fraction=0.046)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=100)
     plt.close(figure)
-    return path
+    return write_atomically(path, image.getvalue())

@@ -24,7 +24,9 @@ from torch.utils.data import Dataset
 from ..config import FrozenVAEConfig, LDMConfig
 from ..data import build_dataset
 from ..diffusion_losses import flow_matching_loss, radiodiff_loss
-from ..evaluation import load_vae
+from ..evaluation import evaluate_pipeline, format_pipeline_summary, load_vae, write_pipeline_metrics
+from ..evaluation.pipeline import load_pipeline
+from ..hub import write_pipeline_model_card
 from ..latents import EncodedLatentsDataset, latent_shape_of
 from ..models import ConditionedDenoiser, downsampling_factor, normalize_latents
 from ..pipelines import RadioDiffPipeline
@@ -297,6 +299,25 @@ class LDMTrainer(Trainer):
                 f"on this VAE"
             )
         super().resume(path)
+
+    def finish(self) -> None:
+        """The exported pipeline, loaded as users load it, on the validation split: ``metrics.json`` and
+        ``per_image.csv`` with the VAE ceiling and the physics baseline on the same maps (``train.evaluate_at_end``);
+        then the model card, and the upload when asked."""
+        config = self.config
+        if config.train.evaluate_at_end:
+            result = evaluate_pipeline(
+                load_pipeline(self.output_dir / "pipeline"),
+                self.val_set,
+                num_inference_steps=config.diffusion.sampling_steps,
+                batch_size=config.train.batch_size,
+                device=self.accelerator.device,
+                split="val",
+                num_workers=config.data.num_workers,
+            )
+            write_pipeline_metrics(result, self.output_dir)
+            print(format_pipeline_summary(result.summary()))
+        self.publish(write_pipeline_model_card)
 
     def export_models(self) -> None:
         """``pipeline/``: the whole RadioDiffPipeline (the frozen VAE included), the EMA weights as the denoiser."""

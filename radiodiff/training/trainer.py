@@ -17,7 +17,7 @@ import signal
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from accelerate import Accelerator
@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from ..config import TrainConfig, save_config
 from ..data import prepare_data
 from ..files import sample_file_name, write_atomically
+from ..hub import push_to_hub
 from .checkpoints import (
     TrainerState,
     check_output_dir,
@@ -146,6 +147,14 @@ class Trainer:
 
     def finish(self) -> None:
         """The end of a run after the export, on the main process: evaluation, model card, upload."""
+
+    def publish(self, write_card: Callable[..., Path]) -> None:
+        """The model card (``write_card``), and the Hub upload when the config asks for it; the exported run is
+        already safe on disk."""
+        train = self.config.train
+        write_card(self.config.output_dir, repo_id=train.hub_repo_id)
+        if train.push_to_hub:
+            print(f"pushed to {push_to_hub(self.config.output_dir, train.hub_repo_id)}")
 
     # ---- the loop ---------------------------------------------------------------------------------------------
 

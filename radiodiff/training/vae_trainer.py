@@ -14,12 +14,21 @@ from typing import Iterator
 import torch
 from accelerate import Accelerator
 from diffusers.training_utils import EMAModel
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from ..config import Config
-from ..data import build_dataset
-from ..evaluation import default_variant, evaluate_vae, latent_statistics, load_vae, write_latent_scale, write_metrics
-from ..hub import push_to_hub, write_model_card
+from ..data import build_dataset, unaugmented
+from ..evaluation import (
+    default_variant,
+    evaluate_vae,
+    latent_statistics,
+    load_vae,
+    spread_subset,
+    write_latent_scale,
+    write_metrics,
+)
+from ..evaluation.commands import format_summary, format_train_subset
+from ..hub import write_model_card
 from ..losses import VAEGANLoss
 from ..models import PatchGANDiscriminator, RadioDiffVAE
 from .checkpoints import error_summary, staged_directory
@@ -200,7 +209,7 @@ class VAETrainer(Trainer):
 
     def finish(self) -> None:
         measure_export(self.config, self.train_set, self.val_set, self.accelerator.device)
-        publish(self.config)
+        self.publish(write_model_card)
 
 
 def measure_export(config: Config, train_set: Dataset, val_set: Dataset, device: torch.device) -> None:
@@ -209,30 +218,30 @@ def measure_export(config: Config, train_set: Dataset, val_set: Dataset, device:
     - the latents of up to ``train.latent_scale_maps`` training maps set the shift factor (their mean) and the
       scaling factor (1/std) stored in ``vae/config.json`` for the diffusion stage;
     - with ``train.evaluate_at_end``, the validation split gives ``metrics.json`` and ``per_image.csv``, which the
-      model card reports.
+      model card reports, beside as many training maps as the validation split has (``train_subset``), so that
+      a model that memorises its training maps shows it.
+
+    Both read the training maps as they are, never their augmented copies.
     """
     train = config.train
     if train.latent_scale_maps == 0 and not train.evaluate_at_end:
         return
+    train_maps = unaugmented(train_set)
     vae_dir = Path(config.output_dir) / "vae"
     variant = default_variant(vae_dir)
     vae = load_vae(vae_dir, variant)
     shared = dict(batch_size=train.batch_size, device=device, num_workers=config.data.num_workers)
     if train.latent_scale_maps > 0:
-        count = min(train.latent_scale_maps, len(train_set))
-        maps = Subset(train_set, [i * len(train_set) // count for i in range(count)])
-        stats = latent_statistics(vae, maps, seed=train.seed, **shared)
+        stats = latent_statistics(vae, spread_subset(train_maps, train.latent_scale_maps), seed=train.seed, **shared)
         write_latent_scale(vae_dir, stats.scaling_factor, stats.shift_factor)
     if train.evaluate_at_end:
-        write_metrics(evaluate_vae(vae, val_set, split="val", variant=variant, **shared), config.output_dir)
-
-
-def publish(config: Config) -> None:
-    """The model card, and the Hub upload when the config asks for it; the exported run is already safe on disk."""
-    write_model_card(config.output_dir, repo_id=config.train.hub_repo_id)
-    if config.train.push_to_hub:
-        url = push_to_hub(config.output_dir, config.train.hub_repo_id)
-        print(f"pushed to {url}")
+        validation = evaluate_vae(vae, val_set, split="val", variant=variant, **shared)
+        train_subset = evaluate_vae(
+            vae, spread_subset(train_maps, len(val_set)), split="train", variant=variant, **shared
+        )
+        write_metrics(validation, config.output_dir, train_subset=train_subset)
+        print(format_summary(validation))
+        print(format_train_subset(validation, train_subset))
 
 
 def build_trainer(config: Config) -> VAETrainer:

@@ -1,0 +1,282 @@
+"""Evaluation of a second-stage pipeline: generated maps against the truth, beside two reference rows.
+
+On the same maps, the table holds the model (the pipeline's samples), **the VAE ceiling** (the pipeline's own VAE
+round trip of the true map, encode -> posterior mode -> decode: a sampler in its latent space cannot do better)
+and **a physics baseline** with no learning (:func:`~radiodiff.evaluation.baseline.log_distance_map`). The trainer
+calls :func:`evaluate_pipeline` and :func:`write_pipeline_metrics` at the end of a run; ``radiodiff evaluate`` on a
+pipeline folder calls them on any split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..pipelines import RadioDiffPipeline
+from .baseline import log_distance_map
+from .batches import batches, inference
+from .evaluate import write_summary_and_table
+from .gallery import Panel, draw_gallery, gallery_indices
+from .metrics import METRIC_NAMES, reconstruction_metrics, summarize, to_unit_range
+
+# the rows of the table, in the order they are printed and written
+ROWS = ("model", "vae_ceiling", "physics_baseline")
+ROW_LABELS = {"model": "model", "vae_ceiling": "VAE ceiling", "physics_baseline": "physics baseline"}
+
+
+@dataclass
+class PipelineEvaluationResult:
+    """Per-map metrics of the three rows on one split, in dataset order, and what sampling cost.
+
+    Args:
+        names: the map names (``"12_3"``), one per map.
+        per_map: row (``"model"``, ``"vae_ceiling"``, ``"physics_baseline"``) -> metric -> one value per map.
+        seconds_per_map: the pipeline's wall-clock time per map (conditions in, decoded map out), warm.
+        nfe: denoiser evaluations per generated map.
+        num_inference_steps: the sampling steps asked for.
+        formulation: ``"radiodiff"`` or ``"flow_matching"``.
+        seed: the seed of map ``i``'s generator is ``seed + i``.
+        split: the split evaluated.
+    """
+
+    names: list[str]
+    per_map: dict[str, dict[str, np.ndarray]]
+    seconds_per_map: float
+    nfe: int
+    num_inference_steps: int
+    formulation: str
+    seed: int
+    split: str = "val"
+
+    @property
+    def num_maps(self) -> int:
+        return len(self.names)
+
+    def summary(self) -> dict[str, Any]:
+        """The content of ``metrics.json``: per row, every metric's mean, std and 95% interval of the mean."""
+        rows = {}
+        for row in ROWS:
+            values = self.per_map[row]
+            rows[row] = {
+                "metrics": {name: summarize(values[name]) for name in METRIC_NAMES},
+                "non_finite": {name: int((~np.isfinite(values[name])).sum()) for name in METRIC_NAMES},
+            }
+        rows["model"].update(seconds_per_map=self.seconds_per_map, nfe=self.nfe)
+        return {
+            "split": self.split,
+            "num_maps": self.num_maps,
+            "formulation": self.formulation,
+            "num_inference_steps": self.num_inference_steps,
+            "seed": self.seed,
+            "rows": rows,
+        }
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The per-map table: ``<row>_<metric>`` columns."""
+        return {f"{row}_{name}": self.per_map[row][name] for row in ROWS for name in METRIC_NAMES}
+
+
+def load_pipeline(pipeline_dir: str | Path, variant: str | None = None) -> RadioDiffPipeline:
+    """A saved pipeline folder (``model_index.json`` and its components), safetensors only, never a download.
+
+    ``variant="ema"`` reads the components' ``*.ema.safetensors`` weights where the folder has them.
+    """
+    expected = "expected a saved pipeline folder with model_index.json and its components' safetensors weights"
+    if not (Path(pipeline_dir) / "model_index.json").is_file():
+        raise FileNotFoundError(f"{pipeline_dir}: no model_index.json; {expected}")
+    try:
+        return RadioDiffPipeline.from_pretrained(pipeline_dir, variant=variant, use_safetensors=True)
+    except OSError as error:
+        raise FileNotFoundError(f"{pipeline_dir}: {expected} ({str(error).splitlines()[0]})") from error
+
+
+@contextlib.contextmanager
+def pipeline_inference(pipeline: RadioDiffPipeline, device: torch.device | str) -> Iterator[RadioDiffPipeline]:
+    """Every model of ``pipeline`` on ``device`` in eval mode without gradients (a trainer's modules may be in
+    training mode); their modes are restored afterwards."""
+    with contextlib.ExitStack() as stack:
+        for module in (pipeline.condition_encoder, pipeline.unet, pipeline.vae):
+            stack.enter_context(inference(module, device))
+        yield pipeline
+
+
+def map_generators(device: torch.device | str, seed: int, indices: range | list[int]) -> list[torch.Generator]:
+    """One generator per map, seeded ``seed + index``: a map's sample does not depend on the batch it is in."""
+    return [torch.Generator(device=torch.device(device)).manual_seed(seed + index) for index in indices]
+
+
+def generate(pipeline, buildings: torch.Tensor, transmitter: torch.Tensor, *, num_inference_steps: int,
+             generators: list[torch.Generator]) -> torch.Tensor:
+    """The pipeline's maps of a batch of conditions, float32 (B, 1, H, W) on [0, 1], on the CPU."""
+    images = pipeline(buildings, transmitter, num_inference_steps=num_inference_steps, generator=generators,
+                      output_type="pt").images
+    return images.float().cpu()
+
+
+def vae_round_trip(vae: torch.nn.Module, gain_map: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """The VAE's reconstruction of ``gain_map`` ([-1, 1]) through its posterior mode, on [0, 1], on the CPU."""
+    latent = vae.encode(gain_map.to(device=device, dtype=vae.dtype)).latent_dist.mode()
+    return to_unit_range(vae.decode(latent).sample).cpu()
+
+
+def _synchronize(device: torch.device | str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def evaluate_pipeline(
+    pipeline,
+    dataset: Dataset,
+    *,
+    num_inference_steps: int,
+    batch_size: int,
+    device: torch.device | str,
+    seed: int = 0,
+    split: str = "val",
+    num_workers: int = 0,
+) -> PipelineEvaluationResult:
+    """Generate every map of ``dataset`` and measure it, its VAE round trip and the physics baseline on [0, 1].
+
+    Args:
+        pipeline: a :class:`~radiodiff.pipelines.RadioDiffPipeline`; its models are moved to ``device`` and run in
+            eval mode (their training mode is restored afterwards); its progress bar is silenced.
+        dataset: yields dicts with ``gain_map`` (1, H, W) in [-1, 1], ``buildings`` and ``transmitter``
+            (1, H, W) in [0, 1], and ``name`` (``build_dataset(..., with_conditions=True)``).
+        num_inference_steps: sampling steps per map.
+        batch_size: maps per pipeline call.
+        device: where the pipeline runs.
+        seed: map ``i`` (in dataset order) is sampled with a generator seeded ``seed + i``, so the numbers do
+            not depend on ``batch_size`` beyond floating-point rounding.
+        split: the split's name, recorded in the summary.
+        num_workers: data-loader workers.
+
+    Seconds per map time the pipeline calls only (synchronised on CUDA), after one untimed warm-up call on
+    the first maps, which also counts the denoiser evaluations.
+    """
+    pipeline.set_progress_bar_config(disable=True)
+    columns = {row: {name: [] for name in METRIC_NAMES} for row in ROWS}
+    names: list[str] = []
+    seconds = 0.0
+    with pipeline_inference(pipeline, device):
+        nfe = warm_up(pipeline, dataset, batch_size, num_inference_steps, device, seed)
+        for batch in batches(dataset, batch_size=batch_size, num_workers=num_workers, description=f"evaluate {split}"):
+            buildings, transmitter = batch["buildings"], batch["transmitter"]
+            generators = map_generators(device, seed, range(len(names), len(names) + len(buildings)))
+            _synchronize(device)
+            start = time.perf_counter()
+            generated = generate(pipeline, buildings, transmitter, num_inference_steps=num_inference_steps,
+                                 generators=generators)
+            _synchronize(device)
+            seconds += time.perf_counter() - start
+            truth = to_unit_range(batch["gain_map"])
+            predictions = {
+                "model": generated,
+                "vae_ceiling": vae_round_trip(pipeline.vae, batch["gain_map"], device),
+                "physics_baseline": log_distance_map(buildings, transmitter),
+            }
+            for row, prediction in predictions.items():
+                for name, values in reconstruction_metrics(prediction, truth).items():
+                    columns[row][name].append(values.numpy())
+            names.extend(batch["name"])
+    return PipelineEvaluationResult(
+        names=names,
+        per_map={row: {name: np.concatenate(values).astype(np.float64) for name, values in metrics.items()}
+                 for row, metrics in columns.items()},
+        seconds_per_map=seconds / len(names),
+        nfe=nfe,
+        num_inference_steps=num_inference_steps,
+        formulation=pipeline.formulation,
+        seed=seed,
+        split=split,
+    )
+
+
+def warm_up(pipeline, dataset: Dataset, batch_size: int, num_inference_steps: int, device: torch.device | str,
+            seed: int) -> int:
+    """One untimed pipeline call on the first maps of ``dataset`` (kernels chosen, caches filled); returns the
+    denoiser evaluations it made, which every map of a batch shares."""
+    if len(dataset) == 0:
+        raise ValueError("the dataset is empty; there is nothing to evaluate")
+    items = [dataset[index] for index in range(min(batch_size, len(dataset)))]
+    calls = []
+    hook = pipeline.unet.register_forward_pre_hook(lambda module, args: calls.append(1))
+    try:
+        generate(pipeline, torch.stack([item["buildings"] for item in items]),
+                 torch.stack([item["transmitter"] for item in items]), num_inference_steps=num_inference_steps,
+                 generators=map_generators(device, seed, range(len(items))))
+    finally:
+        hook.remove()
+    return len(calls)
+
+
+def write_pipeline_metrics(result: PipelineEvaluationResult, output_dir_or_file: str | Path) -> Path:
+    """Write ``metrics.json`` (:meth:`PipelineEvaluationResult.summary`) and ``per_image.csv`` (every row's
+    metrics per map) into ``output_dir_or_file`` (a folder, or a ``.json`` path with the CSV beside it), each
+    atomically. Returns the JSON's path. Whether an existing file may be replaced is the caller's decision."""
+    return write_summary_and_table(result.summary(), result.names, result.columns(), output_dir_or_file)
+
+
+def format_pipeline_summary(summary: dict[str, Any]) -> str:
+    """The three rows of a pipeline's ``metrics.json`` as a Markdown table (means, and NMSE's 95% interval)."""
+    lines = [
+        f"{summary['num_maps']} maps of split {summary['split']!r}, {summary['formulation']} formulation, "
+        f"{summary['num_inference_steps']} steps, seed {summary['seed']}",
+        "",
+        "| | NMSE | NMSE 95% CI | RMSE | SSIM | PSNR (dB) | s/map | NFE |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in ROWS:
+        stats = summary["rows"][row]
+        metrics = stats["metrics"]
+
+        def mean(name: str) -> str:
+            return "—" if metrics[name]["mean"] is None else f"{metrics[name]['mean']:.4g}"
+
+        interval = metrics["nmse"]["ci95"]
+        interval = "—" if interval is None else f"[{interval[0]:.4g}, {interval[1]:.4g}]"
+        speed = f"{stats['seconds_per_map']:.3g}" if "seconds_per_map" in stats else "—"
+        nfe = str(stats["nfe"]) if "nfe" in stats else "—"
+        lines.append(f"| {ROW_LABELS[row]} | {mean('nmse')} | {interval} | {mean('rmse')} | {mean('ssim')} "
+                     f"| {mean('psnr')} | {speed} | {nfe} |")
+    return "\n".join(lines)
+
+
+def save_pipeline_gallery(
+    pipeline,
+    dataset: Dataset,
+    result: PipelineEvaluationResult,
+    path: str | Path,
+    *,
+    count: int,
+    device: torch.device | str,
+) -> Path:
+    """Draw buildings, transmitter, truth, generated map and |error| (all on [0, 1]) for the ``count`` best,
+    median and worst maps by the model's NMSE into the PNG ``path``.
+
+    The maps are generated again with the generators they were evaluated with (``seed + index``), so they are
+    the evaluated samples.
+    """
+    rows = [(group, index) for group, indices in gallery_indices(result.per_map["model"]["nmse"], count).items()
+            for index in indices]
+    items = [dataset[index] for _, index in rows]
+    buildings = torch.stack([item["buildings"] for item in items])
+    transmitter = torch.stack([item["transmitter"] for item in items])
+    with pipeline_inference(pipeline, device):
+        generated = generate(pipeline, buildings, transmitter, num_inference_steps=result.num_inference_steps,
+                             generators=[map_generators(device, result.seed, [index])[0] for _, index in rows])
+    truth = to_unit_range(torch.stack([item["gain_map"] for item in items]))
+    # a dilated transmitter: one pixel of a 256x256 map disappears when the figure is drawn at 3 inches
+    marker = torch.nn.functional.max_pool2d(transmitter, kernel_size=7, stride=1, padding=3)
+    titles = [f"{group} {result.names[index]} (NMSE {result.per_map['model']['nmse'][index]:.2e})"
+              for group, index in rows]
+    return draw_gallery(path, titles, [
+        Panel("buildings", buildings), Panel("transmitter", marker), Panel("ground truth", truth),
+        Panel("generated", generated), Panel("|error|", (generated - truth).abs(), colormap="magma", colorbar=True),
+    ])
