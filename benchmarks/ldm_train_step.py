@@ -17,14 +17,13 @@ Times are medians.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import statistics
 import tempfile
 from pathlib import Path
 
-from train_step import run_variant, run_variants, timed
+from train_step import run_variant, run_variants, timed_pairs, trainer_step
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,6 +51,7 @@ def measure_variant(variant: str, args: argparse.Namespace, scratch: Path) -> di
         f"vae.path={scratch / 'vae'}",
         f"latents.dir={scratch / 'latents'}",
         "data.source=synthetic",
+        "data.augment=none",  # encoded latents are of the maps as they are; every variant reads the same maps
         f"data.synthetic.size={args.size}",
         "data.synthetic.maps=16",
         "data.synthetic.tx_per_map=2",
@@ -68,14 +68,7 @@ def measure_variant(variant: str, args: argparse.Namespace, scratch: Path) -> di
         encode_latents(vae, maps, config.latents.dir, batch_size=args.batch_size, device="cuda" if cuda else "cpu")
     synchronize = torch.cuda.synchronize if cuda else (lambda: None)
     trainer = build_ldm_trainer(config)
-    loaded = list(itertools.islice(trainer.micro_batches(), 4 * config.train.gradient_accumulation_steps))
-    batches = itertools.cycle(loaded)
-
-    def training_step() -> None:
-        if trainer.train_step(batches) is None:
-            raise RuntimeError("the benchmarked step was skipped: its loss was not finite")
-        trainer.state.step += 1
-
+    training_step, loaded = trainer_step(trainer)
     batch = loaded[0]
     latent_size = trainer.raw_model.unet.config.sample_size
     latent_shape = (args.batch_size, trainer.vae.config.latent_channels, latent_size, latent_size)
@@ -87,13 +80,7 @@ def measure_variant(variant: str, args: argparse.Namespace, scratch: Path) -> di
         trainer.accelerator.backward(output.float().square().mean())
         trainer.model.zero_grad(set_to_none=True)
 
-    for _ in range(args.warmup):
-        training_step()
-        bare_denoiser_step()
-    step_s, bare_s = [], []
-    for _ in range(args.steps):
-        step_s.append(timed(training_step, synchronize))
-        bare_s.append(timed(bare_denoiser_step, synchronize))
+    step_s, bare_s = timed_pairs(training_step, bare_denoiser_step, args, synchronize)
     step_median = statistics.median(step_s)
     return {
         "device": torch.cuda.get_device_name() if cuda else f"CPU ({os.cpu_count()} cores)",

@@ -74,6 +74,40 @@ def timed(function: Callable[[], None], synchronize: Callable[[], None]) -> floa
     return time.perf_counter() - start
 
 
+def trainer_step(trainer) -> tuple[Callable[[], None], list[dict]]:
+    """A stage trainer's real step, cycling over a few batches read ahead from its own loader, and those batches."""
+    loaded = list(itertools.islice(trainer.micro_batches(), 4 * trainer.config.train.gradient_accumulation_steps))
+    batches = itertools.cycle(loaded)
+
+    def training_step() -> None:
+        if trainer.train_step(batches) is None:
+            raise RuntimeError("the benchmarked step was skipped: its loss was not finite")
+        trainer.state.step += 1
+
+    return training_step, loaded
+
+
+def timed_pairs(
+    step: Callable[[], None],
+    bare: Callable[[], None],
+    args: argparse.Namespace,
+    synchronize: Callable[[], None],
+    after_warmup: Callable[[], None] | None = None,
+) -> tuple[list[float], list[float]]:
+    """``args.warmup`` untimed pairs, then ``args.steps`` timed ones: each ``step`` followed by a ``bare``, so
+    that both see the same load."""
+    for _ in range(args.warmup):
+        step()
+        bare()
+    if after_warmup is not None:
+        after_warmup()
+    step_s, bare_s = [], []
+    for _ in range(args.steps):
+        step_s.append(timed(step, synchronize))
+        bare_s.append(timed(bare, synchronize))
+    return step_s, bare_s
+
+
 def measure_variant(config_path: str | None, overrides: list[str], args: argparse.Namespace, scratch: str) -> dict:
     """Build a trainer for one variant and time its step against a bare VAE forward+backward; returns a row."""
     import torch
@@ -100,13 +134,7 @@ def measure_variant(config_path: str | None, overrides: list[str], args: argpars
     rss_before = current_rss_bytes()
 
     trainer = build_trainer(config)
-    loaded = list(itertools.islice(trainer.micro_batches(), 4 * config.train.gradient_accumulation_steps))
-    batches = itertools.cycle(loaded)
-
-    def training_step() -> None:
-        if trainer.train_step(batches) is None:
-            raise RuntimeError("the benchmarked step was skipped: its loss was not finite")
-        trainer.state.step += 1
+    training_step, loaded = trainer_step(trainer)
 
     def bare_vae_step() -> None:
         gain_map = loaded[0]["gain_map"]
@@ -114,15 +142,9 @@ def measure_variant(config_path: str | None, overrides: list[str], args: argpars
         trainer.accelerator.backward((reconstruction.float() - gain_map).abs().mean())
         trainer.vae.zero_grad(set_to_none=True)
 
-    for _ in range(args.warmup):
-        training_step()
-        bare_vae_step()
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    step_s, bare_s = [], []
-    for _ in range(args.steps):
-        step_s.append(timed(training_step, synchronize))
-        bare_s.append(timed(bare_vae_step, synchronize))
+    step_s, bare_s = timed_pairs(
+        training_step, bare_vae_step, args, synchronize, after_warmup=torch.cuda.reset_peak_memory_stats if cuda else None
+    )
     peak_memory = (
         torch.cuda.max_memory_allocated()
         if cuda
