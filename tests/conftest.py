@@ -123,3 +123,7 @@ def fresh_accelerate_state():
     AcceleratorState._reset_state(reset_partial_state=True)
     yield
     AcceleratorState._reset_state(reset_partial_state=True)
+
+
+# the mocked Hub's fixtures, for every test that pushes
+from hub_mock import hub, no_token  # noqa: E402,F401

@@ -3,7 +3,6 @@
 
 import importlib
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from radiodiff.config import load_config, save_config
 from radiodiff.hub import HubError, push_to_hub, render_model_card, write_model_card
 
 from conftest import TINY_VAE
+from hub_mock import folder_state
 
 METRICS = {
     "split": "val",
@@ -197,49 +197,6 @@ def test_card_command_writes_the_readme(training_run, capsys):
     assert f"wrote {training_run / 'README.md'}" in capsys.readouterr().out
 
 
-class RecordingHub:
-    """Stands in for the Hub: records what ``HfApi.create_repo`` and ``HfApi.create_commit`` are asked."""
-
-    def __init__(self):
-        self.created: list[dict] = []
-        self.commits: list[dict] = []
-
-    def create_repo(self, api, repo_id, **kwargs):
-        self.created.append({"repo_id": repo_id, "token": api.token, **kwargs})
-        return f"https://huggingface.co/{repo_id}"
-
-    def create_commit(self, api, **kwargs):
-        self.commits.append(kwargs)
-
-    def uploaded(self) -> dict[str, bytes]:
-        """The content of each file the commit sends, by its path in the repository."""
-        (commit,) = self.commits
-        files = {}
-        for operation in commit["operations"]:
-            content = operation.path_or_fileobj
-            files[operation.path_in_repo] = content if isinstance(content, bytes) else Path(content).read_bytes()
-        return files
-
-    def uploaded_files(self) -> set[str]:
-        return set(self.uploaded())
-
-
-@pytest.fixture
-def hub(monkeypatch) -> RecordingHub:
-    recorder = RecordingHub()
-    monkeypatch.setattr(HfApi, "create_repo", lambda api, repo_id, **kw: recorder.create_repo(api, repo_id, **kw))
-    monkeypatch.setattr(HfApi, "create_commit", lambda api, **kw: recorder.create_commit(api, **kw))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    return recorder
-
-
-@pytest.fixture
-def no_token(monkeypatch, tmp_path):
-    for variable in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
-
-
 def test_push_uploads_the_vae_card_samples_and_metrics_but_never_checkpoints_logs_or_config(training_run, hub):
     url = push_to_hub(training_run, "someone/radio-vae", token="hf_test_token")
 
@@ -272,10 +229,6 @@ def test_push_includes_the_discriminator_and_creates_a_private_repo_on_request(t
     assert hub.created[0]["private"] is True
     assert {"discriminator/config.json", "discriminator/diffusion_pytorch_model.safetensors"} <= hub.uploaded_files()
     assert not any(name.startswith(("checkpoints/", "logs/")) for name in hub.uploaded_files())
-
-
-def folder_state(folder: Path) -> dict[str, float]:
-    return {str(path): os.stat(path).st_mtime_ns for path in folder.rglob("*")}
 
 
 def test_push_without_a_token_fails_clearly_and_touches_nothing(training_run, hub, no_token):

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from huggingface_hub import ModelCard
 from map_fixtures import tiny_pipeline
-from test_hub import RecordingHub, folder_state, hub, no_token  # noqa: F401 (fixtures)
+from hub_mock import folder_state
 
 from radiodiff.cli import main
 from radiodiff.hub import HubError, push_to_hub, render_pipeline_model_card, write_pipeline_model_card
