@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from ..config import FrozenVAEConfig, LDMConfig
 from ..data import build_dataset
 from ..diffusion_losses import flow_matching_loss, radiodiff_loss
-from ..evaluation import evaluate_pipeline, format_pipeline_summary, load_vae, write_pipeline_metrics
+from ..evaluation import default_variant, evaluate_pipeline, format_pipeline_summary, load_vae, write_pipeline_metrics
 from ..evaluation.pipeline import load_pipeline
 from ..hub import write_pipeline_model_card
 from ..latents import EncodedLatentsDataset, latent_shape_of
@@ -35,7 +35,6 @@ from .checkpoints import error_summary, staged_directory
 from .samples import save_generation_sheet
 from .trainer import Trainer, TrainingError, run_training
 
-EMA_WEIGHTS = "diffusion_pytorch_model.ema.safetensors"
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -47,7 +46,7 @@ def load_frozen_vae(vae: FrozenVAEConfig) -> AutoencoderKL:
     path = Path(vae.path).expanduser()
     try:
         if path.is_dir():
-            variant = ("ema" if (path / EMA_WEIGHTS).is_file() else None) if vae.variant == "auto" else vae.variant
+            variant = default_variant(path) if vae.variant == "auto" else vae.variant
             model = load_vae(path, variant)
         elif HUB_ID.match(vae.path) and not path.exists():
             model = _hub_vae(vae.path, vae.variant)
