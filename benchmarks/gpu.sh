@@ -17,7 +17,9 @@
 # Every row has images/s (or s/map) and, from the counted FLOPs (attention included, benchmarks/flops.py) and the
 # GPU's dense peak (the table in train_step.py), the fraction of peak. Each step runs under `timeout` with its own
 # limit, and the whole under GPU_BENCH_BUDGET_S seconds (default 450): a step that would start with less than
-# 20 s left is skipped, and its table says so. Exit status: the number of steps that did not complete.
+# 20 s left is skipped, and its table says so. GPU_BENCH_ONLY (comma-separated name prefixes, e.g.
+# "stage2_train_step,stage1_max_batch") runs only the steps it names, for a rerun that completes an earlier one.
+# Exit status: the number of steps that did not complete.
 set -uo pipefail
 
 usage() { echo "usage: $0 OUT_DIR [--device cuda|cpu] [--tiny]" >&2; exit 2; }
@@ -73,6 +75,12 @@ FAILED=0
 step() {
   local name=$1 limit=$2 left rc
   shift 2
+  if [ -n "${GPU_BENCH_ONLY:-}" ]; then
+    local prefix selected=0
+    IFS=, read -ra prefixes <<< "$GPU_BENCH_ONLY"
+    for prefix in "${prefixes[@]}"; do [[ $name == "$prefix"* ]] && selected=1; done
+    [ "$selected" = 1 ] || return 1
+  fi
   left=$(( BUDGET - ($(date +%s) - START) ))
   if [ "$left" -lt 20 ]; then
     echo "skipped: the ${BUDGET} s budget of benchmarks/gpu.sh was spent" > "$OUT/$name.md"

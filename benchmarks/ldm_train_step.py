@@ -11,7 +11,9 @@ Each variant runs in its own process: it builds a :class:`radiodiff.training.LDM
 it alternates one timed training step with one timed bare denoiser forward+backward of the same batch (condition
 encoder and UNet on a fixed noisy latent; no VAE, no loss weighting, no optimizer), so the ratio step / bare
 denoiser — the cost of the VAE encoding, the loss, the optimizer and the EMA — is measured under the same load.
-Times are medians.
+Times are medians. The columns are ``benchmarks/train_step.py``'s: peak memory, the model FLOPs of one whole step
+(the frozen VAE's encoding included, attention counted by ``benchmarks/flops.py``; none for a compiled step, whose
+ops the counter cannot see), TFLOP/s and the fraction of the GPU's dense peak.
 """
 
 from __future__ import annotations
@@ -19,11 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
 from pathlib import Path
 
-from train_step import run_variant, run_variants, timed_pairs, trainer_step
+from train_step import current_rss_bytes, format_row, measure_step, run_variant, run_variants, trainer_step
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,7 +54,7 @@ def measure_variant(variant: str, args: argparse.Namespace, scratch: Path) -> di
         "data.source=synthetic",
         "data.augment=none",  # encoded latents are of the maps as they are; every variant reads the same maps
         f"data.synthetic.size={args.size}",
-        "data.synthetic.maps=16",
+        f"data.synthetic.maps={max(16, args.batch_size)}",  # x2 transmitters: the training split holds a batch
         "data.synthetic.tx_per_map=2",
         f"train.batch_size={args.batch_size}",
         "train.num_sample_images=1",
@@ -66,7 +67,7 @@ def measure_variant(variant: str, args: argparse.Namespace, scratch: Path) -> di
     if config.latents.source == "encoded":
         maps = build_dataset(config.data, "train", with_conditions=True)
         encode_latents(vae, maps, config.latents.dir, batch_size=args.batch_size, device="cuda" if cuda else "cpu")
-    synchronize = torch.cuda.synchronize if cuda else (lambda: None)
+    rss_before = current_rss_bytes()
     trainer = build_ldm_trainer(config)
     training_step, loaded = trainer_step(trainer)
     batch = loaded[0]
@@ -80,14 +81,10 @@ def measure_variant(variant: str, args: argparse.Namespace, scratch: Path) -> di
         trainer.accelerator.backward(output.float().square().mean())
         trainer.model.zero_grad(set_to_none=True)
 
-    step_s, bare_s = timed_pairs(training_step, bare_denoiser_step, args, synchronize)
-    step_median = statistics.median(step_s)
+    row = measure_step(training_step, bare_denoiser_step, args, config, rss_before)
     return {
-        "device": torch.cuda.get_device_name() if cuda else f"CPU ({os.cpu_count()} cores)",
-        "ms_per_step": 1e3 * step_median,
-        "images_per_s": args.batch_size / step_median,
-        "bare_ms": 1e3 * statistics.median(bare_s),
-        "ratio": step_median / statistics.median(bare_s),
+        **row,
+        "images_per_s": config.train.batch_size * config.train.gradient_accumulation_steps / (row["ms_per_step"] / 1e3),
         "parameters": sum(p.numel() for p in trainer.raw_model.parameters()),
     }
 
@@ -117,14 +114,12 @@ def main() -> None:
     parameters = f"{measured[0]['parameters'] / 1e6:.2f}M trained parameters, " if measured else ""
     print(f"\n{Path(args.config).name}: {parameters}{args.size}x{args.size} maps, batch {args.batch_size}, "
           f"{args.steps} timed steps after {args.warmup} warm-up, on {device}; load average {os.getloadavg()[0]:.1f}\n")
-    print("| variant        |  ms/step | images/s | bare denoiser ms | step / bare |")
-    print("|----------------|---------:|---------:|-----------------:|------------:|")
+    print("| variant        |  ms/step | images/s | peak MiB | GFLOP/step | TFLOP/s | of peak | bare denoiser ms "
+          "| step / bare |")
+    print("|----------------|---------:|---------:|---------:|-----------:|--------:|--------:|-----------------:"
+          "|------------:|")
     for variant, row in rows.items():
-        if "error" in row:
-            print(f"| {variant:<14} | failed: {row['error']} |")
-        else:
-            print(f"| {variant:<14} | {row['ms_per_step']:8.1f} | {row['images_per_s']:8.3g} | {row['bare_ms']:16.1f} "
-                  f"| {row['ratio']:11.2f} |")
+        print(format_row(variant, row))
 
 
 if __name__ == "__main__":

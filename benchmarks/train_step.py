@@ -108,11 +108,47 @@ def timed_pairs(
     return step_s, bare_s
 
 
-def measure_variant(config_path: str | None, overrides: list[str], args: argparse.Namespace, scratch: str) -> dict:
-    """Build a trainer for one variant and time its step against a bare VAE forward+backward; returns a row."""
+def measure_step(
+    training_step: Callable[[], None], bare_step: Callable[[], None], args: argparse.Namespace, config, rss_before: int
+) -> dict:
+    """Time ``training_step`` against ``bare_step`` (medians), then count one step's model FLOPs (eager only: a
+    compiled graph hides its ops from the counter); the row's columns but images/s, which the caller knows."""
     import torch
     from flops import flop_counter_mode
 
+    cuda = torch.cuda.is_available()
+    synchronize = torch.cuda.synchronize if cuda else (lambda: None)
+    step_s, bare_s = timed_pairs(
+        training_step, bare_step, args, synchronize, after_warmup=torch.cuda.reset_peak_memory_stats if cuda else None
+    )
+    peak_memory = (
+        torch.cuda.max_memory_allocated()
+        if cuda
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
+    )
+    flops = None
+    if not config.train.compile:
+        with flop_counter_mode() as counter:
+            training_step()
+        flops = counter.get_total_flops()
+    step_median = statistics.median(step_s)
+    device_name = torch.cuda.get_device_name() if cuda else f"CPU ({os.cpu_count()} cores)"
+    peak = gpu_peak_tflops(device_name, config.train.mixed_precision) if cuda else None
+    achieved = flops / step_median / 1e12 if flops else None
+    return {
+        "device": device_name,
+        "ms_per_step": 1e3 * step_median,
+        "peak_memory_mib": peak_memory / 2**20,
+        "gflop_per_step": flops / 1e9 if flops else None,
+        "achieved_tflops": achieved,
+        "fraction_of_peak": achieved / peak if achieved and peak else None,
+        "bare_ms": 1e3 * statistics.median(bare_s),
+        "ratio": step_median / statistics.median(bare_s),
+    }
+
+
+def measure_variant(config_path: str | None, overrides: list[str], args: argparse.Namespace, scratch: str) -> dict:
+    """Build a trainer for one variant and time its step against a bare VAE forward+backward; returns a row."""
     from radiodiff.config import load_config
     from radiodiff.data import prepare_data
     from radiodiff.training.vae_trainer import build_trainer
@@ -121,7 +157,7 @@ def measure_variant(config_path: str | None, overrides: list[str], args: argpars
         f"output_dir={scratch}",
         "data.source=synthetic",
         f"data.synthetic.size={args.size}",
-        "data.synthetic.maps=8",
+        f"data.synthetic.maps={max(8, args.batch_size)}",  # x2 transmitters: the training split holds a batch
         "data.synthetic.tx_per_map=2",
         f"train.batch_size={args.batch_size}",
         "train.num_sample_images=1",
@@ -129,8 +165,6 @@ def measure_variant(config_path: str | None, overrides: list[str], args: argpars
         *overrides,
     ])
     prepare_data(config.data)  # generated here, so that the memory measured below is the trainer's
-    cuda = torch.cuda.is_available()
-    synchronize = torch.cuda.synchronize if cuda else (lambda: None)
     rss_before = current_rss_bytes()
 
     trainer = build_trainer(config)
@@ -142,36 +176,10 @@ def measure_variant(config_path: str | None, overrides: list[str], args: argpars
         trainer.accelerator.backward((reconstruction.float() - gain_map).abs().mean())
         trainer.vae.zero_grad(set_to_none=True)
 
-    step_s, bare_s = timed_pairs(
-        training_step, bare_vae_step, args, synchronize, after_warmup=torch.cuda.reset_peak_memory_stats if cuda else None
-    )
-    peak_memory = (
-        torch.cuda.max_memory_allocated()
-        if cuda
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
-    )
-
-    flops = None
-    if not config.train.compile:  # the counter sees the eager ops; a compiled graph hides them
-        with flop_counter_mode() as counter:
-            training_step()
-        flops = counter.get_total_flops()
-
-    images = config.train.batch_size * config.train.gradient_accumulation_steps
-    step_median = statistics.median(step_s)
-    device_name = torch.cuda.get_device_name() if cuda else f"CPU ({os.cpu_count()} cores)"
-    peak = gpu_peak_tflops(device_name, config.train.mixed_precision) if cuda else None
-    achieved = flops / step_median / 1e12 if flops else None
+    row = measure_step(training_step, bare_vae_step, args, config, rss_before)
+    row["images_per_s"] = config.train.batch_size * config.train.gradient_accumulation_steps / (row["ms_per_step"] / 1e3)
     return {
-        "device": device_name,
-        "ms_per_step": 1e3 * step_median,
-        "images_per_s": images / step_median,
-        "peak_memory_mib": peak_memory / 2**20,
-        "gflop_per_step": flops / 1e9 if flops else None,
-        "achieved_tflops": achieved,
-        "fraction_of_peak": achieved / peak if achieved and peak else None,
-        "bare_vae_ms": 1e3 * statistics.median(bare_s),
-        "ratio": step_median / statistics.median(bare_s),
+        **row,
         "vae_parameters": sum(p.numel() for p in trainer.raw_vae.parameters()),
     }
 
@@ -217,7 +225,7 @@ def format_row(variant: str, row: dict) -> str:
     return (
         f"| {variant:<14} | {row['ms_per_step']:9.1f} | {row['images_per_s']:8.3g} | {row['peak_memory_mib']:9.0f} "
         f"| {number('gflop_per_step', '.1f'):>9} | {number('achieved_tflops', '.3f'):>8} | {fraction:>7} "
-        f"| {row['bare_vae_ms']:9.1f} | {row['ratio']:10.2f} |"
+        f"| {row['bare_ms']:9.1f} | {row['ratio']:10.2f} |"
     )
 
 

@@ -71,3 +71,26 @@ def test_sampling_benchmark_prints_one_row_per_formulation_with_each_step_count_
     assert radiodiff[0] == "| radiodiff" and radiodiff[1].endswith("(2)") and radiodiff[2].endswith("(3)")
     assert flow_matching[0] == "| flow_matching" and flow_matching[1].endswith("(1)")
     assert float(radiodiff[3]) > float(flow_matching[3]) > 0  # GFLOP per map: one more denoiser call
+
+
+def test_gpu_sh_only_runs_the_steps_gpu_bench_only_names(tmp_path):
+    # a rerun that completes an earlier call: the steps not named leave no table and do not count as incomplete
+    result = run_gpu_sh(str(tmp_path), "--device", "cpu", "--tiny", GPU_BENCH_BUDGET_S="0",
+                        GPU_BENCH_ONLY="stage1_max_batch,stage2_sampling_bf16")
+    assert result.returncode == 3, result.stderr
+    written = sorted(path.name for path in tmp_path.glob("*.md"))
+    assert written == ["stage1_max_batch_search.md", "stage2_sampling_bf16.md", "stage2_sampling_bf16_compile.md",
+                       "summary.md"]
+
+
+@pytest.mark.slow
+def test_second_stage_step_benchmark_runs_a_batch_larger_than_a_small_dataset_and_counts_its_flops():
+    # the H200 run found batches above the benchmark's fixed 28 training maps refused; a GPU's batch 32 must run
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "ldm_train_step.py"), "--size", "32", "--batch-size", "40", "--steps", "1",
+         "--warmup", "1", "--variants", "encoded"], capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert rows[0].split("|")[3:8] == [" images/s ", " peak MiB ", " GFLOP/step ", " TFLOP/s ", " of peak "]
+    encoded = [cell.strip() for cell in rows[1].split("|")[1:-1]]
+    assert encoded[0] == "encoded" and float(encoded[4]) > 0, rows[1]  # counted FLOPs, not a failure line

@@ -179,6 +179,19 @@ def test_the_vae_is_frozen_and_only_the_denoiser_and_condition_encoder_train(tmp
     trainer.accelerator.end_training()
 
 
+def test_compile_compiles_every_unet_level_regionally(tmp_path, synthetic_cache, vae_dir):
+    from radiodiff.training.ldm_trainer import build_ldm_trainer
+
+    # the UNet is a plain diffusers UNet2DModel, which names no repeated blocks of its own: the trainer's module does
+    trainer = build_ldm_trainer(ldm_config(*tiny_ldm_overrides(tmp_path / "compiled", synthetic_cache, vae_dir),
+                                           "train.compile=true"))
+    unet = trainer.raw_model.unet
+    assert not isinstance(trainer.model, torch._dynamo.eval_frame.OptimizedModule)
+    assert all(block._compiled_call_impl is not None for block in [*unet.down_blocks, unet.mid_block, *unet.up_blocks])
+    assert unet.conv_out._compiled_call_impl is None and trainer.raw_model.condition_encoder._compiled_call_impl is None
+    trainer.accelerator.end_training()
+
+
 @pytest.mark.slow
 def test_two_processes_keep_identical_weights(tmp_path, synthetic_cache, vae_dir):
     output_dir = tmp_path / "ddp"

@@ -93,6 +93,10 @@ class ConditionedDenoiser(ModelMixin, ConfigMixin):
         condition_encoder_config (`dict`): the ``RadioMapConditionEncoder`` config (see :func:`build_condition_encoder`).
     """
 
+    # what `compile_repeated_blocks` compiles (regional compilation): every level of the UNet, whatever the preset;
+    # the time embedding, the condition encoder and the UNet's input and output layers stay eager
+    _repeated_blocks = ("DownBlock2D", "AttnDownBlock2D", "UNetMidBlock2D", "AttnUpBlock2D", "UpBlock2D")
+
     @register_to_config
     def __init__(self, unet_config: dict[str, Any], condition_encoder_config: dict[str, Any]):
         super().__init__()

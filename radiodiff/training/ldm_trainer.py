@@ -157,7 +157,7 @@ class LDMTrainer(Trainer):
         self.optimizers = [(self.optimizer, train.lr)]
         self.raw_model: ConditionedDenoiser = accelerator.unwrap_model(self.model)
         if train.compile:
-            self.raw_model.unet.compile_repeated_blocks(dynamic=False)
+            self.raw_model.compile_repeated_blocks(dynamic=False)
         if train.use_ema:
             self.ema = EMAModel(
                 self.raw_model.parameters(),
