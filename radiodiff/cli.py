@@ -170,6 +170,9 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
                         help="a pipeline's sampling steps (default: 5, the paper's)")
     parser.add_argument("--seed", type=int, default=0,
                         help="map i is sampled with seed + i (a pipeline; a VAE with --sample-posterior)")
+    parser.add_argument("--eta", type=float, default=None,
+                        help="RadioDiff's sampler: the share of the posterior noise each step draws, 1 the original "
+                             "sampler, 0 deterministic (default: the pipeline's scheduler's)")
 
     def run(args: argparse.Namespace) -> int:
         from .evaluation.commands import run_evaluate
@@ -177,7 +180,7 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
         run_evaluate(args.model, args.config, variant=args.variant, split=args.split, out=args.out,
                      batch_size=args.batch_size, device=_device(args), sample_posterior=args.sample_posterior,
                      gallery=args.gallery, overwrite=args.overwrite, overrides=args.overrides, steps=args.steps,
-                     seed=args.seed)
+                     seed=args.seed, eta=args.eta)
         return 0
 
     parser.set_defaults(run=run)

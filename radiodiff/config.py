@@ -200,6 +200,9 @@ class DiffusionConfig:
     # RadioDiff's sampler splits its last step in two (the original's denoise=True)
     split_last_step: bool = True
     sampling_steps: int = 5
+    # RadioDiff's sampler: the share of the posterior noise each step draws (1: the original's sampler, 0:
+    # deterministic, as DDIM's eta); saved in the exported scheduler's config
+    eta: float = 1.0
 
 
 @dataclass
@@ -393,6 +396,18 @@ def _check_ldm_values(config: LDMConfig) -> LDMConfig:
     if not config.vae.path:
         raise ConfigError(
             "vae.path: required: the first stage's vae/ folder (or a Hub id), e.g. outputs/quickstart/vae", key="vae.path"
+        )
+    if not 0.0 <= config.diffusion.eta <= 1.0:
+        raise ConfigError(
+            f"diffusion.eta: expected a value in [0, 1] (1: the original sampler, 0: deterministic), got "
+            f"{config.diffusion.eta}",
+            key="diffusion.eta",
+        )
+    if config.diffusion.eta != 1.0 and config.denoiser.formulation != "radiodiff":
+        raise ConfigError(
+            f"diffusion.eta: {config.diffusion.eta} applies to RadioDiff's sampler only; flow matching's Euler "
+            "sampler draws no noise (leave it at 1.0)",
+            key="diffusion.eta",
         )
     if not 0.0 <= config.denoiser.condition_dropout < 1.0:
         raise ConfigError(

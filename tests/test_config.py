@@ -163,3 +163,15 @@ def test_a_typo_in_the_file_is_blamed_on_the_file(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_config(path, ["train.batch_size=4"])
     assert str(error.value).startswith(f"{path}: unknown key train.max_step; did you mean train.max_steps?")
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["diffusion.eta=1.5"], r"diffusion.eta: expected a value in \[0, 1\].*got 1.5"),
+    (["diffusion.eta=0", "denoiser.formulation=flow_matching"], "diffusion.eta: 0.0 applies to RadioDiff's sampler only"),
+])
+def test_second_stage_eta_outside_zero_one_or_with_flow_matching_is_an_error(overrides, expected):
+    from radiodiff.config import read_ldm_config
+
+    with pytest.raises(ConfigError, match=expected) as error:
+        read_ldm_config(None, ["vae.path=outputs/quickstart/vae", *overrides])
+    assert error.value.key == "diffusion.eta"

@@ -81,7 +81,8 @@ def test_actnorm_initialises_from_the_first_batches_of_all_processes_together():
         port = probe.getsockname()[1]
     torch.manual_seed(1)
     batches = torch.stack([torch.randn(2, 1, 32, 32), torch.randn(2, 1, 32, 32) * 3 + 1])  # unlike batches
-    context = multiprocessing.get_context("fork")
+    # spawned, not forked: a child forked from a parent whose OpenMP threads have run can deadlock in its first op
+    context = multiprocessing.get_context("spawn")
     results = context.Queue()
     ranks = [context.Process(target=_actnorm_rank, args=(rank, 2, port, batches, results)) for rank in range(2)]
     for process in ranks:

@@ -181,6 +181,30 @@ def test_bad_call_settings_are_refused(exported_vae, buildings):
     pipe = make_pipeline(exported_vae, "radiodiff")
     one_line_error(pipe, buildings, TX, "output_type: 'latent'", output_type="latent")
     one_line_error(pipe, buildings, TX, "num_inference_steps: 0", num_inference_steps=0)
+    one_line_error(pipe, buildings, TX, r"eta: 2; expected a value in \[0, 1\]", eta=2)
+    one_line_error(make_pipeline(exported_vae, "flow_matching"), buildings, TX, "only RadioDiff's sampler takes eta",
+                   eta=0.0)
+
+
+def test_eta_zero_draws_only_the_starting_noise_and_eta_none_is_the_scheduler_s(exported_vae, buildings):
+    pipe = make_pipeline(exported_vae, "radiodiff")
+    latent_size = exported_vae.config.sample_size // pipe.vae_scale_factor
+    starting_noise = (buildings.shape[0], exported_vae.config.latent_channels, latent_size, latent_size)
+
+    def draws_after(eta):
+        generator = torch.Generator().manual_seed(0)
+        maps = pipe(buildings, TX, num_inference_steps=3, generator=generator, eta=eta, output_type="pt").images
+        return maps, generator.get_state()
+
+    reference = torch.Generator().manual_seed(0)
+    torch.randn(starting_noise, generator=reference)
+    deterministic, state = draws_after(0.0)
+    assert torch.equal(state, reference.get_state())  # no step drew noise
+    stochastic, state = draws_after(1.0)
+    assert not torch.equal(state, reference.get_state()) and (deterministic - stochastic).abs().max() > 1e-3
+    assert torch.equal(draws_after(None)[0], stochastic)  # the scheduler's config: eta 1, the original sampler
+    pipe.scheduler = RadioDiffScheduler.from_config(pipe.scheduler.config, eta=0.0)
+    assert torch.equal(draws_after(None)[0], deterministic)
 
 
 def test_components_that_do_not_fit_together_are_refused(exported_vae):

@@ -167,6 +167,15 @@ def test_evaluate_on_a_pipeline_folder_prints_the_table_and_writes_inside_the_ru
     assert "metrics.json exists; give --overwrite" in capsys.readouterr().err
     assert main(command + ["--overwrite", "--seed", "1"]) == 0
     assert json.loads((out / "metrics.json").read_text())["seed"] == 1
+    assert json.loads((out / "metrics.json").read_text())["eta"] == 1.0  # the exported scheduler's, the original's
+
+    # another eta is another folder, recorded in metrics.json and the table's heading; eta 0 draws no step noise,
+    # so the maps do not depend on the generator's later numbers
+    assert main(command + ["--eta", "0"]) == 0
+    assert "radiodiff formulation, 2 steps, eta 0, seed 0" in capsys.readouterr().out
+    deterministic = json.loads((folder / "evaluation" / "pipeline-val-2steps-eta0" / "metrics.json").read_text())
+    assert deterministic["eta"] == 0.0
+    assert deterministic["rows"]["model"]["metrics"] != summary["rows"]["model"]["metrics"]
 
 
 @pytest.mark.parametrize(
@@ -174,6 +183,7 @@ def test_evaluate_on_a_pipeline_folder_prints_the_table_and_writes_inside_the_ru
     [
         (["--sample-posterior"], "is a pipeline; it applies to a VAE folder only"),
         (["--steps", "0"], "--steps: 0; expected an integer >= 1"),
+        (["--eta", "1.5"], "--eta: 1.5; expected a value in [0, 1]"),
     ],
 )
 def test_evaluate_refuses_options_that_do_not_apply_with_one_line(tiny_run, tmp_path, capsys, extra, message):
@@ -183,9 +193,10 @@ def test_evaluate_refuses_options_that_do_not_apply_with_one_line(tiny_run, tmp_
     assert message in error and error.count("\n") == 1
 
 
-def test_steps_on_a_vae_folder_is_refused(tiny_run, tmp_path, capsys):
-    assert main(["evaluate", "--model", str(tiny_run[0] / "vae"), "--steps", "5", "--out", str(tmp_path)]) == 2
-    assert "sampling steps apply to a pipeline folder" in capsys.readouterr().err
+@pytest.mark.parametrize("option", [["--steps", "5"], ["--eta", "0"]])
+def test_sampling_options_on_a_vae_folder_are_refused(tiny_run, tmp_path, capsys, option):
+    assert main(["evaluate", "--model", str(tiny_run[0] / "vae"), *option, "--out", str(tmp_path)]) == 2
+    assert f"is a VAE folder; {option[0]} applies to a pipeline folder" in capsys.readouterr().err
 
 
 def test_a_pipeline_folder_without_weights_is_one_error_line(tiny_run, tmp_path, capsys):

@@ -98,10 +98,11 @@ def test_the_last_step_adds_no_noise_and_takes_the_posterior_mean_to_t_zero():
     assert torch.allclose(first.prev_sample, x_t + t * x0_hat - math.sqrt(t) * pred_eps)
 
 
+@pytest.mark.parametrize("eta", [1.0, 0.5, 0.0])
 @pytest.mark.parametrize("split_last_step", [True, False])
 @pytest.mark.parametrize("steps", [1, 5, 20])
-def test_a_perfect_predictor_recovers_x0_in_n_steps(steps, split_last_step):
-    scheduler = RadioDiffScheduler(split_last_step=split_last_step)
+def test_a_perfect_predictor_recovers_x0_in_n_steps(steps, split_last_step, eta):
+    scheduler = RadioDiffScheduler(split_last_step=split_last_step, eta=eta)
     generator = torch.Generator().manual_seed(steps)
     x0 = torch.randn(2, 3, 8, 8, generator=generator, dtype=torch.float64)
     sample = scheduler.add_noise(x0, torch.randn_like(x0), torch.tensor(1.0))
@@ -111,9 +112,11 @@ def test_a_perfect_predictor_recovers_x0_in_n_steps(steps, split_last_step):
     assert torch.allclose(sample, x0, atol=1e-10)
 
 
-def test_sampling_with_the_true_x0_keeps_the_forward_marginals():
-    """Every intermediate x_t of the chain has the forward process's law N((1 - t) x0, t)."""
-    scheduler = RadioDiffScheduler()
+@pytest.mark.parametrize("eta", [1.0, 0.5, 0.0])
+def test_sampling_with_the_true_x0_keeps_the_forward_marginals(eta):
+    """Every intermediate x_t of the chain has the forward process's law N((1 - t) x0, t), whatever share of the
+    posterior noise each step draws afresh."""
+    scheduler = RadioDiffScheduler(eta=eta)
     scheduler.set_timesteps(5)
     generator = torch.Generator().manual_seed(0)
     x0 = torch.full((100_000,), 0.5, dtype=torch.float64)
@@ -194,7 +197,7 @@ def test_the_formulation_is_read_off_the_scheduler_class():
 
 
 def test_save_pretrained_round_trips_the_scheduler(tmp_path):
-    scheduler = RadioDiffScheduler(t_min=1e-3, split_last_step=False, num_train_timesteps=500)
+    scheduler = RadioDiffScheduler(t_min=1e-3, split_last_step=False, num_train_timesteps=500, eta=0.3)
     scheduler.save_pretrained(tmp_path)
     assert (tmp_path / "scheduler_config.json").is_file()
     loaded = RadioDiffScheduler.from_pretrained(tmp_path)
@@ -207,3 +210,36 @@ def test_save_pretrained_round_trips_the_scheduler(tmp_path):
 def test_t_min_outside_zero_one_is_refused():
     with pytest.raises(ValueError, match="t_min: 1.5"):
         RadioDiffScheduler(t_min=1.5)
+
+
+def test_eta_one_is_the_original_step_and_eta_zero_draws_no_noise():
+    scheduler = RadioDiffScheduler()
+    scheduler.set_timesteps(4)
+    generator = torch.Generator().manual_seed(4)
+    x_t = torch.randn(3, 2, 4, 4, generator=generator, dtype=torch.float64)
+    prediction = (torch.randn_like(x_t), torch.randn_like(x_t))
+    t, t_next = float(scheduler.times[1]), float(scheduler.times[2])
+    s = t - t_next
+    x0_hat = x_t - prediction[0] * t - math.sqrt(t) * prediction[1]
+    original_mean = x_t + s * x0_hat - s / math.sqrt(t) * prediction[1]  # the Brownian-bridge posterior's mean
+    step = lambda eta, seed: scheduler.step(prediction, scheduler.timesteps[1], x_t, eta=eta,
+                                            generator=torch.Generator().manual_seed(seed)).prev_sample
+    noise = torch.randn(x_t.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    torch.testing.assert_close(step(1.0, 5), original_mean + math.sqrt(s * t_next / t) * noise)
+    torch.testing.assert_close(step(None, 5), step(1.0, 5))  # the config's eta, 1 by default
+    # deterministic: the same x_{t'} for any generator, x0_hat re-noised with eps_hat to t' (plus t (C_hat + x0_hat),
+    # the part of x_t that the two heads' predictions leave unexplained, carried along as the eta = 1 step does)
+    torch.testing.assert_close(step(0.0, 6), step(0.0, 7), rtol=0, atol=0)
+    torch.testing.assert_close(step(0.0, 6), (1 - t_next) * x0_hat + math.sqrt(t_next) * prediction[1]
+                               + t * (prediction[0] + x0_hat))
+
+
+@pytest.mark.parametrize("eta", [-0.1, 1.5])
+def test_eta_outside_zero_one_is_refused(eta):
+    with pytest.raises(ValueError, match=f"eta: {eta}; expected a value in \\[0, 1\\]"):
+        RadioDiffScheduler(eta=eta)
+    scheduler = RadioDiffScheduler()
+    scheduler.set_timesteps(2)
+    sample = torch.zeros(1, 1, 2, 2)
+    with pytest.raises(ValueError, match=f"eta: {eta}"):
+        scheduler.step((sample, sample), scheduler.timesteps[0], sample, eta=eta)

@@ -204,7 +204,11 @@ def test_overwrite_replaces_the_earlier_run_and_keeps_every_checkpoint_of_the_ne
     output_dir = tmp_path / "used"
     overrides = tiny_training_overrides(output_dir, synthetic_cache)
     assert main(overrides) == 0
+    stale = output_dir / "evaluation" / "ema-val" / "metrics.json"  # `radiodiff evaluate` of the earlier model
+    stale.parent.mkdir(parents=True)
+    stale.write_text("{}")
     assert main(["--overwrite", *overrides, "train.max_steps=2", "train.save_every=1", "train.sample_every=1"]) == 0
+    assert not (output_dir / "evaluation").exists()
     assert [step for step, _ in list_checkpoints(output_dir)] == [1, 2]
     assert sorted(p.name for p in (output_dir / "samples").iterdir()) == ["sample-1.png", "sample-2.png"]
     assert json.loads((output_dir / "training_summary.json").read_text())["steps"] == 2

@@ -9,6 +9,7 @@ import datasets
 from ..config import load_config, load_data_config
 from ..data import build_dataset, prepare_data, unaugmented
 from ..latents import encode_latents
+from ..schedulers import RadioDiffScheduler
 from .batches import default_variant, load_vae
 from .evaluate import EvaluationResult, evaluate_vae, metrics_paths, train_subset_summary, write_metrics
 from .gallery import save_gallery
@@ -114,6 +115,7 @@ def run_evaluate(
     overrides: list[str] | None = None,
     steps: int | None = None,
     seed: int = 0,
+    eta: float | None = None,
 ) -> EvaluationResult | PipelineEvaluationResult:
     """Evaluate a saved VAE, or a saved pipeline (a folder with ``model_index.json``), on a split; write ``out``
     (metrics JSON), ``per_image.csv`` and, with ``gallery``, ``gallery.png``.
@@ -121,7 +123,8 @@ def run_evaluate(
     Defaults are the trainer's: the run's own ``config.yaml``, for a VAE its EMA weights when present, and
     ``OUTPUT_DIR/evaluation/<variant>-<split>/`` (a pipeline: ``pipeline-<split>-<steps>steps/``) as the output.
     An existing ``metrics.json`` there is replaced only with ``overwrite``. ``steps`` (sampling steps, default 5)
-    is a pipeline's; ``seed`` seeds a pipeline's samples, or a VAE's posterior samples with ``sample_posterior``.
+    and ``eta`` (RadioDiff's sampler's share of the posterior noise, default the pipeline's scheduler's) are a
+    pipeline's; ``seed`` seeds a pipeline's samples, or a VAE's posterior samples with ``sample_posterior``.
     """
     if is_pipeline_folder(model_dir):
         if sample_posterior:
@@ -129,11 +132,12 @@ def run_evaluate(
         return run_evaluate_pipeline(
             model_dir, config_path, variant=variant, split=split, out=out, batch_size=batch_size, device=device,
             steps=5 if steps is None else steps, seed=seed, gallery=gallery, overwrite=overwrite,
-            overrides=overrides,
+            overrides=overrides, eta=eta,
         )
-    if steps is not None:
-        raise ValueError(f"--steps: {model_dir} is a VAE folder; sampling steps apply to a pipeline folder "
-                         "(one with model_index.json)")
+    for option, value in (("--steps", steps), ("--eta", eta)):
+        if value is not None:
+            raise ValueError(f"{option}: {model_dir} is a VAE folder; {option} applies to a pipeline folder "
+                             "(one with model_index.json)")
     variant = resolve_variant(model_dir, variant)
     config_path = resolve_config(model_dir, config_path)
     target = Path(out) if out is not None else default_evaluation_out(model_dir, variant, split)
@@ -172,17 +176,26 @@ def run_evaluate_pipeline(
     gallery: int = 0,
     overwrite: bool = False,
     overrides: list[str] | None = None,
+    eta: float | None = None,
 ) -> PipelineEvaluationResult:
     """The pipeline branch of :func:`run_evaluate`: the model, the VAE ceiling and the physics baseline."""
     if steps < 1:
         raise ValueError(f"--steps: {steps}; expected an integer >= 1")
+    if eta is not None and not 0.0 <= eta <= 1.0:
+        raise ValueError(f"--eta: {eta}; expected a value in [0, 1] (1: the original sampler, 0: deterministic)")
     variant = None if variant == MAIN_VARIANT else variant
     config_path = resolve_config(pipeline_dir, config_path)
     target = Path(out) if out is not None else (
-        Path(pipeline_dir).parent / EVALUATION_FOLDER / f"pipeline-{split}-{steps}steps"
+        Path(pipeline_dir).parent / EVALUATION_FOLDER
+        / f"pipeline-{split}-{steps}steps{'' if eta is None else '-eta' + format(eta, 'g')}"
     )
     json_path, csv_path = refuse_existing(target, overwrite)
     pipeline = load_pipeline(pipeline_dir, variant)
+    if eta is not None:
+        if pipeline.formulation != "radiodiff":
+            raise ValueError(f"--eta: {pipeline_dir} samples by flow matching, whose Euler sampler draws no noise; "
+                             "--eta applies to RadioDiff's sampler")
+        pipeline.scheduler = RadioDiffScheduler.from_config(pipeline.scheduler.config, eta=eta)
     # the data section only: a second-stage config.yaml has other sections than the first stage's
     data = load_data_config(config_path, overrides)
     prepare_data(data)

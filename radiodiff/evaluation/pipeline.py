@@ -44,6 +44,7 @@ class PipelineEvaluationResult:
         formulation: ``"radiodiff"`` or ``"flow_matching"``.
         seed: the seed of map ``i``'s generator is ``seed + i``.
         split: the split evaluated.
+        eta: RadioDiff's sampler's share of the posterior noise (its scheduler's ``eta``); None for flow matching.
     """
 
     names: list[str]
@@ -54,6 +55,7 @@ class PipelineEvaluationResult:
     formulation: str
     seed: int
     split: str = "val"
+    eta: float | None = None
 
     @property
     def num_maps(self) -> int:
@@ -74,6 +76,7 @@ class PipelineEvaluationResult:
             "num_maps": self.num_maps,
             "formulation": self.formulation,
             "num_inference_steps": self.num_inference_steps,
+            "eta": self.eta,
             "seed": self.seed,
             "rows": rows,
         }
@@ -195,6 +198,7 @@ def evaluate_pipeline(
         formulation=pipeline.formulation,
         seed=seed,
         split=split,
+        eta=pipeline.scheduler.config.get("eta") if pipeline.formulation == "radiodiff" else None,
     )
 
 
@@ -227,7 +231,8 @@ def format_pipeline_summary(summary: dict[str, Any]) -> str:
     """The three rows of a pipeline's ``metrics.json`` as a Markdown table (means, and NMSE's 95% interval)."""
     lines = [
         f"{summary['num_maps']} maps of split {summary['split']!r}, {summary['formulation']} formulation, "
-        f"{summary['num_inference_steps']} steps, seed {summary['seed']}",
+        f"{summary['num_inference_steps']} steps"
+        f"{'' if summary.get('eta') is None else ', eta ' + format(summary['eta'], 'g')}, seed {summary['seed']}",
         "",
         "| | NMSE | NMSE 95% CI | RMSE | SSIM | PSNR (dB) | s/map | NFE |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",

@@ -40,7 +40,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             attention_head_dim=16,
             norm_num_groups=8,
         ),
-        "condition_encoder": dict(hidden_channels=32, num_res_blocks=1, out_channels=8, norm_num_groups=8),
+        "condition_encoder": dict(hidden_channels=32, num_res_blocks=1, out_channels=64, norm_num_groups=8),
     },
 }
 

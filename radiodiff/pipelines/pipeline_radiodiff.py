@@ -169,6 +169,7 @@ class RadioDiffPipeline(DiffusionPipeline):
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        eta: float | None = None,
     ) -> ImagePipelineOutput | tuple:
         r"""Generate radio maps.
 
@@ -183,6 +184,8 @@ class RadioDiffPipeline(DiffusionPipeline):
             output_type (`str`, defaults to `"pil"`): `"pil"` (mode L images), `"np"` (B, H, W, 1) or `"pt"`
                 (B, 1, H, W), all on [0, 1].
             return_dict (`bool`, defaults to `True`): return an [`~diffusers.ImagePipelineOutput`] instead of a tuple.
+            eta (`float`, *optional*): RadioDiff's sampler only: the share of the posterior noise each step draws
+                (1: the original sampler, 0: deterministic); the scheduler's config ``eta`` when None.
         """
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"output_type: {output_type!r}; expected 'pil', 'np' or 'pt'")
@@ -199,12 +202,15 @@ class RadioDiffPipeline(DiffusionPipeline):
         latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
 
         predicts_c_and_eps = self.formulation == "radiodiff"
+        if eta is not None and not predicts_c_and_eps:
+            raise ValueError(f"eta: {eta}; only RadioDiff's sampler takes eta, and this pipeline's is flow matching")
+        step_options = {"eta": eta} if eta is not None else {}
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         for timestep in self.progress_bar(self.scheduler.timesteps):
             model_output = self.unet(torch.cat([latents, condition], dim=1), timestep).sample
             if predicts_c_and_eps:
                 model_output = model_output.chunk(2, dim=1)
-            latents = self.scheduler.step(model_output, timestep, latents, generator=generator).prev_sample
+            latents = self.scheduler.step(model_output, timestep, latents, generator=generator, **step_options).prev_sample
 
         latents = denormalize_latents(latents, self.vae.config).to(self.vae.dtype)
         radio_maps = self.vae.decode(latents).sample

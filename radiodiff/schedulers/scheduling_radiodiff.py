@@ -36,6 +36,12 @@ def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values.reshape(values.shape + (1,) * (like.ndim - values.ndim))
 
 
+def _check_eta(eta: float) -> float:
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta: {eta}; expected a value in [0, 1] (1: the original sampler, 0: deterministic)")
+    return eta
+
+
 class RadioDiffScheduler(SchedulerMixin, ConfigMixin):
     r"""The sampler and forward process of RadioDiff's second stage.
 
@@ -49,15 +55,22 @@ class RadioDiffScheduler(SchedulerMixin, ConfigMixin):
         split_last_step (`bool`, defaults to `True`): split the last of the N uniform steps into
             ``(1/N - t_min, t_min)``, as the original sampler's ``denoise=True`` does (N + 1 denoiser calls);
             ``False`` takes N equal steps.
+        eta (`float`, defaults to 1.0): the share of the posterior's noise each step draws, as DDIM's eta:
+            1 is the original sampler (the Brownian-bridge posterior), 0 a deterministic sampler that moves x_t
+            to ``(1 - t') x0_hat + sqrt(t') eps_hat``; in between, the noise taken out of the step's
+            ``eps_hat`` term is put back as fresh noise, so x_{t'} keeps the forward process's variance.
     """
 
     config_name = "scheduler_config.json"
     order = 1
 
     @register_to_config
-    def __init__(self, num_train_timesteps: int = 1000, t_min: float = 1e-4, split_last_step: bool = True):
+    def __init__(
+        self, num_train_timesteps: int = 1000, t_min: float = 1e-4, split_last_step: bool = True, eta: float = 1.0
+    ):
         if not 0.0 < t_min < 1.0:
             raise ValueError(f"t_min: {t_min}; expected a value in (0, 1)")
+        _check_eta(eta)
         # empty until set_timesteps: step refuses timesteps it was not given
         self.num_inference_steps: int | None = None
         self.times = torch.empty(0, dtype=torch.float64)
@@ -97,6 +110,7 @@ class RadioDiffScheduler(SchedulerMixin, ConfigMixin):
         sample: torch.Tensor,
         generator: torch.Generator | list[torch.Generator] | None = None,
         return_dict: bool = True,
+        eta: float | None = None,
     ) -> RadioDiffSchedulerOutput | tuple[torch.Tensor, torch.Tensor]:
         r"""One step from t to t - s.
 
@@ -106,6 +120,7 @@ class RadioDiffScheduler(SchedulerMixin, ConfigMixin):
             sample (`torch.Tensor`): x_t.
             generator (`torch.Generator`, *optional*): the only source of the step's noise.
             return_dict (`bool`, defaults to `True`): return a [`RadioDiffSchedulerOutput`] rather than a tuple.
+            eta (`float`, *optional*): this step's share of the posterior noise; the config's ``eta`` when None.
         """
         if not isinstance(model_output, (tuple, list)) or len(model_output) != 2:
             raise ValueError(
@@ -117,12 +132,17 @@ class RadioDiffScheduler(SchedulerMixin, ConfigMixin):
         t = float(self.times[index])
         t_next = float(self.times[index + 1]) if index + 1 < len(self.times) else 0.0
         s = t - t_next
+        eta = self.config.eta if eta is None else _check_eta(eta)
         pred_original_sample = sample - pred_c * t - t**0.5 * pred_eps
-        # the mean of the Brownian-bridge posterior q(x_{t-s} | x_t, x0), with x0 and eps predicted
-        prev_sample = sample + s * pred_original_sample - (s / t**0.5) * pred_eps
-        if t_next > 0.0:
+        # x_t's noise sqrt(t) eps shrinks to sqrt(t_next - variance), the rest drawn afresh: with eta = 1 this is
+        # the mean of the Brownian-bridge posterior q(x_{t-s} | x_t, x0) (eps coefficient s / sqrt(t)) and its
+        # variance s t_next / t, with x0 and eps predicted
+        variance = eta**2 * s * t_next / t
+        eps_coefficient = t**0.5 - max(t_next - variance, 0.0) ** 0.5
+        prev_sample = sample + s * pred_original_sample - eps_coefficient * pred_eps
+        if t_next > 0.0 and variance > 0.0:
             noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
-            prev_sample = prev_sample + (s * t_next / t) ** 0.5 * noise
+            prev_sample = prev_sample + variance**0.5 * noise
         if not return_dict:
             return prev_sample, pred_original_sample
         return RadioDiffSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)

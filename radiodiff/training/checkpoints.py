@@ -124,7 +124,9 @@ def check_output_dir(
 
     A fresh run there would prune the earlier run's checkpoints (or its own), replace its export, and a later
     ``--resume latest`` could continue the wrong run. With ``overwrite``, the main process deletes the earlier
-    run's checkpoints, its ``exported`` model folders and its sample sheets before anything is written.
+    run's checkpoints, its ``exported`` model folders, its sample sheets and the ``evaluation/`` results of its
+    models (``radiodiff evaluate``'s default output: they would stand beside the new run as if they were its own)
+    before anything is written.
     """
     output_dir = Path(output_dir)
     if resume is not None:
@@ -133,7 +135,7 @@ def check_output_dir(
         return
     if overwrite:
         if is_main_process:
-            for earlier in ("checkpoints", *exported, "samples"):
+            for earlier in ("checkpoints", *exported, "samples", "evaluation"):
                 shutil.rmtree(output_dir / earlier, ignore_errors=True)
         return
     checkpoints = list_checkpoints(output_dir)

@@ -169,7 +169,9 @@ class LDMTrainer(Trainer):
             self.ema.to(device)
         self.scheduler = build_scheduler(config.denoiser.formulation)
         if isinstance(self.scheduler, RadioDiffScheduler):
-            self.scheduler = RadioDiffScheduler(split_last_step=config.diffusion.split_last_step)
+            self.scheduler = RadioDiffScheduler(
+                split_last_step=config.diffusion.split_last_step, eta=config.diffusion.eta
+            )
         # spread over the split, so that the sheet shows several cities rather than one city's transmitters
         count = min(train.num_sample_images, len(val_set))
         self.sample_items = [val_set[i * len(val_set) // count] for i in range(count)]
