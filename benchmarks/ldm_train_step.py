@@ -84,7 +84,6 @@ def measure_variant(variant: str, args: argparse.Namespace, scratch: Path) -> di
     row = measure_step(training_step, bare_denoiser_step, args, config, rss_before)
     return {
         **row,
-        "images_per_s": config.train.batch_size * config.train.gradient_accumulation_steps / (row["ms_per_step"] / 1e3),
         "parameters": sum(p.numel() for p in trainer.raw_model.parameters()),
     }
 

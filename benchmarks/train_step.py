@@ -112,7 +112,7 @@ def measure_step(
     training_step: Callable[[], None], bare_step: Callable[[], None], args: argparse.Namespace, config, rss_before: int
 ) -> dict:
     """Time ``training_step`` against ``bare_step`` (medians), then count one step's model FLOPs (eager only: a
-    compiled graph hides its ops from the counter); the row's columns but images/s, which the caller knows."""
+    compiled graph hides its ops from the counter); the row's columns but the model's parameter count."""
     import torch
     from flops import flop_counter_mode
 
@@ -138,6 +138,7 @@ def measure_step(
     return {
         "device": device_name,
         "ms_per_step": 1e3 * step_median,
+        "images_per_s": config.train.batch_size * config.train.gradient_accumulation_steps / step_median,
         "peak_memory_mib": peak_memory / 2**20,
         "gflop_per_step": flops / 1e9 if flops else None,
         "achieved_tflops": achieved,
@@ -177,7 +178,6 @@ def measure_variant(config_path: str | None, overrides: list[str], args: argpars
         trainer.vae.zero_grad(set_to_none=True)
 
     row = measure_step(training_step, bare_vae_step, args, config, rss_before)
-    row["images_per_s"] = config.train.batch_size * config.train.gradient_accumulation_steps / (row["ms_per_step"] / 1e3)
     return {
         **row,
         "vae_parameters": sum(p.numel() for p in trainer.raw_vae.parameters()),

@@ -9,7 +9,7 @@ import datasets
 from ..config import load_config, load_data_config
 from ..data import build_dataset, prepare_data, unaugmented
 from ..latents import encode_latents
-from ..schedulers import RadioDiffScheduler
+from ..schedulers import RadioDiffScheduler, check_eta
 from .batches import default_variant, load_vae
 from .evaluate import EvaluationResult, evaluate_vae, metrics_paths, train_subset_summary, write_metrics
 from .gallery import save_gallery
@@ -181,8 +181,11 @@ def run_evaluate_pipeline(
     """The pipeline branch of :func:`run_evaluate`: the model, the VAE ceiling and the physics baseline."""
     if steps < 1:
         raise ValueError(f"--steps: {steps}; expected an integer >= 1")
-    if eta is not None and not 0.0 <= eta <= 1.0:
-        raise ValueError(f"--eta: {eta}; expected a value in [0, 1] (1: the original sampler, 0: deterministic)")
+    if eta is not None:
+        try:
+            check_eta(eta)
+        except ValueError as error:
+            raise ValueError(f"--{error}") from None
     variant = None if variant == MAIN_VARIANT else variant
     config_path = resolve_config(pipeline_dir, config_path)
     target = Path(out) if out is not None else (

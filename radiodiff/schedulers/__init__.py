@@ -11,7 +11,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from .scheduling_radiodiff import RadioDiffScheduler, RadioDiffSchedulerOutput
+from .scheduling_radiodiff import RadioDiffScheduler, RadioDiffSchedulerOutput, check_eta
 
 FORMULATIONS = {"radiodiff": RadioDiffScheduler, "flow_matching": FlowMatchEulerDiscreteScheduler}
 
@@ -51,6 +51,7 @@ __all__ = [
     "RadioDiffScheduler",
     "RadioDiffSchedulerOutput",
     "build_scheduler",
+    "check_eta",
     "flow_matching_noisy_sample",
     "formulation_of",
 ]

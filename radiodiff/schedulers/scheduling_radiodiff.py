@@ -36,7 +36,8 @@ def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values.reshape(values.shape + (1,) * (like.ndim - values.ndim))
 
 
-def _check_eta(eta: float) -> float:
+def check_eta(eta: float) -> float:
+    """``eta`` if it is in [0, 1]; otherwise a ValueError that names it (the one range check of eta)."""
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta: {eta}; expected a value in [0, 1] (1: the original sampler, 0: deterministic)")
     return eta
@@ -70,7 +71,7 @@ class RadioDiffScheduler(SchedulerMixin, ConfigMixin):
     ):
         if not 0.0 < t_min < 1.0:
             raise ValueError(f"t_min: {t_min}; expected a value in (0, 1)")
-        _check_eta(eta)
+        check_eta(eta)
         # empty until set_timesteps: step refuses timesteps it was not given
         self.num_inference_steps: int | None = None
         self.times = torch.empty(0, dtype=torch.float64)
@@ -132,7 +133,7 @@ class RadioDiffScheduler(SchedulerMixin, ConfigMixin):
         t = float(self.times[index])
         t_next = float(self.times[index + 1]) if index + 1 < len(self.times) else 0.0
         s = t - t_next
-        eta = self.config.eta if eta is None else _check_eta(eta)
+        eta = self.config.eta if eta is None else check_eta(eta)
         pred_original_sample = sample - pred_c * t - t**0.5 * pred_eps
         # x_t's noise sqrt(t) eps shrinks to sqrt(t_next - variance), the rest drawn afresh: with eta = 1 this is
         # the mean of the Brownian-bridge posterior q(x_{t-s} | x_t, x0) (eps coefficient s / sqrt(t)) and its
