@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .config import ConfigError
+from .config import ConfigError, parse_arguments
 
 SubcommandAdder = Callable[[argparse._SubParsersAction], None]
 
@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(build_parser(), argv)
     try:
         return int(args.run(args) or 0)
     except (ConfigError, FileNotFoundError, FileExistsError, ValueError) as error:

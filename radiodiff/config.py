@@ -5,6 +5,7 @@ Every other module receives these typed objects and never digs through nested di
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import types
@@ -66,6 +67,8 @@ class LossConfig:
     disc_factor: float = 1.0
     disc_loss: Literal["hinge", "vanilla"] = "hinge"
     perceptual_weight: float = 0.0
+    # weight of |x - x̂| beside (x - x̂)^2 in the reconstruction loss: 1 is the original's sum, 0 a plain squared error
+    l1_weight: float = 1.0
     logvar_init: float = 0.0
     learn_logvar: bool = False
 
@@ -379,6 +382,10 @@ def _check_values(config: Config) -> Config:
     """Checks that span keys or ranges, after the types are right."""
     _check_train(config)
     _check_counts(config, _POSITIVE_VAE, ())
+    for name in ("kl_weight", "disc_weight", "perceptual_weight", "l1_weight"):
+        if not getattr(config.loss, name) >= 0.0:
+            raise ConfigError(f"loss.{name}: expected a weight of 0 or more, got {getattr(config.loss, name)}",
+                              key=f"loss.{name}")
     channels = config.model.block_out_channels
     if not channels or any(c < 1 or c % config.model.norm_num_groups for c in channels):
         raise ConfigError(
@@ -438,6 +445,20 @@ def config_from_dict(values: Mapping[str, Any], schema: type = Config) -> Any:
         raise ConfigError(f"expected a mapping at the top of the config, got {type(values).__name__}")
     check = _check_ldm_values if schema is LDMConfig else _check_values
     return check(_build(schema, values))
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """``parser.parse_args``, except that ``key=value`` overrides may also follow options (``a=1 --overwrite b=2``).
+
+    argparse fills a ``nargs="*"`` positional once, so overrides after an option were refused as unrecognised; here
+    they join ``overrides`` in the order given. Anything else unknown is still argparse's usual error.
+    """
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or any(token.startswith("-") or "=" not in token for token in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
+    return args
 
 
 def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

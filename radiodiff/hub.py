@@ -235,6 +235,8 @@ def _training_rows(run: TrainingRun) -> list[tuple[str, str]]:
             ("batch size x accumulation", f"{train.batch_size} x {train.gradient_accumulation_steps}"),
             ("learning rate", f"{train.lr:g} ({train.lr_schedule}, min {train.min_lr:g}), AdamW "
              f"betas ({train.adam_beta1:g}, {train.adam_beta2:g})"),
+            ("reconstruction loss", f"{loss.l1_weight:g} x L1 + L2" if loss.l1_weight else "L2"),
+            ("gradient clipping", f"norm {train.max_grad_norm:g}" if train.max_grad_norm else "off"),
             ("KL weight", f"{loss.kl_weight:g}"),
             ("GAN", f"{loss.disc_loss} loss, weight {loss.disc_weight:g}, from step {loss.disc_start}"),
             ("perceptual weight", f"{loss.perceptual_weight:g}"),

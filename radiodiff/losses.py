@@ -83,7 +83,7 @@ class VAEGANLoss(nn.Module):
 
     Generator objective, as latent-diffusion computes it:
     ``nll + kl_weight * kl + adaptive_weight * disc_weight * disc_factor * g_loss`` with
-    ``rec = |x - x̂| + (x - x̂)^2 (+ perceptual_weight * LPIPS)``, ``nll = sum(rec / exp(logvar) + logvar) / B``,
+    ``rec = l1_weight * |x - x̂| + (x - x̂)^2 (+ perceptual_weight * LPIPS)``, ``nll = sum(rec / exp(logvar) + logvar) / B``,
     ``kl = sum(KL(q(z|x) || N(0, I))) / B``, ``g_loss = -mean(D(x̂))`` and
     ``adaptive_weight = clamp(|grad nll| / (|grad g_loss| + 1e-4), 0, 1e4)`` at the decoder's last layer.
 
@@ -97,6 +97,8 @@ class VAEGANLoss(nn.Module):
         disc_factor (`float`): adversarial factor from ``disc_start`` on (0 before).
         disc_loss (`str`): ``"hinge"`` or ``"vanilla"`` (softplus) for the discriminator.
         perceptual_weight (`float`): weight of LPIPS in the reconstruction term; 0 disables it.
+        l1_weight (`float`): weight of the absolute error beside the squared one; 1 is latent-diffusion's sum, 0 a
+            plain squared error (the mean, not the median, of what the decoder cannot tell apart: better PSNR).
         logvar_init (`float`): initial value of the scalar log-variance.
         learn_logvar (`bool`): train the log-variance (the original's optimizer effectively never did).
         perceptual_model (`nn.Module`, *optional*): a ready LPIPS-like module ``(x, x̂) -> (B,1,1,1)``;
@@ -111,6 +113,7 @@ class VAEGANLoss(nn.Module):
         disc_factor: float = 1.0,
         disc_loss: str = "hinge",
         perceptual_weight: float = 0.0,
+        l1_weight: float = 1.0,
         logvar_init: float = 0.0,
         learn_logvar: bool = False,
         perceptual_model: nn.Module | None = None,
@@ -126,6 +129,7 @@ class VAEGANLoss(nn.Module):
             hinge_d_loss if disc_loss == "hinge" else vanilla_d_loss
         )
         self.perceptual_weight = perceptual_weight
+        self.l1_weight = l1_weight
         if perceptual_weight > 0 and perceptual_model is None:
             perceptual_model = build_perceptual_loss(pretrained=True)
         self.perceptual = perceptual_model if perceptual_weight > 0 else None
@@ -139,9 +143,9 @@ class VAEGANLoss(nn.Module):
         return self.disc_factor_at(step) > 0.0
 
     def reconstruction_loss(self, gain_map: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
-        """Per-pixel ``|x - x̂| + (x - x̂)^2``, plus the weighted perceptual distance when enabled."""
+        """Per-pixel ``l1_weight * |x - x̂| + (x - x̂)^2``, plus the weighted perceptual distance when enabled."""
         error = gain_map - reconstruction
-        rec_loss = error.abs() + error.square()
+        rec_loss = error.square() if self.l1_weight == 0 else self.l1_weight * error.abs() + error.square()
         if self.perceptual is not None:
             rec_loss = rec_loss + self.perceptual_weight * self.perceptual(gain_map, reconstruction)
         return rec_loss

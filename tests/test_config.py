@@ -118,6 +118,8 @@ def test_original_yaml_that_autoencoderkl_cannot_express_is_refused(tmp_path, or
         ("train.num_sample_images=-1", "train.num_sample_images: expected a count of 0 or more, got -1"),
         ("train.latent_scale_maps=-4", "train.latent_scale_maps: expected a count of 0 or more"),
         ("train.checkpoints_total_limit=0", "train.checkpoints_total_limit: expected a positive integer or null"),
+        ("loss.l1_weight=-1", "loss.l1_weight: expected a weight of 0 or more, got -1"),
+        ("loss.disc_weight=-0.5", "loss.disc_weight: expected a weight of 0 or more, got -0.5"),
     ],
 )
 def test_values_out_of_range_are_rejected(override, expected):
@@ -175,3 +177,22 @@ def test_second_stage_eta_outside_zero_one_or_with_flow_matching_is_an_error(ove
     with pytest.raises(ConfigError, match=expected) as error:
         read_ldm_config(None, ["vae.path=outputs/quickstart/vae", *overrides])
     assert error.value.key == "diffusion.eta"
+
+
+def test_overrides_may_follow_an_option_in_both_trainers_and_the_cli(capsys):
+    from radiodiff.cli import build_parser as build_cli_parser
+    from radiodiff.config import parse_arguments
+    from radiodiff.training.entry import LDM_COMMAND, build_parser
+
+    args = parse_arguments(build_parser(), ["--config", "c.yaml", "a.b=1", "--overwrite", "c.d=2", "e=3"])
+    assert args.overwrite and args.overrides == ["a.b=1", "c.d=2", "e=3"]
+    args = parse_arguments(build_parser(LDM_COMMAND), ["x=1", "--resume", "latest", "y=2"])
+    assert args.resume == "latest" and args.overrides == ["x=1", "y=2"]
+    args = parse_arguments(build_cli_parser(), ["evaluate", "--model", "m", "a=1", "--split", "test", "b=2"])
+    assert args.split == "test" and args.overrides == ["a=1", "b=2"]
+    # anything that is not an override is still refused, naming it
+    for argv in (["a=1", "--overwrite", "--bogus"], ["a=1", "--overwrite", "stray"]):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_arguments(build_parser(), argv)
+        assert exit_info.value.code == 2
+        assert f"unrecognized arguments: {argv[-1]}" in capsys.readouterr().err

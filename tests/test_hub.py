@@ -118,6 +118,14 @@ def test_the_card_describes_architecture_training_evaluation_and_sample(training
     assert "| SSIM | 0.912 ± 0.03 | [0.906, 0.918] | higher |" in text
     assert "96 maps of the `val` split with the `ema` weights." in text
     assert "![The trainer's sample at its last milestone](samples/sample-10.png)" in text
+    assert "| reconstruction loss | 1 x L1 + L2 |" in text and "| gradient clipping | off |" in text
+
+
+def test_the_card_names_a_squared_error_loss_and_the_clipping_norm(training_run):
+    config = load_config(training_run / "config.yaml", ["loss.l1_weight=0", "train.max_grad_norm=0.5"])
+    save_config(config, training_run / "config.yaml")
+    text = render_model_card(training_run).text
+    assert "| reconstruction loss | L2 |" in text and "| gradient clipping | norm 0.5 |" in text
 
 
 def test_the_card_shows_how_to_load_the_vae_and_its_ema_variant(training_run):

@@ -38,6 +38,18 @@ def test_nll_and_kl_follow_the_original_definitions(tiny_vae, gain_maps):
     assert set(logs) == GENERATOR_KEYS
 
 
+@pytest.mark.parametrize("l1_weight", [0.0, 0.25])
+def test_l1_weight_scales_the_absolute_error_and_0_leaves_a_squared_error(tiny_vae, gain_maps, l1_weight):
+    reconstruction, posterior = forward(tiny_vae, gain_maps)
+    _, logs = VAEGANLoss(disc_start=10**9, l1_weight=l1_weight).generator_loss(
+        gain_maps, reconstruction, posterior, step=0
+    )
+    error = gain_maps - reconstruction
+    per_pixel = l1_weight * error.abs() + error**2
+    torch.testing.assert_close(logs["rec_loss"], per_pixel.mean().detach())
+    torch.testing.assert_close(logs["nll_loss"], per_pixel.sum().detach() / 2)
+
+
 def test_adaptive_weight_equals_a_hand_computation(tiny_vae, gain_maps, discriminator):
     loss_fn = VAEGANLoss(disc_start=0, disc_weight=0.5, kl_weight=1e-6)
     reconstruction, posterior = forward(tiny_vae, gain_maps)

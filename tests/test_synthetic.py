@@ -120,10 +120,22 @@ def test_synth_writes_the_radiomapseer_layout(tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "gain" / "DPM" / "1_2.png")), city.gain_maps[2])
 
 
-def test_synth_output_is_identical_for_one_and_two_workers(tmp_path):
+def test_synth_output_is_identical_for_one_and_two_workers_which_are_spawned(tmp_path, monkeypatch):
+    import multiprocessing
+
+    start_methods = []
+    get_context = multiprocessing.get_context
+
+    def recording_get_context(method=None):
+        start_methods.append(method)
+        return get_context(method)
+
+    monkeypatch.setattr(multiprocessing, "get_context", recording_get_context)
     for workers in (1, 2):
         synthesize(tmp_path / f"w{workers}", maps=5, tx_per_map=2, size=32, seed=7, workers=workers)
     assert _tree(tmp_path / "w1") == _tree(tmp_path / "w2")
+    # not forked: a fork of the trainer's process, whose torch thread pools are running, can hang
+    assert start_methods == ["spawn"]
 
 
 def test_synth_preview_shows_cities_beside_their_gain_maps(tmp_path):

@@ -342,11 +342,22 @@ def test_compile_is_regional_and_leaves_the_adaptive_weight_s_layer_eager(tmp_pa
     assert vae.decoder.conv_out._compiled_call_impl is None and vae.decoder.conv_out.weight is vae.last_layer_weight
 
 
-def test_pruning_never_removes_a_checkpoint_of_the_running_branch(tmp_path, synthetic_cache):
+def test_resuming_an_earlier_checkpoint_sets_the_abandoned_branch_aside_and_prunes_only_the_new_one(
+    tmp_path, synthetic_cache, capsys
+):
     output_dir = tmp_path / "branch"
     overrides = tiny_training_overrides(output_dir, synthetic_cache)
     train(load_config(None, overrides))
+    abandoned = (output_dir / "checkpoints" / "checkpoint-8" / "trainer_state.json").read_text()
     # resumed from step 4 by path, with the later checkpoint-8 of the first run still in the folder
     resumed = load_config(None, overrides + ["train.max_steps=6", "train.save_every=1", "train.checkpoints_total_limit=2"])
     train(resumed, resume=str(output_dir / "checkpoints" / "checkpoint-4"))
-    assert [step for step, _ in list_checkpoints(output_dir)] == [5, 6, 8]
+    assert "resuming from step 4: the checkpoints of later steps (8) belong to the branch" in capsys.readouterr().out
+    assert [step for step, _ in list_checkpoints(output_dir)] == [5, 6]
+    # kept whole, where neither --resume latest nor pruning looks
+    (aside,) = (output_dir / "checkpoints").glob("abandoned-4-*")
+    assert (aside / "checkpoint-8" / "trainer_state.json").read_text() == abandoned
+    # so that --resume latest continues the new branch, not the abandoned one
+    train(load_config(None, overrides + ["train.max_steps=7", "train.save_every=1"]), resume="latest")
+    assert f"Resumed from {output_dir / 'checkpoints' / 'checkpoint-6'} at step 6" in capsys.readouterr().out
+    assert [step for step, _ in list_checkpoints(output_dir)][-1] == 7

@@ -122,7 +122,8 @@ def _run_jobs(job: _Job, maps: int, workers: int) -> Iterator[list[dict] | None]
     if workers <= 1:
         yield from tqdm(map(job, range(maps)), **progress)
         return
-    with multiprocessing.get_context().Pool(workers) as pool:
+    # spawned, not forked: a fork of a process that already runs torch's thread pools (the trainer) can hang
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
         # in order, so that the datasets rows come out in map order whatever the scheduling
         yield from tqdm(pool.imap(job, range(maps), chunksize=max(1, maps // (8 * workers))), **progress)
 

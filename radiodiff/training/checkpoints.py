@@ -20,6 +20,7 @@ import os
 import pickle
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -126,12 +127,15 @@ def check_output_dir(
     ``--resume latest`` could continue the wrong run. With ``overwrite``, the main process deletes the earlier
     run's checkpoints, its ``exported`` model folders, its sample sheets and the ``evaluation/`` results of its
     models (``radiodiff evaluate``'s default output: they would stand beside the new run as if they were its own)
-    before anything is written.
+    before anything is written. A resume by path sets the folder's later checkpoints aside
+    (:func:`set_aside_newer_checkpoints`).
     """
     output_dir = Path(output_dir)
     if resume is not None:
         if overwrite:
             raise CheckpointError("--resume and --overwrite contradict each other: choose one")
+        if resume != "latest" and is_main_process:
+            set_aside_newer_checkpoints(output_dir, Path(resume))
         return
     if overwrite:
         if is_main_process:
@@ -145,6 +149,29 @@ def check_output_dir(
             f"{output_dir} already holds checkpoints of an earlier run (steps {steps}); continue it with "
             f"--resume latest, or start afresh with --overwrite (deletes them and the exported models)"
         )
+
+
+def set_aside_newer_checkpoints(output_dir: str | Path, resume_path: Path) -> Path | None:
+    """Move this folder's checkpoints of steps after ``resume_path``'s into ``checkpoints/abandoned-<step>-<time>/``.
+
+    Resuming from an earlier checkpoint starts a new branch of the run; the later checkpoints of the branch it leaves
+    would otherwise stay the newest, so a later ``--resume latest`` would continue the abandoned branch (and pruning
+    would never reach them). They are kept, not deleted, outside what ``--resume latest`` and pruning look at.
+    Returns the folder they were moved to, or None when there were none.
+    """
+    step = TrainerState.from_file(resume_path / STATE_FILE).step
+    newer = [(later, path) for later, path in list_checkpoints(output_dir) if later > step]
+    if not newer:
+        return None
+    aside = checkpoints_root(output_dir) / f"abandoned-{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+    aside.mkdir()
+    for _, path in newer:
+        os.replace(path, aside / path.name)
+    print(
+        f"resuming from step {step}: the checkpoints of later steps ({', '.join(str(s) for s, _ in newer)}) belong "
+        f"to the branch this resume leaves; moved to {aside}, so that --resume latest continues this one"
+    )
+    return aside
 
 
 def _fsync_tree(root: Path) -> None:

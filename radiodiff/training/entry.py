@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import ConfigError, read_config, read_ldm_config
+from ..config import ConfigError, parse_arguments, read_config, read_ldm_config
 from .checkpoints import CheckpointError, error_summary, newest_checkpoint_note
 
 
@@ -97,7 +97,7 @@ def main_ldm(argv: list[str] | None = None) -> int:
 
 
 def run_command(stage: StageCommand, argv: list[str] | None) -> int:
-    args = build_parser(stage).parse_args(argv)
+    args = parse_arguments(build_parser(stage), argv)
     # imported here so that `--help` comes back fast
     from .. import training
     from .trainer import TrainingError
