@@ -1,5 +1,5 @@
 """Run under `torchrun --nproc_per_node 2`: trains a tiny config of one stage ("vae" or "ldm") and writes each rank's
-trained weights to its own file."""
+trained weights to its own file. A first override ``--resume=CHECKPOINT`` resumes that checkpoint first."""
 
 import sys
 from pathlib import Path
@@ -12,11 +12,14 @@ from radiodiff.training.vae_trainer import build_trainer
 
 
 def main(stage: str, output_dir: str, overrides: list[str]) -> None:
+    resume = overrides.pop(0).removeprefix("--resume=") if overrides and overrides[0].startswith("--resume=") else None
     if stage == "vae":
         trainer = build_trainer(load_config(None, overrides))
     else:
         trainer = build_ldm_trainer(read_ldm_config(None, overrides)[0])
     accelerator = trainer.accelerator
+    if resume is not None:
+        trainer.resume(Path(resume))
     trainer.run()
     rank = accelerator.process_index
     # parameters, not buffers: BatchNorm's running statistics are each rank's own

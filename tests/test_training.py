@@ -22,6 +22,13 @@ from radiodiff.training.checkpoints import list_checkpoints
 STEP_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[Train Step\] (\d+)/(\d+): (.*), $")
 
 
+def logged_steps(output_dir) -> list[int]:
+    """The steps a run trained, as its text log records them (every ``train.log_every``-th)."""
+    lines = [line for log in sorted((output_dir / "logs").glob("*_.log")) for line in log.read_text().splitlines()]
+    matches = [STEP_LINE.match(line) for line in lines]
+    return [int(match.group(1)) for match in matches if match and "train/total_loss" in match.group(3)]
+
+
 @pytest.mark.slow
 def test_accelerate_launch_writes_every_artifact(tmp_path, synthetic_cache):
     output_dir = tmp_path / "run"
@@ -79,6 +86,8 @@ def test_resume_ends_with_the_same_weights_as_a_straight_run(tmp_path, synthetic
     train(load_config(None, tiny_training_overrides(resumed, synthetic_cache)), resume="latest")
 
     assert_same_weights(read_exported_weights(resumed), read_exported_weights(straight))
+    # continued from step 4, not trained again from the start (which would end with the same weights)
+    assert logged_steps(straight) == [2, 4, 6, 8] and logged_steps(resumed) == [6, 8]
 
 
 @pytest.mark.slow
@@ -100,6 +109,22 @@ def test_two_processes_keep_identical_weights(tmp_path, synthetic_cache):
     checkpoint = list_checkpoints(output_dir)[-1][1]
     streams = [load_file(checkpoint / f"generator_{rank}.safetensors")["state"] for rank in (0, 1)]
     assert not torch.equal(*streams)
+
+    # two processes resumed from the step-4 checkpoint end with exactly the weights of the straight run
+    resumed = tmp_path / "ddp_resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copytree(output_dir / "checkpoints" / "checkpoint-4", resumed / "checkpoints" / "checkpoint-4")
+    resume = f"--resume={resumed / 'checkpoints' / 'checkpoint-4'}"
+    command = two_process_command("vae", resumed, [resume, *overrides, f"output_dir={resumed}"])
+    result = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for rank in (0, 1):
+        straight, again = (load_file(folder / f"rank{rank}.safetensors") for folder in (output_dir, resumed))
+        assert straight.keys() == again.keys()
+        for key in straight:
+            torch.testing.assert_close(again[key], straight[key], rtol=0, atol=0, msg=f"rank {rank}: {key}")
+    # continued from step 4, not trained again from the start (which would end with the same weights)
+    assert logged_steps(output_dir) == [2, 4, 6, 8] and logged_steps(resumed) == [6, 8]
 
 
 def test_original_radiodiff_yaml_trains(tmp_path, synthetic_cache):
