@@ -127,15 +127,12 @@ def check_output_dir(
     ``--resume latest`` could continue the wrong run. With ``overwrite``, the main process deletes the earlier
     run's checkpoints, its ``exported`` model folders, its sample sheets and the ``evaluation/`` results of its
     models (``radiodiff evaluate``'s default output: they would stand beside the new run as if they were its own)
-    before anything is written. A resume by path sets the folder's later checkpoints aside
-    (:func:`set_aside_newer_checkpoints`).
+    before anything is written.
     """
     output_dir = Path(output_dir)
     if resume is not None:
         if overwrite:
             raise CheckpointError("--resume and --overwrite contradict each other: choose one")
-        if resume != "latest" and is_main_process:
-            set_aside_newer_checkpoints(output_dir, Path(resume))
         return
     if overwrite:
         if is_main_process:

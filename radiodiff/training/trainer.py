@@ -39,6 +39,7 @@ from .checkpoints import (
     resolve_resume,
     run_generator,
     save_checkpoint,
+    set_aside_newer_checkpoints,
 )
 from .runlog import RunLog
 from .schedule import ResumableShuffleSampler, learning_rate
@@ -417,14 +418,14 @@ def run_training(trainer_class: type[Trainer], config: Any, resume: str | None, 
     unless ``overwrite``, which deletes them and the exported models first.
     """
     resume_path = resolve_resume(config.output_dir, resume)
+    is_main_process = int(os.environ.get("RANK", "0")) == 0
     # before accelerate exists: every process checks the folder before any of them writes to it
     check_output_dir(
-        config.output_dir,
-        resume,
-        overwrite,
-        is_main_process=int(os.environ.get("RANK", "0")) == 0,
-        exported=trainer_class.exported_folders,
+        config.output_dir, resume, overwrite, is_main_process=is_main_process, exported=trainer_class.exported_folders
     )
+    if resume_path is not None and resume != "latest" and is_main_process:
+        # a resume by path starts a new branch: the folder's later checkpoints belong to the one it leaves
+        set_aside_newer_checkpoints(config.output_dir, resume_path)
     trainer = trainer_class.build(config)
     accelerator = trainer.accelerator
     if config.train.report_to != "none":
