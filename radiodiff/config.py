@@ -42,6 +42,9 @@ class VAEConfig:
     layers_per_block: int = 2
     norm_num_groups: int = 32
     mid_block_add_attention: bool = True
+    # levels (0 = full resolution) whose encoder and decoder blocks add self-attention after each residual block,
+    # as the original ddconfig's attn_resolutions does; [] is the paper's model (attention in the mid block only)
+    attention_levels: list[int] = field(default_factory=list)
     scaling_factor: float = 0.3
     # a saved ``vae/`` folder to start from instead of random weights
     pretrained: str | None = None
@@ -69,6 +72,9 @@ class LossConfig:
     perceptual_weight: float = 0.0
     # weight of |x - x̂| beside (x - x̂)^2 in the reconstruction loss: 1 is the original's sum, 0 a plain squared error
     l1_weight: float = 1.0
+    # the error of the reconstruction clamped to [-1, 1], as it is evaluated: overshooting a target at -1 (a
+    # building) or 1 costs nothing; false is the original's loss on the raw output
+    clamp_reconstruction: bool = False
     logvar_init: float = 0.0
     learn_logvar: bool = False
 
@@ -127,6 +133,9 @@ class TrainConfig:
     min_lr: float = 5e-7
     lr_schedule: Literal["constant", "cosine", "poly"] = "poly"
     warmup_steps: int = 0
+    # "muon": Muon for the hidden layers' weight matrices and convolution kernels, AdamW (the betas below) for the
+    # rest and for the discriminator, at the same learning rate and schedule
+    optimizer: Literal["adamw", "muon"] = "adamw"
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     weight_decay: float = 1e-4
@@ -392,6 +401,13 @@ def _check_values(config: Config) -> Config:
             f"model.block_out_channels: {channels} must be non-empty multiples of model.norm_num_groups "
             f"({config.model.norm_num_groups})",
             key="model.block_out_channels",
+        )
+    levels = config.model.attention_levels
+    if any(not 0 <= level < len(channels) for level in levels) or len(set(levels)) != len(levels):
+        raise ConfigError(
+            f"model.attention_levels: {levels}: expected distinct levels from 0 to {len(channels) - 1} "
+            f"(one per entry of model.block_out_channels)",
+            key="model.attention_levels",
         )
     return config
 

@@ -233,9 +233,11 @@ def _training_rows(run: TrainingRun) -> list[tuple[str, str]]:
         train, loss = run.config.train, run.config.loss
         rows += [
             ("batch size x accumulation", f"{train.batch_size} x {train.gradient_accumulation_steps}"),
-            ("learning rate", f"{train.lr:g} ({train.lr_schedule}, min {train.min_lr:g}), AdamW "
-             f"betas ({train.adam_beta1:g}, {train.adam_beta2:g})"),
-            ("reconstruction loss", f"{loss.l1_weight:g} x L1 + L2" if loss.l1_weight else "L2"),
+            ("learning rate", f"{train.lr:g} ({train.lr_schedule}, min {train.min_lr:g}), "
+             + ("Muon (hidden weights) + " if train.optimizer == "muon" else "")
+             + f"AdamW betas ({train.adam_beta1:g}, {train.adam_beta2:g})"),
+            ("reconstruction loss", (f"{loss.l1_weight:g} x L1 + L2" if loss.l1_weight else "L2")
+             + (" of the map clamped to [-1, 1]" if loss.clamp_reconstruction else "")),
             ("gradient clipping", f"norm {train.max_grad_norm:g}" if train.max_grad_norm else "off"),
             ("KL weight", f"{loss.kl_weight:g}"),
             ("GAN", f"{loss.disc_loss} loss, weight {loss.disc_weight:g}, from step {loss.disc_start}"),
@@ -456,7 +458,8 @@ def _pipeline_training_rows(run: PipelineRun) -> list[tuple[str, str]]:
     rows = [
         (setting, str(train[key]))
         for key, setting in (("max_steps", "steps asked"), ("batch_size", "batch size"), ("lr", "learning rate"),
-                             ("lr_schedule", "learning-rate schedule"), ("ema_decay", "EMA decay"))
+                             ("lr_schedule", "learning-rate schedule"), ("optimizer", "optimizer"),
+                             ("ema_decay", "EMA decay"))
         if key in train
     ]
     return rows + _summary_rows(run.summary or {})

@@ -99,6 +99,9 @@ class VAEGANLoss(nn.Module):
         perceptual_weight (`float`): weight of LPIPS in the reconstruction term; 0 disables it.
         l1_weight (`float`): weight of the absolute error beside the squared one; 1 is latent-diffusion's sum, 0 a
             plain squared error (the mean, not the median, of what the decoder cannot tell apart: better PSNR).
+        clamp_reconstruction (`bool`): score the reconstruction as it is read, clamped to the maps' range [-1, 1]
+            (as evaluation and RadioDiff read it): going past a target that sits at the range's end (a building's
+            -1) costs nothing, every other error counts as before.
         logvar_init (`float`): initial value of the scalar log-variance.
         learn_logvar (`bool`): train the log-variance (the original's optimizer effectively never did).
         perceptual_model (`nn.Module`, *optional*): a ready LPIPS-like module ``(x, x̂) -> (B,1,1,1)``;
@@ -114,6 +117,7 @@ class VAEGANLoss(nn.Module):
         disc_loss: str = "hinge",
         perceptual_weight: float = 0.0,
         l1_weight: float = 1.0,
+        clamp_reconstruction: bool = False,
         logvar_init: float = 0.0,
         learn_logvar: bool = False,
         perceptual_model: nn.Module | None = None,
@@ -130,6 +134,7 @@ class VAEGANLoss(nn.Module):
         )
         self.perceptual_weight = perceptual_weight
         self.l1_weight = l1_weight
+        self.clamp_reconstruction = clamp_reconstruction
         if perceptual_weight > 0 and perceptual_model is None:
             perceptual_model = build_perceptual_loss(pretrained=True)
         self.perceptual = perceptual_model if perceptual_weight > 0 else None
@@ -145,6 +150,11 @@ class VAEGANLoss(nn.Module):
     def reconstruction_loss(self, gain_map: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
         """Per-pixel ``l1_weight * |x - x̂| + (x - x̂)^2``, plus the weighted perceptual distance when enabled."""
         error = gain_map - reconstruction
+        if self.clamp_reconstruction:
+            # zero exactly where clamping the reconstruction to [-1, 1] zeroes the error; elsewhere the plain error,
+            # whose gradient still pulls an out-of-range value back where the target is inside the range
+            past_the_end = ((gain_map <= -1.0) & (reconstruction < -1.0)) | ((gain_map >= 1.0) & (reconstruction > 1.0))
+            error = error.masked_fill(past_the_end, 0.0)
         rec_loss = error.square() if self.l1_weight == 0 else self.l1_weight * error.abs() + error.square()
         if self.perceptual is not None:
             rec_loss = rec_loss + self.perceptual_weight * self.perceptual(gain_map, reconstruction)

@@ -34,9 +34,10 @@ def tiny_trainer(tmp_path, cache, overrides=()) -> Trainer:
 
 def test_optimizers_are_fused_by_default_and_plain_on_request(tmp_path, synthetic_cache):
     fused = tiny_trainer(tmp_path, synthetic_cache)
-    assert fused.optimizer_g.optimizer.defaults["fused"] and fused.optimizer_d.optimizer.defaults["fused"]
+    (optimizer_g,) = fused.optimizers_g
+    assert optimizer_g.optimizer.defaults["fused"] and fused.optimizer_d.optimizer.defaults["fused"]
     plain = tiny_trainer(tmp_path, synthetic_cache, ["train.fused_optimizer=false"])
-    assert not plain.optimizer_g.optimizer.defaults["fused"]
+    assert not plain.optimizers_g[0].optimizer.defaults["fused"]
 
 
 def test_a_nonfinite_discriminator_loss_skips_the_step_and_leaves_every_weight(tmp_path, synthetic_cache, monkeypatch):

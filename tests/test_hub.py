@@ -126,6 +126,16 @@ def test_the_card_names_a_squared_error_loss_and_the_clipping_norm(training_run)
     save_config(config, training_run / "config.yaml")
     text = render_model_card(training_run).text
     assert "| reconstruction loss | L2 |" in text and "| gradient clipping | norm 0.5 |" in text
+    assert "AdamW betas (0.9, 0.999)" in text and "Muon" not in text
+
+
+def test_the_card_names_muon_and_a_clamped_reconstruction_loss(training_run):
+    config = load_config(training_run / "config.yaml", ["loss.l1_weight=0", "loss.clamp_reconstruction=true",
+                                                        "train.optimizer=muon"])
+    save_config(config, training_run / "config.yaml")
+    text = render_model_card(training_run).text
+    assert "| reconstruction loss | L2 of the map clamped to [-1, 1] |" in text
+    assert "Muon (hidden weights) + AdamW betas" in text
 
 
 def test_the_card_shows_how_to_load_the_vae_and_its_ema_variant(training_run):

@@ -163,16 +163,19 @@ def test_flow_matching_trains_and_exports_a_flow_matching_pipeline(tmp_path, syn
     torch.testing.assert_close(pipe.vae.state_dict(), plain.state_dict(), rtol=0, atol=0)
 
 
-def test_the_vae_is_frozen_and_only_the_denoiser_and_condition_encoder_train(tmp_path, synthetic_cache, vae_dir):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_the_vae_is_frozen_and_only_the_denoiser_and_condition_encoder_train(tmp_path, synthetic_cache, vae_dir, optimizer):
     from radiodiff.training.ldm_trainer import build_ldm_trainer
 
-    trainer = build_ldm_trainer(ldm_config(*tiny_ldm_overrides(tmp_path / "frozen", synthetic_cache, vae_dir)))
+    overrides = tiny_ldm_overrides(tmp_path / "frozen", synthetic_cache, vae_dir)
+    trainer = build_ldm_trainer(ldm_config(*overrides, f"train.optimizer={optimizer}"))
+    assert len(trainer.denoiser_optimizers) == {"adamw": 1, "muon": 2}[optimizer]
     vae_before = {k: v.clone() for k, v in trainer.vae.state_dict().items()}
     trained_before = {k: v.clone() for k, v in trainer.raw_model.state_dict().items()}
     assert trainer.train_step(trainer.micro_batches()) is not None
     assert not any(p.requires_grad for p in trainer.vae.parameters()) and not trainer.vae.training
-    optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
-    assert optimized == {id(p) for p in trainer.raw_model.parameters()}
+    optimized = [id(p) for o in trainer.denoiser_optimizers for group in o.param_groups for p in group["params"]]
+    assert sorted(optimized) == sorted(id(p) for p in trainer.raw_model.parameters())
     assert all(torch.equal(v, vae_before[k]) for k, v in trainer.vae.state_dict().items())
     moved = {k.split(".")[0] for k, v in trainer.raw_model.state_dict().items() if not torch.equal(v, trained_before[k])}
     assert moved == {"unet", "condition_encoder"}

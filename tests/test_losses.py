@@ -38,6 +38,23 @@ def test_nll_and_kl_follow_the_original_definitions(tiny_vae, gain_maps):
     assert set(logs) == GENERATOR_KEYS
 
 
+def test_clamp_reconstruction_scores_the_error_of_the_clamped_map_and_keeps_every_other_gradient():
+    # targets: two buildings (-1), a street, the range's top; reconstructions past and short of them
+    target = torch.tensor([-1.0, -1.0, 0.5, 0.2, 1.0, 1.0])
+    reconstruction = torch.tensor([-1.7, -0.8, 0.7, -1.4, 1.3, 0.9], requires_grad=True)
+    clamped = VAEGANLoss(l1_weight=0.0, clamp_reconstruction=True).reconstruction_loss(target, reconstruction)
+    # the squared error of the reconstruction as evaluation reads it (clamped to [-1, 1]) ...
+    expected = (target - reconstruction.detach().clamp(-1, 1)) ** 2
+    expected[3] = (0.2 + 1.4) ** 2  # ... except past the range on a target inside it: the plain error, which keeps its pull
+    torch.testing.assert_close(clamped.detach(), expected)
+    clamped.sum().backward()
+    assert reconstruction.grad[0] == 0 and reconstruction.grad[4] == 0  # past a building's -1, or past 1 on a 1
+    assert reconstruction.grad[3] < 0  # pulled up, although clamping would stop it at -1
+    plain = VAEGANLoss(l1_weight=0.0).reconstruction_loss(target, reconstruction.detach())
+    torch.testing.assert_close(plain, (target - reconstruction.detach()) ** 2)
+    assert plain[0] > 0 and plain[4] > 0
+
+
 @pytest.mark.parametrize("l1_weight", [0.0, 0.25])
 def test_l1_weight_scales_the_absolute_error_and_0_leaves_a_squared_error(tiny_vae, gain_maps, l1_weight):
     reconstruction, posterior = forward(tiny_vae, gain_maps)

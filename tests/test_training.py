@@ -76,14 +76,16 @@ def test_accelerate_launch_writes_every_artifact(tmp_path, synthetic_cache):
     assert re.search(r"lr: \d\.\d{3}e-\d\d$", generator[0].group(3))
 
 
-def test_resume_ends_with_the_same_weights_as_a_straight_run(tmp_path, synthetic_cache):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_resume_ends_with_the_same_weights_as_a_straight_run(tmp_path, synthetic_cache, optimizer):
+    overrides = [f"train.optimizer={optimizer}"]
     straight = tmp_path / "straight"
-    train(load_config(None, tiny_training_overrides(straight, synthetic_cache)))
+    train(load_config(None, tiny_training_overrides(straight, synthetic_cache) + overrides))
 
     resumed = tmp_path / "resumed"
     (resumed / "checkpoints").mkdir(parents=True)
     shutil.copytree(straight / "checkpoints" / "checkpoint-4", resumed / "checkpoints" / "checkpoint-4")
-    train(load_config(None, tiny_training_overrides(resumed, synthetic_cache)), resume="latest")
+    train(load_config(None, tiny_training_overrides(resumed, synthetic_cache) + overrides), resume="latest")
 
     assert_same_weights(read_exported_weights(resumed), read_exported_weights(straight))
     # continued from step 4, not trained again from the start (which would end with the same weights)
@@ -321,7 +323,7 @@ def gradients_at_optimizer_steps(config, grad_scaler=None) -> dict[str, torch.Te
 
     trainer = build_trainer(config)
     seen = {}
-    for name, optimizer, model in [("vae", trainer.optimizer_g, trainer.raw_vae),
+    for name, optimizer, model in [("vae", *trainer.optimizers_g, trainer.raw_vae),
                                    ("discriminator", trainer.optimizer_d, trainer.raw_discriminator)]:
         def recording_step(*args, _step=optimizer.optimizer.step, _name=name, _model=model, **kwargs):
             seen.update({f"{_name}.{k}": p.grad.clone() for k, p in _model.named_parameters() if p.grad is not None})
@@ -332,11 +334,12 @@ def gradients_at_optimizer_steps(config, grad_scaler=None) -> dict[str, torch.Te
         # what accelerate sets up for fp16 on a GPU; on CPU it makes no scaler, so the test installs one
         accelerator = trainer.accelerator
         accelerator.scaler, accelerator.native_amp, accelerator.state._mixed_precision = grad_scaler, True, "fp16"
-        trainer.optimizer_g, trainer.optimizer_d = (
+        optimizer_g, trainer.optimizer_d = (
             AcceleratedOptimizer(optimizer.optimizer, device_placement=False, scaler=grad_scaler)
-            for optimizer in (trainer.optimizer_g, trainer.optimizer_d)
+            for optimizer in (*trainer.optimizers_g, trainer.optimizer_d)
         )
-        accelerator._optimizers = [trainer.optimizer_g, trainer.optimizer_d]
+        trainer.optimizers_g = [optimizer_g]
+        accelerator._optimizers = [optimizer_g, trainer.optimizer_d]
     assert trainer.train_step(trainer.micro_batches()) is not None
     return seen
 

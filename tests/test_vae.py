@@ -124,3 +124,21 @@ def test_the_config_s_model_defaults_are_the_model_s_defaults():
         key: value for key, value in defaults.items() if key != "_use_default_values"
     }
     assert from_config.downsampling_factor == 4
+
+
+def test_attention_levels_add_self_attention_at_those_levels_of_encoder_and_decoder(gain_maps, tmp_path):
+    from radiodiff.config import ConfigError, load_config
+
+    config = load_config(None, ["model.block_out_channels=[8,16,16]", "model.norm_num_groups=4", "model.attention_levels=[2]"])
+    vae = RadioDiffVAE.from_model_config(config.model, sample_size=gain_maps.shape[-1])
+    assert vae.config.down_block_types == ("DownEncoderBlock2D", "DownEncoderBlock2D", "AttnDownEncoderBlock2D")
+    # the decoder runs its levels from the lowest resolution up
+    assert vae.config.up_block_types == ("AttnUpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D")
+    plain = RadioDiffVAE.from_model_config(load_config(None, ["model.block_out_channels=[8,16,16]", "model.norm_num_groups=4"]).model, 64)
+    assert parameter_count(vae) > parameter_count(plain)
+    vae.eval().save_pretrained(tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(AutoencoderKL.from_pretrained(tmp_path).eval()(gain_maps).sample, vae(gain_maps).sample)
+    for levels in ("[3]", "[1,1]", "[-1]"):
+        with pytest.raises(ConfigError, match=r"model\.attention_levels: .*expected distinct levels from 0 to 2"):
+            load_config(None, ["model.block_out_channels=[8,16,16]", "model.norm_num_groups=4", f"model.attention_levels={levels}"])

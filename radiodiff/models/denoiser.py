@@ -96,6 +96,8 @@ class ConditionedDenoiser(ModelMixin, ConfigMixin):
     # what `compile_repeated_blocks` compiles (regional compilation): every level of the UNet, whatever the preset;
     # the time embedding, the condition encoder and the UNet's input and output layers stay eager
     _repeated_blocks = ("DownBlock2D", "AttnDownBlock2D", "UNetMidBlock2D", "AttnUpBlock2D", "UpBlock2D")
+    # the layers that read the conditions and the noisy latent and write the prediction (for optimizers such as Muon)
+    edge_layers = ("condition_encoder.conv_in", "unet.conv_in", "unet.conv_out")
 
     @register_to_config
     def __init__(self, unet_config: dict[str, Any], condition_encoder_config: dict[str, Any]):

@@ -86,7 +86,12 @@ class RadioDiffVAE(AutoencoderKL):
     """
 
     # what `compile_repeated_blocks` compiles: every level's blocks, leaving the decoder's output layers eager
-    _repeated_blocks = ("DownEncoderBlock2D", "UpDecoderBlock2D", "UNetMidBlock2D")
+    _repeated_blocks = (
+        "DownEncoderBlock2D", "AttnDownEncoderBlock2D", "UpDecoderBlock2D", "AttnUpDecoderBlock2D", "UNetMidBlock2D"
+    )
+
+    # the layers that read the map or the latent and write the latent or the map (for optimizers such as Muon)
+    edge_layers = ("encoder.conv_in", "encoder.conv_out", "quant_conv", "post_quant_conv", "decoder.conv_in", "decoder.conv_out")
 
     @register_to_config
     def __init__(
@@ -132,15 +137,18 @@ class RadioDiffVAE(AutoencoderKL):
         )
 
     @classmethod
-    def from_block_channels(cls, block_out_channels: tuple[int, ...], **kwargs: Any) -> "RadioDiffVAE":
-        """A VAE with one encoder/decoder level per entry of ``block_out_channels``."""
+    def from_block_channels(
+        cls, block_out_channels: tuple[int, ...], attention_levels: Sequence[int] = (), **kwargs: Any
+    ) -> "RadioDiffVAE":
+        """A VAE with one encoder/decoder level per entry of ``block_out_channels``; the levels in
+        ``attention_levels`` (0 = full resolution) add self-attention after each residual block, in the encoder
+        and the decoder (diffusers' ``AttnDownEncoderBlock2D`` and ``AttnUpDecoderBlock2D``)."""
         levels = len(block_out_channels)
-        return cls(
-            block_out_channels=tuple(block_out_channels),
-            down_block_types=("DownEncoderBlock2D",) * levels,
-            up_block_types=("UpDecoderBlock2D",) * levels,
-            **kwargs,
-        )
+        attention = set(attention_levels)
+        down = tuple("AttnDownEncoderBlock2D" if i in attention else "DownEncoderBlock2D" for i in range(levels))
+        # the decoder runs its levels from the lowest resolution up
+        up = tuple("AttnUpDecoderBlock2D" if i in attention else "UpDecoderBlock2D" for i in reversed(range(levels)))
+        return cls(block_out_channels=tuple(block_out_channels), down_block_types=down, up_block_types=up, **kwargs)
 
     @classmethod
     def from_model_config(cls, model: VAEConfig, sample_size: int) -> "RadioDiffVAE":

@@ -33,6 +33,7 @@ from ..pipelines import RadioDiffPipeline
 from ..schedulers import RadioDiffScheduler, build_scheduler, flow_matching_noisy_sample
 from .checkpoints import error_summary, staged_directory
 from .samples import save_generation_sheet
+from .optim import build_optimizers
 from .trainer import Trainer, TrainingError, run_training
 
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -146,15 +147,9 @@ class LDMTrainer(Trainer):
         )
         if train.gradient_checkpointing:
             model.unet.enable_gradient_checkpointing()
-        optimizer = torch.optim.AdamW(
-            model.parameters(),
-            lr=train.lr,
-            betas=(train.adam_beta1, train.adam_beta2),
-            weight_decay=train.weight_decay,
-            fused=train.fused_optimizer or None,
-        )
-        self.model, self.optimizer = accelerator.prepare(model, optimizer)
-        self.optimizers = [(self.optimizer, train.lr)]
+        optimizers = build_optimizers(list(model.named_parameters()), train, train.lr, ConditionedDenoiser.edge_layers)
+        self.model, *self.denoiser_optimizers = accelerator.prepare(model, *optimizers)
+        self.optimizers = [(optimizer, train.lr) for optimizer in self.denoiser_optimizers]
         self.raw_model: ConditionedDenoiser = accelerator.unwrap_model(self.model)
         if train.compile:
             self.raw_model.compile_repeated_blocks(dynamic=False)
@@ -249,7 +244,7 @@ class LDMTrainer(Trainer):
         if not self.all_finite(finite):
             self.discard_gradients()
             return None
-        self.optimizer_steps([(self.optimizer, self.model)])
+        self.optimizer_steps([(optimizer, self.model) for optimizer in self.denoiser_optimizers])
         self.update_ema(self.raw_model)
         return logs
 

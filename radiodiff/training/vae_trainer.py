@@ -33,6 +33,7 @@ from ..losses import VAEGANLoss
 from ..models import PatchGANDiscriminator, RadioDiffVAE
 from .checkpoints import error_summary, staged_directory
 from .samples import save_sample_sheet
+from .optim import build_optimizers
 from .trainer import Trainer, TrainingError, run_training
 
 DISCRIMINATOR_LOGS = ("disc_loss", "logits_real", "logits_fake")
@@ -91,19 +92,12 @@ class VAETrainer(Trainer):
         self.loss_fn = VAEGANLoss(**dataclasses.asdict(config.loss)).to(device)
         # trained tensors outside the prepared models, checkpointed as safetensors (LPIPS's frozen VGG is not)
         self.trained_tensors = {"loss.logvar": self.loss_fn.logvar} if config.loss.learn_logvar else {}
-        vae_parameters = list(vae.parameters()) + ([self.loss_fn.logvar] if config.loss.learn_logvar else [])
-        adamw = dict(
-            betas=(train.adam_beta1, train.adam_beta2),
-            weight_decay=train.weight_decay,
-            # None leaves torch's choice: a loop over the tensors on CPU, foreach on CUDA
-            fused=train.fused_optimizer or None,
-        )
-        optimizer_g = torch.optim.AdamW(vae_parameters, lr=train.lr, **adamw)
-        optimizer_d = torch.optim.AdamW(discriminator.parameters(), lr=train.disc_lr or train.lr, **adamw)
-        self.vae, self.discriminator, self.optimizer_g, self.optimizer_d = accelerator.prepare(
-            vae, discriminator, optimizer_g, optimizer_d
-        )
-        self.optimizers = [(self.optimizer_g, train.lr), (self.optimizer_d, train.disc_lr or train.lr)]
+        vae_parameters = list(vae.named_parameters()) + ([("loss.logvar", self.loss_fn.logvar)] if config.loss.learn_logvar else [])
+        optimizers_g = build_optimizers(vae_parameters, train, train.lr, edge_layers=RadioDiffVAE.edge_layers)
+        optimizer_d = build_optimizers(list(discriminator.named_parameters()), dataclasses.replace(train, optimizer="adamw"), train.disc_lr or train.lr)[0]
+        vae, discriminator, *optimizers_g, optimizer_d = accelerator.prepare(vae, discriminator, *optimizers_g, optimizer_d)
+        self.vae, self.discriminator, self.optimizer_d, self.optimizers_g = vae, discriminator, optimizer_d, optimizers_g
+        self.optimizers = [(optimizer, train.lr) for optimizer in self.optimizers_g] + [(self.optimizer_d, train.disc_lr or train.lr)]
         # the unwrapped modules: parameters for the adaptive weight, EMA and export, and a discriminator
         # that the generator loss can run without touching DDP's gradient synchronisation
         self.raw_vae: RadioDiffVAE = accelerator.unwrap_model(self.vae)
@@ -172,7 +166,7 @@ class VAETrainer(Trainer):
             logvar = self.loss_fn.logvar
             logvar.grad = self.accelerator.reduce(logvar.grad, reduction="mean")
         # no discriminator work before disc_start: not even weight decay (the original still applied it)
-        updates = [(self.optimizer_g, self.vae)] + ([(self.optimizer_d, self.discriminator)] if disc_active else [])
+        updates = [(optimizer, self.vae) for optimizer in self.optimizers_g] + ([(self.optimizer_d, self.discriminator)] if disc_active else [])
         self.optimizer_steps(updates)
         self.update_ema(self.raw_vae)
         return logs
