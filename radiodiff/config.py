@@ -136,6 +136,8 @@ class TrainConfig:
     # "muon": Muon for the hidden layers' weight matrices and convolution kernels, AdamW (the betas below) for the
     # rest and for the discriminator, at the same learning rate and schedule
     optimizer: Literal["adamw", "muon"] = "adamw"
+    # Muon's Newton-Schulz iterations per step: 5 is its authors' (and torch's); fewer cost less and orthogonalise less
+    muon_ns_steps: int = 5
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     weight_decay: float = 1e-4
@@ -344,7 +346,7 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
 _POSITIVE = (
     "train.max_steps", "train.batch_size", "train.gradient_accumulation_steps", "train.save_every",
     "train.sample_every", "train.log_every", "train.ema_update_every", "train.max_nonfinite_steps",
-    "train.collective_timeout_s", "data.synthetic.maps", "data.synthetic.tx_per_map", "data.synthetic.size",
+    "train.collective_timeout_s", "train.muon_ns_steps", "data.synthetic.maps", "data.synthetic.tx_per_map", "data.synthetic.size",
 )
 _POSITIVE_VAE = (
     "discriminator.n_layers", "discriminator.ndf", "discriminator.in_channels", "model.layers_per_block",

@@ -73,26 +73,30 @@ class Muon(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lr, momentum = group["lr"], group["momentum"]
-            # same-shaped weights are orthogonalised together: one batched iteration instead of a loop of small ones
+            lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
+            parameters = [p for p in group["params"] if p.grad is not None]
+            if not parameters:
+                continue
+            for parameter in parameters:
+                if "momentum_buffer" not in self.state[parameter]:
+                    self.state[parameter]["momentum_buffer"] = torch.zeros_like(parameter)
+            # every tensor op over the whole group at once (torch's foreach kernels), then one batched
+            # orthogonalisation per matrix shape instead of a loop of small ones
+            grads = [p.grad for p in parameters]
+            buffers = [self.state[p]["momentum_buffer"] for p in parameters]
+            torch._foreach_mul_(buffers, momentum)
+            torch._foreach_add_(buffers, grads)
+            nesterov = torch._foreach_add(grads, buffers, alpha=momentum)
+            if weight_decay:
+                torch._foreach_mul_(parameters, 1.0 - lr * weight_decay)
             by_shape: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
-            for parameter in group["params"]:
-                if parameter.grad is None:
-                    continue
-                state = self.state[parameter]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(parameter)
-                buffer = state["momentum_buffer"]
-                buffer.mul_(momentum).add_(parameter.grad)
-                nesterov = as_matrix(parameter.grad.add(buffer, alpha=momentum), parameter)
-                by_shape.setdefault(tuple(nesterov.shape), []).append((parameter, nesterov))
+            for parameter, update in zip(parameters, nesterov):
+                matrix = as_matrix(update, parameter)
+                by_shape.setdefault(tuple(matrix.shape), []).append((as_matrix(parameter, parameter), matrix))
             for (fan_out, fan_in), items in by_shape.items():
                 updates = orthogonalize(torch.stack([update for _, update in items]), group["ns_steps"])
-                scale = lr * 0.2 * math.sqrt(max(fan_out, fan_in))
-                for (parameter, _), update in zip(items, updates):
-                    if group["weight_decay"]:
-                        parameter.mul_(1.0 - lr * group["weight_decay"])
-                    as_matrix(parameter, parameter).add_(update.to(parameter.dtype), alpha=-scale)
+                weights = [weight for weight, _ in items]
+                torch._foreach_add_(weights, list(updates.to(weights[0].dtype).unbind()), alpha=-lr * 0.2 * math.sqrt(max(fan_out, fan_in)))
         return loss
 
 
@@ -114,4 +118,5 @@ def build_optimizers(
     hidden = [p for name, p in parameters if p.ndim >= 2 and not name.startswith(edge_layers)]
     hidden_ids = {id(p) for p in hidden}
     rest = [p for _, p in parameters if id(p) not in hidden_ids]
-    return [Muon(hidden, lr=lr, weight_decay=train.weight_decay), torch.optim.AdamW(rest, lr=lr, **adamw)]
+    muon = Muon(hidden, lr=lr, weight_decay=train.weight_decay, ns_steps=train.muon_ns_steps)
+    return [muon, torch.optim.AdamW(rest, lr=lr, **adamw)]
