@@ -323,10 +323,12 @@ def gradients_at_optimizer_steps(config, grad_scaler=None) -> dict[str, torch.Te
 
     trainer = build_trainer(config)
     seen = {}
-    for name, optimizer, model in [("vae", *trainer.optimizers_g, trainer.raw_vae),
-                                   ("discriminator", trainer.optimizer_d, trainer.raw_discriminator)]:
-        def recording_step(*args, _step=optimizer.optimizer.step, _name=name, _model=model, **kwargs):
-            seen.update({f"{_name}.{k}": p.grad.clone() for k, p in _model.named_parameters() if p.grad is not None})
+    names = {id(p): f"vae.{k}" for k, p in trainer.raw_vae.named_parameters()}
+    names.update({id(p): f"discriminator.{k}" for k, p in trainer.raw_discriminator.named_parameters()})
+    for optimizer in [*trainer.optimizers_g, trainer.optimizer_d]:
+        def recording_step(*args, _optimizer=optimizer.optimizer, _step=optimizer.optimizer.step, **kwargs):
+            parameters = [p for group in _optimizer.param_groups for p in group["params"] if p.grad is not None]
+            seen.update({names[id(p)]: p.grad.clone() for p in parameters})
             return _step(*args, **kwargs)
 
         optimizer.optimizer.step = recording_step
@@ -334,21 +336,25 @@ def gradients_at_optimizer_steps(config, grad_scaler=None) -> dict[str, torch.Te
         # what accelerate sets up for fp16 on a GPU; on CPU it makes no scaler, so the test installs one
         accelerator = trainer.accelerator
         accelerator.scaler, accelerator.native_amp, accelerator.state._mixed_precision = grad_scaler, True, "fp16"
-        optimizer_g, trainer.optimizer_d = (
+        wrapped = [
             AcceleratedOptimizer(optimizer.optimizer, device_placement=False, scaler=grad_scaler)
             for optimizer in (*trainer.optimizers_g, trainer.optimizer_d)
-        )
-        trainer.optimizers_g = [optimizer_g]
-        accelerator._optimizers = [optimizer_g, trainer.optimizer_d]
+        ]
+        *trainer.optimizers_g, trainer.optimizer_d = wrapped
+        accelerator._optimizers = wrapped
     assert trainer.train_step(trainer.micro_batches()) is not None
     return seen
 
 
-def test_fp16_with_clipping_unscales_each_optimizer_exactly_once(tmp_path, synthetic_cache):
+@pytest.mark.parametrize("optimizer, max_grad_norm", [("adamw", "1e9"), ("muon", "1e9"), ("muon", "1e-3")])
+def test_fp16_with_clipping_unscales_each_optimizer_exactly_once(tmp_path, synthetic_cache, optimizer, max_grad_norm):
     from torch.amp import GradScaler
 
-    # the discriminator from step 0; a clipping norm so large that clipping only unscales
-    overrides = tiny_training_overrides(tmp_path / "fp16", synthetic_cache) + ["loss.disc_start=0", "train.max_grad_norm=1e9"]
+    # the discriminator from step 0; a clipping norm so large that clipping only unscales, or so small that it
+    # clips, over the VAE's Muon and AdamW parameters together, only once both are unscaled
+    overrides = tiny_training_overrides(tmp_path / "fp16", synthetic_cache) + [
+        "loss.disc_start=0", f"train.max_grad_norm={max_grad_norm}", f"train.optimizer={optimizer}"
+    ]
     true_gradients = gradients_at_optimizer_steps(load_config(None, overrides))
     scaled_gradients = gradients_at_optimizer_steps(load_config(None, overrides), GradScaler("cpu", init_scale=2.0**10))
     assert any(name.startswith("discriminator.") for name in true_gradients)

@@ -91,7 +91,9 @@ class RadioDiffVAE(AutoencoderKL):
     )
 
     # the layers that read the map or the latent and write the latent or the map (for optimizers such as Muon)
-    edge_layers = ("encoder.conv_in", "encoder.conv_out", "quant_conv", "post_quant_conv", "decoder.conv_in", "decoder.conv_out")
+    edge_layers = (
+        "encoder.conv_in", "encoder.conv_out", "quant_conv", "post_quant_conv", "decoder.conv_in", "decoder.conv_out"
+    )
 
     @register_to_config
     def __init__(

@@ -64,7 +64,9 @@ class Muon(torch.optim.Optimizer):
         for group in self.param_groups:
             for parameter in group["params"]:
                 if parameter.ndim < 2:
-                    raise ValueError(f"Muon: takes weights of 2 or more dimensions, got one of shape {tuple(parameter.shape)}")
+                    raise ValueError(
+                        f"Muon: takes weights of 2 or more dimensions, got one of shape {tuple(parameter.shape)}"
+                    )
 
     @torch.no_grad()
     def step(self, closure=None):  # noqa: ANN001 - torch's signature
@@ -96,7 +98,8 @@ class Muon(torch.optim.Optimizer):
             for (fan_out, fan_in), items in by_shape.items():
                 updates = orthogonalize(torch.stack([update for _, update in items]), group["ns_steps"])
                 weights = [weight for weight, _ in items]
-                torch._foreach_add_(weights, list(updates.to(weights[0].dtype).unbind()), alpha=-lr * 0.2 * math.sqrt(max(fan_out, fan_in)))
+                scale = 0.2 * math.sqrt(max(fan_out, fan_in))  # Moonshot's: the update's RMS of AdamW's
+                torch._foreach_add_(weights, list(updates.to(weights[0].dtype).unbind()), alpha=-lr * scale)
         return loss
 
 

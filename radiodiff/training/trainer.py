@@ -195,10 +195,12 @@ class Trainer:
         unscaled exactly once, all are stepped, and the scale is updated once.
         """
         scaler, max_grad_norm = self.accelerator.scaler, self.config.train.max_grad_norm
-        for optimizer, model in updates:
-            if scaler is not None:
+        if scaler is not None:
+            for optimizer, _ in updates:
                 scaler.unscale_(optimizer.optimizer)
-            if max_grad_norm is not None:
+        if max_grad_norm is not None:
+            # each model once, after all of its optimizers are unscaled (Muon and AdamW share one model's parameters)
+            for model in {id(model): model for _, model in updates}.values():
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         for optimizer, _ in updates:
             if scaler is not None:

@@ -92,12 +92,22 @@ class VAETrainer(Trainer):
         self.loss_fn = VAEGANLoss(**dataclasses.asdict(config.loss)).to(device)
         # trained tensors outside the prepared models, checkpointed as safetensors (LPIPS's frozen VGG is not)
         self.trained_tensors = {"loss.logvar": self.loss_fn.logvar} if config.loss.learn_logvar else {}
-        vae_parameters = list(vae.named_parameters()) + ([("loss.logvar", self.loss_fn.logvar)] if config.loss.learn_logvar else [])
+        vae_parameters = list(vae.named_parameters())
+        if config.loss.learn_logvar:
+            vae_parameters.append(("loss.logvar", self.loss_fn.logvar))
+        # the VAE's optimizers (AdamW, or Muon beside AdamW), and the discriminator's AdamW whatever train.optimizer
         optimizers_g = build_optimizers(vae_parameters, train, train.lr, edge_layers=RadioDiffVAE.edge_layers)
-        optimizer_d = build_optimizers(list(discriminator.named_parameters()), dataclasses.replace(train, optimizer="adamw"), train.disc_lr or train.lr)[0]
-        vae, discriminator, *optimizers_g, optimizer_d = accelerator.prepare(vae, discriminator, *optimizers_g, optimizer_d)
-        self.vae, self.discriminator, self.optimizer_d, self.optimizers_g = vae, discriminator, optimizer_d, optimizers_g
-        self.optimizers = [(optimizer, train.lr) for optimizer in self.optimizers_g] + [(self.optimizer_d, train.disc_lr or train.lr)]
+        (optimizer_d,) = build_optimizers(
+            list(discriminator.named_parameters()),
+            dataclasses.replace(train, optimizer="adamw"),
+            train.disc_lr or train.lr,
+        )
+        # prepared in this order so that an AdamW run's checkpoint files keep their names (optimizer.bin: the VAE's)
+        self.vae, self.discriminator, *self.optimizers_g, self.optimizer_d = accelerator.prepare(
+            vae, discriminator, *optimizers_g, optimizer_d
+        )
+        self.optimizers = [(optimizer, train.lr) for optimizer in self.optimizers_g]
+        self.optimizers.append((self.optimizer_d, train.disc_lr or train.lr))
         # the unwrapped modules: parameters for the adaptive weight, EMA and export, and a discriminator
         # that the generator loss can run without touching DDP's gradient synchronisation
         self.raw_vae: RadioDiffVAE = accelerator.unwrap_model(self.vae)
@@ -166,7 +176,9 @@ class VAETrainer(Trainer):
             logvar = self.loss_fn.logvar
             logvar.grad = self.accelerator.reduce(logvar.grad, reduction="mean")
         # no discriminator work before disc_start: not even weight decay (the original still applied it)
-        updates = [(optimizer, self.vae) for optimizer in self.optimizers_g] + ([(self.optimizer_d, self.discriminator)] if disc_active else [])
+        updates = [(optimizer, self.vae) for optimizer in self.optimizers_g]
+        if disc_active:
+            updates.append((self.optimizer_d, self.discriminator))
         self.optimizer_steps(updates)
         self.update_ema(self.raw_vae)
         return logs
