@@ -142,7 +142,8 @@ class TrainConfig:
     adam_beta2: float = 0.999
     weight_decay: float = 1e-4
     max_grad_norm: float | None = None
-    # "auto": bf16 autocast on a GPU that supports it, fp32 elsewhere (master weights stay fp32 either way)
+    # "auto": bf16 autocast on a GPU that supports it and on a CPU with bf16 arithmetic (AVX512-BF16, AMX), fp32
+    # elsewhere (master weights stay fp32 either way)
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     channels_last: bool = False
     gradient_checkpointing: bool = False

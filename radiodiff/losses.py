@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from torch import nn
 
 DISC_LOSSES = ("hinge", "vanilla")
@@ -76,6 +77,13 @@ class _GrayscaleLPIPS(nn.Module):
     def forward(self, gain_map: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
         to_rgb = (lambda t: t.expand(-1, 3, -1, -1)) if gain_map.shape[1] == 1 else (lambda t: t)
         return self.lpips(to_rgb(gain_map), to_rgb(reconstruction))
+
+
+def kl_to_standard_normal(posterior: DiagonalGaussianDistribution) -> torch.Tensor:
+    """``KL(q(z|x) || N(0, I))`` of each map, summed over its latent in fp32 also when the encoder ran under bf16
+    autocast (diffusers' ``posterior.kl()`` sums in the posterior's own dtype)."""
+    mean, logvar = posterior.mean.float(), posterior.logvar.float()
+    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=list(range(1, mean.dim())))
 
 
 class VAEGANLoss(nn.Module):
@@ -185,7 +193,7 @@ class VAEGANLoss(nn.Module):
         batch_size = gain_map.shape[0]
         rec_loss = self.reconstruction_loss(gain_map.contiguous(), reconstruction.contiguous())
         nll_loss = (rec_loss / torch.exp(self.logvar) + self.logvar).sum() / batch_size
-        kl_loss = posterior.kl().sum() / batch_size
+        kl_loss = kl_to_standard_normal(posterior).sum() / batch_size
         loss = nll_loss + self.kl_weight * kl_loss
 
         disc_factor = self.disc_factor_at(step)

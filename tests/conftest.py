@@ -75,6 +75,8 @@ def tiny_loop_overrides(cache_dir) -> list[str]:
         "train.sample_every=4",
         "train.log_every=2",
         "train.num_sample_images=2",
+        # fp32 on every machine: `auto` would pick bf16 on a CPU with bf16 arithmetic, and results would depend on it
+        "train.mixed_precision=no",
     ]
 
 

@@ -179,3 +179,18 @@ def test_perceptual_term_adds_lpips_distance_and_stays_frozen(tiny_vae, gain_map
 def test_unknown_disc_loss_is_refused():
     with pytest.raises(ValueError, match="disc_loss"):
         VAEGANLoss(disc_loss="wasserstein")
+
+
+def test_kl_sums_in_fp32_also_from_a_bf16_posterior():
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+    from radiodiff.losses import kl_to_standard_normal
+
+    parameters = torch.randn(2, 6, 16, 16, generator=torch.Generator().manual_seed(0))
+    fp32 = kl_to_standard_normal(DiagonalGaussianDistribution(parameters))
+    torch.testing.assert_close(fp32, DiagonalGaussianDistribution(parameters.double()).kl().float())
+    # from a bf16 posterior only the inputs' rounding is left: the sum itself is fp32 (diffusers' kl() is bf16)
+    rounded = parameters.bfloat16()
+    from_bf16 = kl_to_standard_normal(DiagonalGaussianDistribution(rounded))
+    assert from_bf16.dtype == torch.float32 and DiagonalGaussianDistribution(rounded).kl().dtype == torch.bfloat16
+    torch.testing.assert_close(from_bf16, kl_to_standard_normal(DiagonalGaussianDistribution(rounded.float())))

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..files import write_atomically
+from ..losses import kl_to_standard_normal
 from .batches import batches, inference, model_input, posterior_latent, seeded_generator
 from .metrics import METRIC_NAMES, reconstruction_metrics, summarize, to_unit_range
 
@@ -101,7 +102,7 @@ def evaluate_vae(
             metrics = reconstruction_metrics(to_unit_range(reconstruction), to_unit_range(gain_map))
             for name, values in metrics.items():
                 columns[name].append(values.cpu().numpy())
-            kl_per_map.append((posterior.kl().float() / latent[0].numel()).cpu().numpy())
+            kl_per_map.append((kl_to_standard_normal(posterior) / latent[0].numel()).cpu().numpy())
             names.extend(batch["name"])
     return EvaluationResult(
         names=names,
