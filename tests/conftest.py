@@ -1,6 +1,7 @@
 """Shared fixtures. Nothing in the suite may reach the network: the Hub is forced offline."""
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -27,6 +28,8 @@ EXPORTED_WEIGHTS = (
     "discriminator/diffusion_pytorch_model.safetensors",
 )
 TINY_VAE = dict(block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4, sample_size=32)
+# a `[Train Step]` line of either stage's training log: step, max steps and the logged values
+STEP_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[Train Step\] (\d+)/(\d+): (.*), $")
 
 
 @pytest.fixture

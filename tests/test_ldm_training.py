@@ -2,7 +2,6 @@
 two processes, encoded vs on-the-fly latents, and the bad inputs that must stop with one error line."""
 
 import json
-import re
 import shutil
 import subprocess
 
@@ -11,13 +10,14 @@ import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
 from safetensors.torch import load_file
 
-from conftest import REPO, TINY_VAE, launch_command, two_process_command, subprocess_env, tiny_loop_overrides
+from conftest import (
+    REPO, STEP_LINE, TINY_VAE, launch_command, subprocess_env, tiny_loop_overrides, two_process_command,
+)
 from radiodiff import RadioDiffPipeline, RadioDiffVAE
 from radiodiff.config import FrozenVAEConfig, read_ldm_config
 from radiodiff.training import main_ldm, train_ldm
 from radiodiff.training.checkpoints import list_checkpoints
 
-STEP_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[Train Step\] (\d+)/(\d+): (.*), $")
 PIPELINE_WEIGHTS = ("unet", "condition_encoder", "vae")
 
 

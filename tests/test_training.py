@@ -12,14 +12,13 @@ from diffusers import AutoencoderKL
 from safetensors.torch import load_file
 
 from conftest import (
-    REPO, assert_same_weights, launch_command, read_exported_weights, subprocess_env, tiny_training_overrides,
-    two_process_command,
+    REPO, STEP_LINE, assert_same_weights, launch_command, read_exported_weights, subprocess_env,
+    tiny_training_overrides, two_process_command,
 )
 from radiodiff.config import load_config, read_config
 from radiodiff.training import CheckpointError, TrainingError, train
 from radiodiff.training.checkpoints import list_checkpoints
 
-STEP_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[Train Step\] (\d+)/(\d+): (.*), $")
 
 
 def logged_steps(output_dir) -> list[int]:
