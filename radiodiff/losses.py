@@ -81,9 +81,8 @@ class _GrayscaleLPIPS(nn.Module):
 
 def kl_to_standard_normal(posterior: DiagonalGaussianDistribution) -> torch.Tensor:
     """``KL(q(z|x) || N(0, I))`` of each map, summed over its latent in fp32 also when the encoder ran under bf16
-    autocast (diffusers' ``posterior.kl()`` sums in the posterior's own dtype)."""
-    mean, logvar = posterior.mean.float(), posterior.logvar.float()
-    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=list(range(1, mean.dim())))
+    autocast: diffusers' ``posterior.kl()`` on the posterior's moments in fp32 (it sums in their own dtype)."""
+    return DiagonalGaussianDistribution(posterior.parameters.float(), deterministic=posterior.deterministic).kl()
 
 
 class VAEGANLoss(nn.Module):
