@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 import torch
+from accelerate.state import AcceleratorState
 from diffusers import AutoencoderKL
 from safetensors.torch import load_file
 
@@ -18,6 +19,7 @@ from conftest import (
 from radiodiff.config import load_config, read_config
 from radiodiff.training import CheckpointError, TrainingError, train
 from radiodiff.training.checkpoints import list_checkpoints
+from radiodiff.training.trainer import CPU_BF16_PROBES, keep_the_runs_precision
 
 
 
@@ -89,6 +91,48 @@ def test_resume_ends_with_the_same_weights_as_a_straight_run(tmp_path, synthetic
     assert_same_weights(read_exported_weights(resumed), read_exported_weights(straight))
     # continued from step 4, not trained again from the start (which would end with the same weights)
     assert logged_steps(straight) == [2, 4, 6, 8] and logged_steps(resumed) == [6, 8]
+
+
+def test_auto_precision_resumes_in_the_precision_the_run_trained_in(tmp_path, synthetic_cache, monkeypatch, capsys):
+    """A bf16 run resumed with `auto` on a machine where `auto` means fp32 continues in bf16, exactly; an explicit
+    precision on resume is the user's choice and wins."""
+    straight = tmp_path / "straight"
+    train(load_config(None, tiny_training_overrides(straight, synthetic_cache) + ["train.mixed_precision=bf16"]))
+    state = json.loads((straight / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["mixed_precision"] == "bf16"
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for probe in CPU_BF16_PROBES:  # this machine's `auto`: fp32
+        monkeypatch.setattr(torch.cpu, probe, lambda: False, raising=False)
+    for name, precision, expected in [("auto", "auto", "bf16"), ("explicit", "'no'", "no")]:
+        resumed = tmp_path / name
+        (resumed / "checkpoints").mkdir(parents=True)
+        shutil.copytree(straight / "checkpoints" / "checkpoint-4", resumed / "checkpoints" / "checkpoint-4")
+        capsys.readouterr()
+        AcceleratorState._reset_state(reset_partial_state=True)  # one process, several runs of other precisions
+        config = load_config(None, tiny_training_overrides(resumed, synthetic_cache) + [f"train.mixed_precision={precision}"])
+        train(config, resume="latest")
+        assert json.loads((resumed / "training_summary.json").read_text())["mixed_precision"] == expected
+        assert ("continuing in bf16" in capsys.readouterr().out) == (name == "auto")
+        assert json.loads((resumed / "checkpoints" / "checkpoint-8" / "trainer_state.json").read_text())[
+            "mixed_precision"] == expected
+    assert_same_weights(read_exported_weights(tmp_path / "auto"), read_exported_weights(straight))
+    key = "vae/diffusion_pytorch_model.safetensors:decoder.conv_out.weight"
+    assert not torch.equal(read_exported_weights(tmp_path / "explicit")[key], read_exported_weights(straight)[key])
+
+
+def test_auto_keeps_this_machines_precision_where_the_runs_bf16_cannot_run(tmp_path, monkeypatch, capsys):
+    checkpoint = tmp_path / "checkpoint-4"
+    checkpoint.mkdir()
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"step": 4, "mixed_precision": "bf16"}))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    config = load_config(None)
+    assert keep_the_runs_precision(config, checkpoint).train.mixed_precision == "auto"
+    assert "does not support" in capsys.readouterr().out
+    # a checkpoint from before the precision was recorded changes nothing
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"step": 4}))
+    assert keep_the_runs_precision(config, checkpoint) is config
 
 
 @pytest.mark.slow

@@ -54,6 +54,9 @@ class TrainerState:
     # the step of the newest checkpoint this run wrote or resumed from: the same on every rank, unlike a
     # directory listing (node-local disks, a stale NFS view), so collective decisions can rest on it
     last_checkpoint_step: int | None = None
+    # the precision the run trains in (accelerate's ``no``/``fp16``/``bf16``), so that a resumed ``auto`` keeps it;
+    # None in checkpoints from before it was recorded
+    mixed_precision: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)

@@ -10,6 +10,7 @@ written once here. :func:`run_training` runs a stage from a config; ``vae_traine
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -31,6 +32,7 @@ from ..data import prepare_data
 from ..files import sample_file_name, write_atomically
 from ..hub import push_to_hub
 from .checkpoints import (
+    STATE_FILE,
     TrainerState,
     check_output_dir,
     list_checkpoints,
@@ -117,7 +119,7 @@ class Trainer:
             # so the batches depend only on the sampler's (seed, epoch) order, however the run was resumed
             generator=torch.Generator().manual_seed(train.seed + accelerator.process_index),
         )
-        self.state = TrainerState()
+        self.state = TrainerState(mixed_precision=accelerator.mixed_precision)
         self.runlog = RunLog(self.output_dir / "logs", config.to_dict(), enabled=accelerator.is_main_process)
 
     # ---- stage hooks ------------------------------------------------------------------------------------------
@@ -307,6 +309,7 @@ class Trainer:
 
     def resume(self, path: Path) -> None:
         self.state = load_checkpoint(self.accelerator, path, self.generator, self.trained_tensors, self.ema)
+        self.state.mixed_precision = self.accelerator.mixed_precision
         self.runlog.note(f"Resumed from {path} at step {self.state.step}")
         self.accelerator.print(f"Resumed from {path} at step {self.state.step}")
 
@@ -392,6 +395,28 @@ def resolved_mixed_precision(train: TrainConfig) -> str:
     return "bf16" if cpu_has_bf16_arithmetic() else "no"
 
 
+def keep_the_runs_precision(config: Any, resume_path: Path) -> Any:
+    """``config`` with ``train.mixed_precision: auto`` replaced by the precision the checkpoint's run trained in.
+
+    ``auto`` depends on the machine; decided again on another one (a CPU without bf16 arithmetic, another GPU),
+    a resumed run would switch precision mid-run and not continue exactly. An explicit precision is the user's
+    choice and is kept; so is this machine's ``auto`` where the run's bf16 cannot run (a GPU without bf16).
+    """
+    recorded = TrainerState.from_file(resume_path / STATE_FILE).mixed_precision
+    if config.train.mixed_precision != "auto" or recorded is None:
+        return config
+    here = resolved_mixed_precision(config.train)
+    if recorded == here:
+        return config
+    if recorded == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        print(f"note: {resume_path} trained in bf16, which this GPU does not support; train.mixed_precision auto "
+              f"continues in {here}")
+        return config
+    print(f"note: train.mixed_precision auto: continuing in {recorded}, the precision {resume_path} trained in "
+          f"(on this machine auto would pick {here}; set train.mixed_precision to choose)")
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, mixed_precision=recorded))
+
+
 def make_accelerator(config: Any) -> Accelerator:
     train = config.train
     launched_processes = int(os.environ.get("WORLD_SIZE", "1"))
@@ -440,6 +465,8 @@ def run_training(trainer_class: type[Trainer], config: Any, resume: str | None, 
     if resume_path is not None and resume != "latest" and is_main_process:
         # a resume by path starts a new branch: the folder's later checkpoints belong to the one it leaves
         set_aside_newer_checkpoints(config.output_dir, resume_path)
+    if resume_path is not None:
+        config = keep_the_runs_precision(config, resume_path)
     trainer = trainer_class.build(config)
     accelerator = trainer.accelerator
     if config.train.report_to != "none":
