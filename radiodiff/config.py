@@ -138,6 +138,8 @@ class TrainConfig:
     optimizer: Literal["adamw", "muon"] = "adamw"
     # Muon's Newton-Schulz iterations per step: 5 is its authors' (and torch's); fewer cost less and orthogonalise less
     muon_ns_steps: int = 5
+    # Muon's Nesterov momentum (its authors' and torch's 0.95)
+    muon_momentum: float = 0.95
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     weight_decay: float = 1e-4
@@ -384,8 +386,10 @@ def _check_train(config: Any) -> None:
         )
     if config.train.lr <= 0:
         raise ConfigError(f"train.lr: expected a positive learning rate, got {config.train.lr}", key="train.lr")
-    if not 0.0 <= config.train.ema_decay < 1.0:
-        raise ConfigError(f"train.ema_decay: expected a value in [0, 1), got {config.train.ema_decay}", key="train.ema_decay")
+    for name in ("ema_decay", "muon_momentum"):
+        value = getattr(config.train, name)
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(f"train.{name}: expected a value in [0, 1), got {value}", key=f"train.{name}")
     if config.train.push_to_hub and not config.train.hub_repo_id:
         raise ConfigError("train.push_to_hub: true needs train.hub_repo_id (USER/NAME)", key="train.push_to_hub")
 

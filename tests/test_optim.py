@@ -88,11 +88,12 @@ def test_build_optimizers_splits_hidden_weights_from_the_rest_and_covers_every_p
     else:
         model = ConditionedDenoiser.from_preset("tiny", 3, "radiodiff", sample_size=8, downsampling_factor=4)
     named = list(model.named_parameters())
-    train = load_config(None, ["train.optimizer=muon", "train.muon_ns_steps=3"]).train
+    train = load_config(None, ["train.optimizer=muon", "train.muon_ns_steps=3", "train.muon_momentum=0.9"]).train
 
     muon, adamw = build_optimizers(named, train, 1e-3, model_class.edge_layers)
     assert isinstance(muon, Muon) and isinstance(adamw, torch.optim.AdamW)
-    assert muon.param_groups[0]["ns_steps"] == 3 and muon.param_groups[0]["lr"] == adamw.param_groups[0]["lr"] == 1e-3
+    assert muon.param_groups[0]["ns_steps"] == 3 and muon.param_groups[0]["momentum"] == 0.9
+    assert muon.param_groups[0]["lr"] == adamw.param_groups[0]["lr"] == 1e-3
     in_muon = {id(p) for p in muon.param_groups[0]["params"]}
     in_adamw = {id(p) for p in adamw.param_groups[0]["params"]}
     assert not in_muon & in_adamw and in_muon | in_adamw == {id(p) for _, p in named}
@@ -108,8 +109,10 @@ def test_build_optimizers_splits_hidden_weights_from_the_rest_and_covers_every_p
     assert isinstance(only, torch.optim.AdamW) and len(only.param_groups[0]["params"]) == len(named)
 
 
-def test_an_unknown_optimizer_or_no_newton_schulz_step_is_one_error_naming_the_key():
+def test_an_unknown_optimizer_no_newton_schulz_step_or_a_momentum_of_1_is_one_error_naming_the_key():
     with pytest.raises(ConfigError, match=r"train\.optimizer.*(adamw|muon)"):
         load_config(None, ["train.optimizer=sgd"])
     with pytest.raises(ConfigError, match=r"train\.muon_ns_steps: expected a positive integer, got 0"):
         load_config(None, ["train.muon_ns_steps=0"])
+    with pytest.raises(ConfigError, match=r"train\.muon_momentum: expected a value in \[0, 1\), got 1\.0"):
+        load_config(None, ["train.muon_momentum=1.0"])

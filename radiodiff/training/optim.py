@@ -121,5 +121,7 @@ def build_optimizers(
     hidden = [p for name, p in parameters if p.ndim >= 2 and not name.startswith(edge_layers)]
     hidden_ids = {id(p) for p in hidden}
     rest = [p for _, p in parameters if id(p) not in hidden_ids]
-    muon = Muon(hidden, lr=lr, weight_decay=train.weight_decay, ns_steps=train.muon_ns_steps)
+    muon = Muon(
+        hidden, lr=lr, weight_decay=train.weight_decay, momentum=train.muon_momentum, ns_steps=train.muon_ns_steps
+    )
     return [muon, torch.optim.AdamW(rest, lr=lr, **adamw)]
