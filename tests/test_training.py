@@ -130,6 +130,8 @@ def test_auto_keeps_this_machines_precision_where_the_runs_bf16_cannot_run(tmp_p
     config = load_config(None)
     assert keep_the_runs_precision(config, checkpoint).train.mixed_precision == "auto"
     assert "does not support" in capsys.readouterr().out
+    keep_the_runs_precision(config, checkpoint, is_main_process=False)
+    assert capsys.readouterr().out == ""  # one note per run, not one per process
     # a checkpoint from before the precision was recorded changes nothing
     (checkpoint / "trainer_state.json").write_text(json.dumps({"step": 4}))
     assert keep_the_runs_precision(config, checkpoint) is config

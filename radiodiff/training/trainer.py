@@ -395,7 +395,7 @@ def resolved_mixed_precision(train: TrainConfig) -> str:
     return "bf16" if cpu_has_bf16_arithmetic() else "no"
 
 
-def keep_the_runs_precision(config: Any, resume_path: Path) -> Any:
+def keep_the_runs_precision(config: Any, resume_path: Path, is_main_process: bool = True) -> Any:
     """``config`` with ``train.mixed_precision: auto`` replaced by the precision the checkpoint's run trained in.
 
     ``auto`` depends on the machine; decided again on another one (a CPU without bf16 arithmetic, another GPU),
@@ -408,12 +408,13 @@ def keep_the_runs_precision(config: Any, resume_path: Path) -> Any:
     here = resolved_mixed_precision(config.train)
     if recorded == here:
         return config
+    say = print if is_main_process else (lambda *args: None)  # one note, not one per process
     if recorded == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
-        print(f"note: {resume_path} trained in bf16, which this GPU does not support; train.mixed_precision auto "
-              f"continues in {here}")
+        say(f"note: {resume_path} trained in bf16, which this GPU does not support; train.mixed_precision auto "
+            f"continues in {here}")
         return config
-    print(f"note: train.mixed_precision auto: continuing in {recorded}, the precision {resume_path} trained in "
-          f"(on this machine auto would pick {here}; set train.mixed_precision to choose)")
+    say(f"note: train.mixed_precision auto: continuing in {recorded}, the precision {resume_path} trained in "
+        f"(on this machine auto would pick {here}; set train.mixed_precision to choose)")
     return dataclasses.replace(config, train=dataclasses.replace(config.train, mixed_precision=recorded))
 
 
@@ -466,7 +467,7 @@ def run_training(trainer_class: type[Trainer], config: Any, resume: str | None, 
         # a resume by path starts a new branch: the folder's later checkpoints belong to the one it leaves
         set_aside_newer_checkpoints(config.output_dir, resume_path)
     if resume_path is not None:
-        config = keep_the_runs_precision(config, resume_path)
+        config = keep_the_runs_precision(config, resume_path, is_main_process)
     trainer = trainer_class.build(config)
     accelerator = trainer.accelerator
     if config.train.report_to != "none":
