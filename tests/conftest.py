@@ -123,10 +123,14 @@ def synthetic_cache(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def fresh_accelerate_state():
     """accelerate keeps process-wide state; each test builds its own Accelerator from scratch."""
+    reset_accelerate_state()
+    yield
+    reset_accelerate_state()
+
+
+def reset_accelerate_state() -> None:
     from accelerate.state import AcceleratorState
 
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
     AcceleratorState._reset_state(reset_partial_state=True)
 
 

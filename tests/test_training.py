@@ -8,13 +8,12 @@ import subprocess
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState
 from diffusers import AutoencoderKL
 from safetensors.torch import load_file
 
 from conftest import (
-    REPO, STEP_LINE, assert_same_weights, launch_command, read_exported_weights, subprocess_env,
-    tiny_training_overrides, two_process_command,
+    REPO, STEP_LINE, assert_same_weights, launch_command, read_exported_weights, reset_accelerate_state,
+    subprocess_env, tiny_training_overrides, two_process_command,
 )
 from radiodiff.config import load_config, read_config
 from radiodiff.training import CheckpointError, TrainingError, train
@@ -109,7 +108,7 @@ def test_auto_precision_resumes_in_the_precision_the_run_trained_in(tmp_path, sy
         (resumed / "checkpoints").mkdir(parents=True)
         shutil.copytree(straight / "checkpoints" / "checkpoint-4", resumed / "checkpoints" / "checkpoint-4")
         capsys.readouterr()
-        AcceleratorState._reset_state(reset_partial_state=True)  # one process, several runs of other precisions
+        reset_accelerate_state()  # one process, several runs of other precisions
         config = load_config(None, tiny_training_overrides(resumed, synthetic_cache) + [f"train.mixed_precision={precision}"])
         train(config, resume="latest")
         assert json.loads((resumed / "training_summary.json").read_text())["mixed_precision"] == expected

@@ -54,8 +54,8 @@ class TrainerState:
     # the step of the newest checkpoint this run wrote or resumed from: the same on every rank, unlike a
     # directory listing (node-local disks, a stale NFS view), so collective decisions can rest on it
     last_checkpoint_step: int | None = None
-    # the precision the run trains in (accelerate's ``no``/``fp16``/``bf16``), so that a resumed ``auto`` keeps it;
-    # None in checkpoints from before it was recorded
+    # the precision the run trained in (accelerate's ``no``/``fp16``/``bf16``), stamped when a checkpoint is written,
+    # so that a resumed ``auto`` keeps it; None in checkpoints from before it was recorded
     mixed_precision: str | None = None
 
     def to_json(self) -> str:
@@ -261,7 +261,10 @@ def save_checkpoint(
             if ema is not None:
                 ema.save_pretrained(str(staging / EMA_FOLDER))
             # written last: its presence marks the checkpoint as complete
-            (staging / STATE_FILE).write_text(dataclasses.replace(state, last_checkpoint_step=state.step).to_json())
+            written = dataclasses.replace(
+                state, last_checkpoint_step=state.step, mixed_precision=accelerator.mixed_precision
+            )
+            (staging / STATE_FILE).write_text(written.to_json())
     except OSError as error:
         if accelerator.is_main_process:
             shutil.rmtree(staging, ignore_errors=True)

@@ -119,7 +119,7 @@ class Trainer:
             # so the batches depend only on the sampler's (seed, epoch) order, however the run was resumed
             generator=torch.Generator().manual_seed(train.seed + accelerator.process_index),
         )
-        self.state = TrainerState(mixed_precision=accelerator.mixed_precision)
+        self.state = TrainerState()
         self.runlog = RunLog(self.output_dir / "logs", config.to_dict(), enabled=accelerator.is_main_process)
 
     # ---- stage hooks ------------------------------------------------------------------------------------------
@@ -309,7 +309,6 @@ class Trainer:
 
     def resume(self, path: Path) -> None:
         self.state = load_checkpoint(self.accelerator, path, self.generator, self.trained_tensors, self.ema)
-        self.state.mixed_precision = self.accelerator.mixed_precision
         self.runlog.note(f"Resumed from {path} at step {self.state.step}")
         self.accelerator.print(f"Resumed from {path} at step {self.state.step}")
 
