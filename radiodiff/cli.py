@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from .config import ConfigError, parse_arguments
+from .notices import show_warnings_as_lines
 
 SubcommandAdder = Callable[[argparse._SubParsersAction], None]
 
@@ -285,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(build_parser(), argv)
+    show_warnings_as_lines()
     try:
         return int(args.run(args) or 0)
     except (ConfigError, FileNotFoundError, FileExistsError, ValueError) as error:

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..notices import RadioDiffWarning
+
 # modes that hold one 8-bit value per pixel once converted to "L" without losing range
 _CONVERTIBLE_MODES = ("RGB", "RGBA", "P", "LA", "1")
 
@@ -48,6 +50,7 @@ class GrayscaleReader:
             warnings.warn(
                 f"{source}: {image.mode} image converted to grayscale (luminance); "
                 "further colour images of this dataset are converted without a warning",
+                RadioDiffWarning,
                 stacklevel=2,
             )
             self._warned_about_colour = True
@@ -132,5 +135,9 @@ def drop_unreadable(samples: Sequence[Sample], read: Callable[[Sample], object],
             continue
         kept.append(sample)
     if skipped:
-        warnings.warn(f"{what}: skipped {len(skipped)} unreadable image(s); the first: {skipped[0]}", stacklevel=2)
+        warnings.warn(
+            f"{what}: skipped {len(skipped)} unreadable image(s); the first: {skipped[0]}",
+            RadioDiffWarning,
+            stacklevel=2,
+        )
     return kept

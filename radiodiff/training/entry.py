@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import ConfigError, parse_arguments, read_config, read_ldm_config
+from ..notices import show_warnings_as_lines
 from .checkpoints import CheckpointError, error_summary, newest_checkpoint_note
 
 
@@ -98,6 +99,7 @@ def main_ldm(argv: list[str] | None = None) -> int:
 
 def run_command(stage: StageCommand, argv: list[str] | None) -> int:
     args = parse_arguments(build_parser(stage), argv)
+    show_warnings_as_lines()
     # imported here so that `--help` comes back fast
     from .. import training
     from .trainer import TrainingError

@@ -2,6 +2,7 @@
 
 import pickle
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,21 @@ def test_corrupt_pngs_are_named(tmp_path, synthetic_cache, radiomapseer_copy, ca
         png.write_bytes(png.read_bytes()[:60])
     message = run_and_read_the_error(overrides(tmp_path, synthetic_cache, *data), capsys)
     assert str(root / "gain" / "DPM") in message and ".png: unreadable image" in message
+
+
+def test_skipped_corrupt_pngs_are_one_warning_line_without_python_source(
+    tmp_path, synthetic_cache, radiomapseer_copy, capsys, monkeypatch
+):
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # the command replaces it for the process
+    root, data = radiomapseer_copy
+    broken = sorted((root / "gain" / "DPM").glob("*.png"))[:2]
+    for png in broken:
+        png.write_bytes(png.read_bytes()[:60])
+    assert main(overrides(tmp_path, synthetic_cache, *data, "data.on_corrupt=skip")) == 0
+    err = capsys.readouterr().err
+    (warning,) = [line for line in err.splitlines() if "unreadable image(s)" in line]
+    assert warning.startswith("warning: ") and "skipped 2 unreadable image(s)" in warning
+    assert "UserWarning" not in err and "warnings.warn" not in err
 
 
 def test_maps_with_the_wrong_pixel_format_are_named(tmp_path, synthetic_cache, radiomapseer_copy, capsys):
