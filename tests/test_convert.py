@@ -294,7 +294,7 @@ def test_convert_command_reports_a_bad_file_as_an_error(tmp_path, capsys):
     assert "radiodiff convert: error:" in capsys.readouterr().err
 
 
-def test_readme_says_which_weights_reproduce_the_original_second_stage():
+def test_the_docs_say_which_weights_reproduce_the_original_second_stage():
     """The original train_cond_ldm.py reloads a first-stage checkpoint with init_from_ckpt(use_ema=True)."""
-    conversion = (REPO / "README.md").read_text().split("**Converting an original RadioDiff checkpoint.**")[1]
+    conversion = (REPO / "docs" / "publishing.md").read_text().split("## Converting an original RadioDiff checkpoint")[1]
     assert "use_ema=True" in conversion and "`radiodiff convert --use-ema` gives the VAE" in conversion

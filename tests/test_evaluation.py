@@ -183,8 +183,8 @@ def key_structure(value):
     return "list" if isinstance(value, list) else type(value).__name__ if isinstance(value, str) else "number"
 
 
-def test_the_readme_metrics_example_has_the_keys_the_code_writes(tmp_path):
-    readme = (REPO / "README.md").read_text()
+def test_the_docs_metrics_example_has_the_keys_the_code_writes(tmp_path):
+    readme = (REPO / "docs" / "first_stage.md").read_text()
     example = json.loads(readme.split("```json\n", 1)[1].split("```", 1)[0])
     result = EvaluationResult(
         names=["0_0", "0_1", "0_2"],
