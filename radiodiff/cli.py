@@ -168,7 +168,9 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--gallery", type=int, default=0, metavar="N",
                         help="also draw the N best, median and worst maps by NMSE into gallery.png")
     parser.add_argument("--steps", type=int, default=None,
-                        help="a pipeline's sampling steps (default: 5, the paper's)")
+                        help="a pipeline's sampling steps (default: the steps its run was evaluated with, saved in "
+                             "the folder's model_index.json as default_num_inference_steps; 5 for a folder "
+                             "saved without them)")
     parser.add_argument("--seed", type=int, default=0,
                         help="map i is sampled with seed + i (a pipeline; a VAE with --sample-posterior)")
     parser.add_argument("--eta", type=float, default=None,
@@ -242,7 +244,10 @@ def _add_generate(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="the map PNG to write, or a folder for a folder of inputs")
     parser.add_argument("--figure", default=None,
                         help="also draw the buildings beside the map into this PNG (a folder for a folder of inputs)")
-    parser.add_argument("--steps", type=int, default=5, help="sampling steps (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="sampling steps (default: the steps the pipeline's run was evaluated with, saved in "
+                             "its model_index.json as default_num_inference_steps; 5 for a folder saved without "
+                             "them)")
     parser.add_argument("--seed", type=int, default=0, help="map i is sampled with seed + i (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")

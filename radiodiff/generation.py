@@ -65,6 +65,15 @@ def read_transmitter(path: Path, size: int, reader: GrayscaleReader) -> torch.Te
     return (transmitter > 0).float()
 
 
+def check_free_space(buildings: torch.Tensor, transmitter: torch.Tensor, buildings_path: Path, source: str) -> None:
+    """Refuse a transmitter on a building pixel of ``buildings_path``: the model was trained on transmitters in the
+    streets (the pipeline itself only warns)."""
+    y, x = (int(v) for v in torch.nonzero(transmitter[0])[0])
+    if buildings[0, y, x] >= 0.5:
+        raise ValueError(f"{source}: the transmitter at (x={x}, y={y}) is on a building pixel of {buildings_path}; "
+                         "expected a pixel in free space, where the model's training transmitters stand")
+
+
 def encode_prediction(radio_map: torch.Tensor, buildings: torch.Tensor) -> np.ndarray:
     """A (1, H, W) map on [0, 1] as RadioMapSeer's 8-bit gain image; building pixels are 0, as in the data."""
     encoded = np.rint(radio_map[0].clamp(0, 1).numpy() * 255).astype(np.uint8)
@@ -111,6 +120,7 @@ def single_job(buildings: Path, transmitter: Path | None, tx: str | None, out: P
         transmitter_map = read_transmitter(transmitter, size, reader)
     else:
         transmitter_map = rasterize_transmitter(*parse_tx(tx, size), size, size)
+    check_free_space(city, transmitter_map, buildings, str(transmitter) if transmitter is not None else f"--tx {tx}")
     return [Job(city, transmitter_map, out, figure)]
 
 
@@ -129,8 +139,9 @@ def folder_jobs(buildings: Path, transmitters: Path, out: Path, figures: Path | 
         map_id = TRANSMITTER_NAME.match(name).group(1)
         if map_id not in cities:
             cities[map_id] = read_map(buildings / f"{map_id}.png", size, "buildings", reader)
-        jobs.append(Job(cities[map_id], read_transmitter(transmitters / name, size, reader), out / name,
-                        figures / name if figures else None))
+        transmitter_map = read_transmitter(transmitters / name, size, reader)
+        check_free_space(cities[map_id], transmitter_map, buildings / f"{map_id}.png", str(transmitters / name))
+        jobs.append(Job(cities[map_id], transmitter_map, out / name, figures / name if figures else None))
     return jobs
 
 
@@ -149,7 +160,7 @@ def run_generate(
     transmitter: str | None = None,
     tx: str | None = None,
     figure: str | None = None,
-    steps: int = 5,
+    steps: int | None = None,
     seed: int = 0,
     batch_size: int = 8,
     device: str = "cpu",
@@ -161,11 +172,13 @@ def run_generate(
 
     Map ``i`` (in the order of its transmitter name, by map then transmitter number) is sampled with a
     generator seeded ``seed + i``, as :func:`~radiodiff.evaluation.evaluate_pipeline` does. Returns the maps'
-    paths. Nothing existing is replaced without ``overwrite``.
+    paths. Nothing existing is replaced without ``overwrite``. ``steps`` defaults to the pipeline's
+    ``default_num_inference_steps`` (the steps its run was evaluated with). A transmitter on a building pixel is
+    refused: the model was trained on transmitters in the streets.
     """
     if (transmitter is None) == (tx is None):
         raise ValueError("give the transmitter either as --transmitter PNG (or folder) or as --tx X,Y, not both")
-    if steps < 1:
+    if steps is not None and steps < 1:
         raise ValueError(f"--steps: {steps}; expected an integer >= 1")
     pipeline = load_pipeline(pipeline_dir)
     size = pipeline.vae.config.sample_size
@@ -178,6 +191,8 @@ def run_generate(
         jobs = single_job(Path(buildings), Path(transmitter) if transmitter else None, tx, Path(out),
                           Path(figure) if figure else None, size)
     refuse_existing(jobs, overwrite)
+    if steps is None:
+        steps = pipeline.config.default_num_inference_steps
     return generate_jobs(pipeline, jobs, steps=steps, seed=seed, batch_size=batch_size, device=device)
 
 

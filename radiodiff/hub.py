@@ -23,6 +23,7 @@ from safetensors import safe_open
 from .config import Config, ConfigError, DataConfig, load_config, load_data_config, read_yaml
 from .files import find_samples, write_atomically
 from .models import downsampling_factor
+from .pipelines.pipeline_radiodiff import DEFAULT_NUM_INFERENCE_STEPS
 
 CARD_TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 CARD_TAGS = ["radio-map", "vae", "radiodiff", "autoencoderkl", "latent-diffusion", "pathloss"]
@@ -357,6 +358,8 @@ class PipelineRun:
     output_dir: Path
     formulation: str
     scheduler_class: str
+    default_steps: int
+    carries_code: bool
     vae_config: dict[str, Any]
     unet_config: dict[str, Any]
     encoder_config: dict[str, Any]
@@ -411,6 +414,8 @@ def read_pipeline_run(output_dir: str | Path) -> PipelineRun:
         output_dir=output_dir,
         formulation="radiodiff" if scheduler_class == "RadioDiffScheduler" else "flow_matching",
         scheduler_class=scheduler_class,
+        default_steps=index.get("default_num_inference_steps", DEFAULT_NUM_INFERENCE_STEPS),
+        carries_code=bool(shipped_code(pipeline_dir)),
         vae_config=components["vae"][0],
         unet_config=components["unet"][0],
         encoder_config=components["condition_encoder"][0],
@@ -489,6 +494,8 @@ def render_pipeline_model_card(output_dir: str | Path, repo_id: str | None = Non
         repo_id=repo_id or PLACEHOLDER_REPO_ID,
         formulation=run.formulation,
         scheduler_class=run.scheduler_class,
+        default_steps=run.default_steps,
+        carries_code=run.carries_code,
         vae=run.vae_config,
         unet=run.unet_config,
         encoder=run.encoder_config,
@@ -519,12 +526,26 @@ def _without_local_paths(config_file: Path) -> bytes:
     return (json.dumps(config, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
+def shipped_code(pipeline_dir: Path) -> list[str]:
+    """The code files that ``model_index.json`` names and the folder holds, as diffusers fetches them for
+    ``trust_remote_code``: ``<_class_name[0]>.py`` at the root, ``<component>/<entry[0]>.py`` in a component's
+    folder."""
+    index = _read_json(pipeline_dir / "model_index.json") or {}
+    pipeline_class = index.get("_class_name")
+    named = [f"{pipeline_class[0]}.py"] if isinstance(pipeline_class, list) else []
+    named += [f"{name}/{entry[0]}.py" for name, entry in index.items()
+              if not name.startswith("_") and isinstance(entry, list) and isinstance(entry[0], str)]
+    return [name for name in named if (pipeline_dir / name).is_file()]
+
+
 def pipeline_upload_operations(output_dir: Path) -> list[CommitOperationAdd]:
-    """The pipeline's files at the repository's root (JSON without local paths), then samples and metrics."""
+    """The pipeline's files at the repository's root (JSON without local paths, the code it ships), then samples
+    and metrics."""
     pipeline_dir = output_dir / PIPELINE_DIR
     pipeline_files = sorted(p.relative_to(pipeline_dir).as_posix() for p in pipeline_dir.rglob("*") if p.is_file())
     operations = []
-    for name in filter_repo_objects(pipeline_files, allow_patterns=PIPELINE_FILE_PATTERNS):
+    patterns = PIPELINE_FILE_PATTERNS + shipped_code(pipeline_dir)
+    for name in filter_repo_objects(pipeline_files, allow_patterns=patterns):
         content = _without_local_paths(pipeline_dir / name) if name.endswith(".json") else str(pipeline_dir / name)
         operations.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=content))
     run_files = sorted(p.relative_to(output_dir).as_posix() for p in output_dir.rglob("*") if p.is_file())

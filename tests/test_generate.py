@@ -40,6 +40,7 @@ def inputs(tmp_path_factory):
     """A saved tiny pipeline and RadioMapSeer-style input folders (2 cities x 2 transmitters)."""
     root = tmp_path_factory.mktemp("generate")
     pipe = tiny_pipeline("radiodiff", size=SIZE)
+    pipe.register_to_config(default_num_inference_steps=2)
     pipe.save_pretrained(root / "pipeline")
     for map_id, positions in TX.items():
         write_png(root / "png" / "buildings_complete" / f"{map_id}.png", city(map_id))
@@ -118,6 +119,14 @@ def test_a_folder_of_inputs_gives_one_map_per_transmitter_seeded_in_name_order(i
          "is a folder; give --transmitter"),
         (lambda r, t: ["--buildings", str(r / "png/buildings_complete/0.png"), "--tx", "1,1", "--steps", "0"],
          "--steps: 0; expected an integer >= 1"),
+        (lambda r, t: ["--buildings", str(r / "png/buildings_complete/0.png"), "--tx", "10,6"],
+         "--tx 10,6: the transmitter at (x=10, y=6) is on a building pixel of "),
+        (lambda r, t: ["--buildings", str(r / "png/buildings_complete/0.png"), "--transmitter",
+                       str(write_png(t / "roof.png", antenna(10, 6)))],
+         "roof.png: the transmitter at (x=10, y=6) is on a building pixel of "),
+        (lambda r, t: ["--buildings", str(r / "png/buildings_complete"), "--transmitter",
+                       str(write_png(t / "antennas" / "0_0.png", antenna(10, 6)).parent)],
+         "0_0.png: the transmitter at (x=10, y=6) is on a building pixel of "),
     ],
 )
 def test_bad_inputs_are_one_error_line(inputs, tmp_path, capsys, make_args, message):
@@ -126,6 +135,18 @@ def test_bad_inputs_are_one_error_line(inputs, tmp_path, capsys, make_args, mess
     error = capsys.readouterr().err
     assert message in error and error.count("error:") == 1 and "Traceback" not in error
     assert not (tmp_path / "out.png").exists()
+
+
+def test_without_steps_the_pipeline_s_saved_steps_are_used(inputs, tmp_path):
+    root, _ = inputs
+    args = ["generate", "--pipeline", str(root / "pipeline"), "--buildings", str(root / "png/buildings_complete/0.png"),
+            "--tx", "2,2", "--device", "cpu", "--out"]
+    for steps in ("default", "2", "3"):
+        options = [] if steps == "default" else ["--steps", steps]
+        assert main([*args, str(tmp_path / f"{steps}.png"), *options]) == 0
+    maps = {steps: np.asarray(Image.open(tmp_path / f"{steps}.png")) for steps in ("default", "2", "3")}
+    np.testing.assert_array_equal(maps["default"], maps["2"])
+    assert (maps["default"] != maps["3"]).any()
 
 
 def test_an_existing_out_is_replaced_only_with_overwrite(inputs, tmp_path, capsys):

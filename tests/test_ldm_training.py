@@ -110,7 +110,9 @@ def test_accelerate_launch_train_ldm_writes_every_artifact(tmp_path, synthetic_c
     pipe.set_progress_bar_config(disable=True)
     buildings = torch.zeros(32, 32)
     buildings[4:12, 8:20] = 1.0
-    maps = pipe(buildings, (20, 24), num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="pt").images
+    # the run's diffusion.sampling_steps are the folder's default
+    assert pipe.config.default_num_inference_steps == 2
+    maps = pipe(buildings, (20, 24), generator=torch.Generator().manual_seed(0), output_type="pt").images
     assert maps.shape == (1, 1, 32, 32) and torch.isfinite(maps).all()
 
 

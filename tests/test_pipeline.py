@@ -1,6 +1,10 @@
 """RadioDiffPipeline end to end on tiny random components, for both formulations."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -8,8 +12,9 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 
-from radiodiff.models import RadioDiffVAE, build_condition_encoder, build_denoiser
+from radiodiff.models import RadioDiffVAE, RadioMapConditionEncoder, build_condition_encoder, build_denoiser
 from radiodiff.pipelines import RadioDiffPipeline, rasterize_transmitter
+from radiodiff.pipelines import pipeline_radiodiff as pipeline_module
 from radiodiff.schedulers import RadioDiffScheduler, build_scheduler
 
 SIZE = 32
@@ -106,39 +111,56 @@ def test_inputs_as_arrays_images_lists_and_coordinates_give_the_same_maps(pipe, 
     assert torch.equal(run(pipe, buildings[0, 0], TX[0]), run(pipe, buildings[:1], transmitter_maps[:1]))
 
 
-def test_save_pretrained_writes_a_standard_safetensors_folder_that_both_loaders_open(pipe, buildings, tmp_path):
+def test_save_pretrained_writes_a_safetensors_folder_that_carries_its_code(pipe, buildings, tmp_path):
     pipe.save_pretrained(tmp_path)
     index = json.loads((tmp_path / "model_index.json").read_text())
-    assert index["_class_name"] == "RadioDiffPipeline"
+    assert index["_class_name"] == ["pipeline_radiodiff", "RadioDiffPipeline"]
     assert index["vae"] == ["diffusers", "AutoencoderKL"]
     assert index["unet"] == ["diffusers", "UNet2DModel"]
-    assert index["condition_encoder"] == ["radiodiff.models.condition_encoder", "RadioMapConditionEncoder"]
-    weights = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.suffix not in (".json",))
-    assert [w for w in weights if "." in w] == [
+    assert index["condition_encoder"] == ["condition_encoder", "RadioMapConditionEncoder"]
+    radiodiff_scheduler = pipe.formulation == "radiodiff"
+    assert index["scheduler"] == (["scheduling_radiodiff", "RadioDiffScheduler"] if radiodiff_scheduler
+                                  else ["diffusers", "FlowMatchEulerDiscreteScheduler"])
+    assert index["default_num_inference_steps"] == 5
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.suffix != ".json")
+    assert [f for f in files if "." in f] == sorted(shipped_code(pipe.formulation) + [
         f"{component}/diffusion_pytorch_model.safetensors" for component in ("condition_encoder", "unet", "vae")
-    ]
+    ])
+    # the shipped files are the package's modules, verbatim
+    assert (tmp_path / "pipeline_radiodiff.py").read_text() == Path(pipeline_module.__file__).read_text()
     assert_round_trip(pipe, tmp_path, buildings)
 
 
-def assert_round_trip(pipe, folder, buildings):
-    """Both loaders restore every weight bit for bit and give the same maps.
+def shipped_code(formulation: str) -> list[str]:
+    scheduler = ["scheduler/scheduling_radiodiff.py"] if formulation == "radiodiff" else []
+    return sorted(["condition_encoder/condition_encoder.py", "pipeline_radiodiff.py", *scheduler])
+
+
+def assert_round_trip(pipe, folder, buildings, loaders=("radiodiff", "diffusers")):
+    """The loaders restore every weight bit for bit and give the same maps: RadioDiffPipeline with radiodiff's
+    classes, and diffusers' generic loader with the folder's code when the folder carries it.
 
     Loaded weights sit at other memory alignments than freshly built ones, and CPU kernels may then round
-    differently (measured: ~1e-7), so maps are compared exactly between the two loaders (same file, same
+    differently (measured: ~1e-7), so maps are compared exactly between the loaders (same file, same
     layout) and to the in-memory pipeline within float32 rounding.
     """
     reference = run(pipe, buildings)
     outputs = []
-    for loader in (RadioDiffPipeline, DiffusionPipeline):
-        loaded = loader.from_pretrained(folder)
+    for loader in loaders:
+        if loader == "radiodiff":
+            loaded = RadioDiffPipeline.from_pretrained(folder)
+            assert type(loaded) is RadioDiffPipeline
+            assert type(loaded.condition_encoder) is RadioMapConditionEncoder
+        else:
+            loaded = DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
+            assert type(loaded).__name__ == "RadioDiffPipeline" and type(loaded) is not RadioDiffPipeline
         loaded.set_progress_bar_config(disable=True)
-        assert type(loaded) is RadioDiffPipeline
         assert loaded.formulation == pipe.formulation
         for name in ("vae", "unet", "condition_encoder"):
             original, restored = getattr(pipe, name).state_dict(), getattr(loaded, name).state_dict()
             assert all(torch.equal(original[key], restored[key]) for key in original), name
         outputs.append(run(loaded, buildings))
-    assert torch.equal(outputs[0], outputs[1])
+    assert all(torch.equal(outputs[0], output) for output in outputs)
     torch.testing.assert_close(outputs[0], reference, rtol=0, atol=1e-5)
 
 
@@ -147,8 +169,104 @@ def test_a_pipeline_built_with_radiodiff_vae_also_round_trips(exported_vae, buil
     vae.load_state_dict(exported_vae.state_dict())
     pipe = make_pipeline(vae, "flow_matching")
     pipe.save_pretrained(tmp_path)
+    # the training VAE's module imports radiodiff's config: it cannot ship, and the folder needs radiodiff
     assert json.loads((tmp_path / "model_index.json").read_text())["vae"] == ["radiodiff.models.vae", "RadioDiffVAE"]
-    assert_round_trip(pipe, tmp_path, buildings)
+    assert_round_trip(pipe, tmp_path, buildings, loaders=("radiodiff",))
+
+
+def save_as_before_the_code_shipped(pipe, folder):
+    """A folder as radiodiff wrote it before: module paths in model_index.json, no code, no default steps."""
+    pipe.save_pretrained(folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    index.update(_class_name="RadioDiffPipeline",
+                 condition_encoder=["radiodiff.models.condition_encoder", "RadioMapConditionEncoder"])
+    if pipe.formulation == "radiodiff":
+        index["scheduler"] = ["radiodiff.schedulers.scheduling_radiodiff", "RadioDiffScheduler"]
+    del index["default_num_inference_steps"]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    for code in folder.rglob("*.py"):
+        code.unlink()
+
+
+def test_a_folder_saved_before_the_code_shipped_loads_with_radiodiff_and_re_saving_adds_the_code(
+    pipe, buildings, tmp_path
+):
+    save_as_before_the_code_shipped(pipe, tmp_path / "old")
+    assert_round_trip(pipe, tmp_path / "old", buildings, loaders=("radiodiff",))
+    old = RadioDiffPipeline.from_pretrained(tmp_path / "old")
+    assert old.config.default_num_inference_steps == 5
+    old.save_pretrained(tmp_path / "upgraded")
+    assert sorted(p.relative_to(tmp_path / "upgraded").as_posix()
+                  for p in (tmp_path / "upgraded").rglob("*.py")) == shipped_code(pipe.formulation)
+    assert_round_trip(pipe, tmp_path / "upgraded", buildings)
+
+
+LOAD_WITH_DIFFUSERS_ALONE = """
+import sys
+
+class NoRadiodiff:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "radiodiff":
+            raise ImportError("radiodiff is blocked")
+
+sys.meta_path.insert(0, NoRadiodiff())
+try:
+    import radiodiff
+except ImportError:
+    pass
+else:
+    raise SystemExit("radiodiff is importable")
+
+import torch
+from diffusers import DiffusionPipeline
+
+folder, buildings_file, out = sys.argv[1:]
+pipe = DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
+pipe.set_progress_bar_config(disable=True)
+buildings = torch.load(buildings_file, weights_only=True)
+maps = pipe(buildings, [(20, 3), (2, 30)], generator=torch.Generator().manual_seed(0), output_type="pt").images
+assert not any(name.partition(".")[0] == "radiodiff" for name in sys.modules)
+torch.save({"maps": maps, "class": type(pipe).__module__}, out)
+"""
+
+
+def test_diffusers_alone_loads_the_folder_with_its_code_and_gives_the_same_maps(exported_vae, buildings, tmp_path):
+    pipe = make_pipeline(exported_vae, "radiodiff")
+    pipe.register_to_config(default_num_inference_steps=2)
+    pipe.save_pretrained(tmp_path / "pipeline")
+    torch.save(buildings, tmp_path / "buildings.pt")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf-home")}
+    env.pop("PYTHONPATH", None)
+    subprocess.run(
+        [sys.executable, "-I", "-c", LOAD_WITH_DIFFUSERS_ALONE, str(tmp_path / "pipeline"),
+         str(tmp_path / "buildings.pt"), str(tmp_path / "maps.pt")],
+        cwd=tmp_path, env=env, check=True, timeout=300,
+    )
+    result = torch.load(tmp_path / "maps.pt", weights_only=True)
+    assert result["class"].startswith("diffusers_modules.")
+    expected = pipe(buildings, TX, num_inference_steps=2, generator=torch.Generator().manual_seed(0),
+                    output_type="pt").images
+    torch.testing.assert_close(result["maps"], expected, rtol=0, atol=1e-5)
+
+
+def test_without_trust_remote_code_diffusers_refuses_to_run_the_folder_s_code(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="trust_remote_code=True"):
+        DiffusionPipeline.from_pretrained(tmp_path)
+
+
+def test_the_default_steps_are_the_saved_ones_and_an_explicit_value_wins(exported_vae, buildings, tmp_path):
+    pipe = make_pipeline(exported_vae, "radiodiff")
+    pipe.register_to_config(default_num_inference_steps=2)
+    pipe.save_pretrained(tmp_path)
+    loaded = RadioDiffPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.config.default_num_inference_steps == 2
+    default = run(loaded, buildings, num_inference_steps=None)
+    assert torch.equal(default, run(loaded, buildings, num_inference_steps=2))
+    assert (default - run(loaded, buildings, num_inference_steps=3)).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="default_num_inference_steps: 0; expected an integer >= 1"):
+        RadioDiffPipeline(**pipe.components, default_num_inference_steps=0)
 
 
 def one_line_error(pipe, buildings, transmitter, match, **kwargs):
@@ -179,7 +297,14 @@ def test_bad_inputs_are_refused_with_one_line(exported_vae, buildings, make_inpu
 
 def test_bad_call_settings_are_refused(exported_vae, buildings):
     pipe = make_pipeline(exported_vae, "radiodiff")
-    one_line_error(pipe, buildings, TX, "output_type: 'latent'", output_type="latent")
+    one_line_error(pipe, buildings, TX, "output_type: 'latents'; expected 'pil', 'np', 'pt' or 'latent'",
+                   output_type="latents")
+    one_line_error(pipe, buildings, TX, "num_images_per_prompt: 0; expected an integer >= 1", num_images_per_prompt=0)
+    one_line_error(pipe, buildings, TX, r"latents: shape \(2, 3, 4, 4\); expected \(2, 3, 8, 8\)",
+                   latents=torch.zeros(2, 3, 4, 4))
+    one_line_error(pipe, buildings, TX, r"callback_on_step_end_tensor_inputs: \['condition'\]; expected names among "
+                   r"\['latents'\]", callback_on_step_end=lambda *args: {},
+                   callback_on_step_end_tensor_inputs=["condition"])
     one_line_error(pipe, buildings, TX, "num_inference_steps: 0", num_inference_steps=0)
     one_line_error(pipe, buildings, TX, r"eta: 2; expected a value in \[0, 1\]", eta=2)
     one_line_error(make_pipeline(exported_vae, "flow_matching"), buildings, TX, "only RadioDiff's sampler takes eta",
@@ -205,6 +330,74 @@ def test_eta_zero_draws_only_the_starting_noise_and_eta_none_is_the_scheduler_s(
     assert torch.equal(draws_after(None)[0], stochastic)  # the scheduler's config: eta 1, the original sampler
     pipe.scheduler = RadioDiffScheduler.from_config(pipe.scheduler.config, eta=0.0)
     assert torch.equal(draws_after(None)[0], deterministic)
+
+
+def test_num_images_per_prompt_gives_each_input_its_own_noise_input_by_input(pipe, buildings):
+    maps = run(pipe, buildings, num_images_per_prompt=2)
+    assert maps.shape == (4, 1, SIZE, SIZE)
+    assert (maps[0] - maps[1]).abs().max() > 1e-3
+    # as diffusers orders them: input 0's maps first, the same as the inputs repeated in place
+    repeated = run(pipe, buildings.repeat_interleave(2, dim=0), [tx for tx in TX for _ in range(2)])
+    assert torch.equal(maps, repeated)
+
+
+def test_given_latents_are_the_starting_noise(pipe, buildings):
+    latent_size = SIZE // pipe.vae_scale_factor
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.randn(2, pipe.vae.config.latent_channels, latent_size, latent_size, generator=generator)
+    # the generator, past the starting noise, gives RadioDiff's steps their noise as in a call that drew it
+    given = pipe(buildings, TX, num_inference_steps=3, latents=noise, generator=generator, output_type="pt").images
+    assert torch.equal(given, run(pipe, buildings, seed=0))
+    assert (run(pipe, buildings, latents=noise.flip(0)) - run(pipe, buildings)).abs().max() > 1e-3
+
+
+def test_the_step_end_callback_sees_each_step_and_may_replace_the_latents(pipe, buildings):
+    seen = []
+
+    def record(pipeline, step_index, timestep, callback_kwargs):
+        assert pipeline is pipe and set(callback_kwargs) == {"latents"}
+        seen.append((step_index, float(timestep)))
+        return {}
+
+    assert torch.equal(run(pipe, buildings, callback_on_step_end=record), run(pipe, buildings))
+    pipe.scheduler.set_timesteps(3)
+    assert seen == list(enumerate(float(t) for t in pipe.scheduler.timesteps))
+
+    def zero_the_last(pipeline, step_index, timestep, callback_kwargs):
+        last = step_index == len(pipeline.scheduler.timesteps) - 1
+        return {"latents": torch.zeros_like(callback_kwargs["latents"])} if last else callback_kwargs
+
+    zeroed = run(pipe, buildings, callback_on_step_end=zero_the_last, output_type="latent")
+    assert torch.equal(zeroed, torch.zeros_like(zeroed))
+
+
+def test_latent_output_is_the_normalised_latents_that_decode_to_the_maps(pipe, buildings):
+    latents = run(pipe, buildings, output_type="latent")
+    latent_size = SIZE // pipe.vae_scale_factor
+    assert latents.shape == (2, pipe.vae.config.latent_channels, latent_size, latent_size)
+    config = pipe.vae.config
+    with torch.no_grad():
+        decoded = pipe.vae.decode(latents / config.scaling_factor + config.shift_factor).sample
+    assert torch.equal(pipe.image_processor.postprocess(decoded, output_type="pt"), run(pipe, buildings))
+
+
+def test_channel_last_arrays_as_np_output_returns_them_are_taken(pipe, buildings):
+    reference = run(pipe, buildings)
+    channel_last = buildings.permute(0, 2, 3, 1).numpy()
+    transmitter_maps = np.stack([rasterize_transmitter(x, y, SIZE, SIZE).permute(1, 2, 0).numpy() for x, y in TX])
+    assert channel_last.shape == (2, SIZE, SIZE, 1)
+    assert torch.equal(run(pipe, channel_last, transmitter_maps), reference)
+    assert torch.equal(run(pipe, channel_last[0], transmitter_maps[0]), run(pipe, buildings[:1], TX[:1]))
+    as_np = run(pipe, buildings, output_type="np")
+    assert run(pipe, as_np, TX, output_type="np").shape == as_np.shape  # a generated map goes back in
+
+
+def test_a_transmitter_on_a_building_is_warned_of_with_its_map_and_pixel(pipe, buildings, caplog):
+    with caplog.at_level("WARNING"):
+        run(pipe, buildings, transmitter=[(20, 3), (5, 6)])
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert warnings == ["transmitter: map 1 has its transmitter at (x=5, y=6), a building pixel; the model was "
+                        "trained on transmitters in free space"]
 
 
 def test_components_that_do_not_fit_together_are_refused(exported_vae):

@@ -71,7 +71,8 @@ def tiny_run(tmp_path_factory):
     pipe = tiny_pipeline("radiodiff")
     config, _ = write_tiny_run(folder, pipe.vae)
     with open(config, "a") as handle:  # sections the first stage's schema does not know
-        handle.write("denoiser:\n  preset: tiny\ndiffusion:\n  sampling_steps: 5\n")
+        handle.write("denoiser:\n  preset: tiny\ndiffusion:\n  sampling_steps: 2\n")
+    pipe.register_to_config(default_num_inference_steps=2)  # as the trainer exports the run's sampling_steps
     pipe.save_pretrained(folder / "pipeline")
     return folder, config, pipe
 
@@ -151,8 +152,8 @@ def test_evaluate_on_a_pipeline_folder_prints_the_table_and_writes_inside_the_ru
                                                                                   monkeypatch):
     folder = tiny_run[0]
     monkeypatch.chdir(tmp_path)
-    command = ["evaluate", "--model", str(folder / "pipeline"), "--steps", "2", "--batch-size", "2",
-               "--device", "cpu", "--gallery", "1"]
+    # no --steps: the 2 steps the folder saved, in the folder's name and metrics.json
+    command = ["evaluate", "--model", str(folder / "pipeline"), "--batch-size", "2", "--device", "cpu", "--gallery", "1"]
     assert main(command) == 0
     printed = capsys.readouterr().out
     for label in ("| model |", "| VAE ceiling |", "| physics baseline |"):

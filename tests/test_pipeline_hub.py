@@ -41,6 +41,7 @@ def pipeline_run(tmp_path):
     from diffusers import AutoencoderKL
 
     pipe = tiny_pipeline("flow_matching", vae=AutoencoderKL.from_pretrained(first_stage))
+    pipe.register_to_config(default_num_inference_steps=2)  # the run's diffusion.sampling_steps
     run = tmp_path / "run"
     pipe.save_pretrained(run / "pipeline")
     (run / "config.yaml").write_text(yaml.safe_dump({
@@ -74,6 +75,8 @@ def test_the_card_tables_the_model_beside_the_vae_ceiling_and_the_physics_baseli
     assert "| VAE ceiling (its own round trip) | 0.0101 [0.009, 0.011] | 0.033 | 0.9 | undefined | — | — |" in text
     assert "| physics baseline (log-distance, no learning) | 0.31 [0.28, 0.34] |" in text
     assert 'RadioDiffPipeline.from_pretrained("someone/radio-ldm")' in text
+    assert 'DiffusionPipeline.from_pretrained("someone/radio-ldm", trust_remote_code=True)' in text
+    assert "samples with 2 steps, the ones this run was\nconfigured and evaluated with" in text
     assert "`FlowMatchEulerDiscreteScheduler`" in text and "shift factor\n0.1 and scaling factor 0.5" in text
     assert "**synthetic** maps only" in text and "@article{radiodiff" in text and "@article{radiounet" in text
     assert "![The trainer's sample" in text and "samples/sample-250.png" in text
@@ -85,6 +88,22 @@ def test_an_unevaluated_run_says_so_and_has_no_model_index(pipeline_run):
     card = render_pipeline_model_card(pipeline_run)
     assert "has not been evaluated" in str(card) and "model-index" not in card.data.to_dict()
     assert "USER/NAME" in str(card)
+
+
+def test_a_folder_without_its_code_gets_the_radiodiff_load_only_and_the_old_default_steps(pipeline_run, hub):
+    index_file = pipeline_run / "pipeline" / "model_index.json"
+    index = json.loads(index_file.read_text())
+    index.update(_class_name="RadioDiffPipeline",
+                 condition_encoder=["radiodiff.models.condition_encoder", "RadioMapConditionEncoder"])
+    del index["default_num_inference_steps"]
+    index_file.write_text(json.dumps(index))
+    for code in (pipeline_run / "pipeline").rglob("*.py"):
+        code.unlink()
+    text = str(render_pipeline_model_card(pipeline_run, "someone/radio-ldm"))
+    assert "trust_remote_code" not in text and "does not carry the pipeline's code" in text
+    assert "samples with 5 steps" in text
+    push_to_hub(pipeline_run, "someone/radio-ldm", token="hf_test_token")
+    assert not any(name.endswith(".py") for name in hub.uploaded_files())
 
 
 def test_card_command_writes_the_pipeline_card(pipeline_run, capsys):
@@ -103,6 +122,7 @@ def test_push_uploads_the_pipeline_at_the_root_with_card_samples_and_metrics_onl
     push_to_hub(pipeline_run, "someone/radio-ldm", token="hf_test_token")
     assert hub.uploaded_files() == {
         "README.md", "model_index.json", "scheduler/scheduler_config.json",
+        "pipeline_radiodiff.py", "condition_encoder/condition_encoder.py",  # the code, for trust_remote_code
         *(f"{c}/{f}" for c in ("vae", "unet", "condition_encoder")
           for f in ("config.json", "diffusion_pytorch_model.safetensors")),
         "samples/sample-250.png", "metrics.json",

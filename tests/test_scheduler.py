@@ -7,12 +7,8 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
 from radiodiff.diffusion_losses import flow_matching_loss, radiodiff_loss
-from radiodiff.schedulers import (
-    RadioDiffScheduler,
-    build_scheduler,
-    flow_matching_noisy_sample,
-    formulation_of,
-)
+from radiodiff.pipelines.pipeline_radiodiff import FORMULATION_OF_SCHEDULER
+from radiodiff.schedulers import FORMULATIONS, RadioDiffScheduler, build_scheduler, flow_matching_noisy_sample
 
 
 def perfect_prediction(x_t: torch.Tensor, x0: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,9 +185,10 @@ def test_flow_matching_euler_with_the_true_velocity_recovers_x0():
     assert torch.allclose(sample, x0, atol=1e-5)
 
 
-def test_the_formulation_is_read_off_the_scheduler_class():
-    assert formulation_of(build_scheduler("radiodiff")) == "radiodiff"
-    assert formulation_of(FlowMatchEulerDiscreteScheduler()) == "flow_matching"
+def test_each_formulation_s_scheduler_is_the_one_the_pipeline_reads_that_formulation_off():
+    assert {name: type(build_scheduler(name)).__name__ for name in FORMULATIONS} == {
+        formulation: scheduler for scheduler, formulation in FORMULATION_OF_SCHEDULER.items()
+    }
     with pytest.raises(ValueError, match="formulation: 'ddpm'"):
         build_scheduler("ddpm")
 

@@ -122,8 +122,8 @@ def run_evaluate(
 
     Defaults are the trainer's: the run's own ``config.yaml``, for a VAE its EMA weights when present, and
     ``OUTPUT_DIR/evaluation/<variant>-<split>/`` (a pipeline: ``pipeline-<split>-<steps>steps/``) as the output.
-    An existing ``metrics.json`` there is replaced only with ``overwrite``. ``steps`` (sampling steps, default 5)
-    and ``eta`` (RadioDiff's sampler's share of the posterior noise, default the pipeline's scheduler's) are a
+    An existing ``metrics.json`` there is replaced only with ``overwrite``. ``steps`` (sampling steps, default the
+    pipeline's ``default_num_inference_steps``, which its run saved in ``model_index.json``, or 5) and ``eta`` (RadioDiff's sampler's share of the posterior noise, default the pipeline's scheduler's) are a
     pipeline's; ``seed`` seeds a pipeline's samples, or a VAE's posterior samples with ``sample_posterior``.
     """
     if is_pipeline_folder(model_dir):
@@ -131,7 +131,7 @@ def run_evaluate(
             raise ValueError(f"--sample-posterior: {model_dir} is a pipeline; it applies to a VAE folder only")
         return run_evaluate_pipeline(
             model_dir, config_path, variant=variant, split=split, out=out, batch_size=batch_size, device=device,
-            steps=5 if steps is None else steps, seed=seed, gallery=gallery, overwrite=overwrite,
+            steps=steps, seed=seed, gallery=gallery, overwrite=overwrite,
             overrides=overrides, eta=eta,
         )
     for option, value in (("--steps", steps), ("--eta", eta)):
@@ -171,7 +171,7 @@ def run_evaluate_pipeline(
     out: str | None,
     batch_size: int,
     device: str,
-    steps: int,
+    steps: int | None,
     seed: int,
     gallery: int = 0,
     overwrite: bool = False,
@@ -179,7 +179,7 @@ def run_evaluate_pipeline(
     eta: float | None = None,
 ) -> PipelineEvaluationResult:
     """The pipeline branch of :func:`run_evaluate`: the model, the VAE ceiling and the physics baseline."""
-    if steps < 1:
+    if steps is not None and steps < 1:
         raise ValueError(f"--steps: {steps}; expected an integer >= 1")
     if eta is not None:
         try:
@@ -188,12 +188,14 @@ def run_evaluate_pipeline(
             raise ValueError(f"--{error}") from None
     variant = None if variant == MAIN_VARIANT else variant
     config_path = resolve_config(pipeline_dir, config_path)
+    pipeline = load_pipeline(pipeline_dir, variant)
+    if steps is None:
+        steps = pipeline.config.default_num_inference_steps
     target = Path(out) if out is not None else (
         Path(pipeline_dir).parent / EVALUATION_FOLDER
         / f"pipeline-{split}-{steps}steps{'' if eta is None else '-eta' + format(eta, 'g')}"
     )
     json_path, csv_path = refuse_existing(target, overwrite)
-    pipeline = load_pipeline(pipeline_dir, variant)
     if eta is not None:
         if pipeline.formulation != "radiodiff":
             raise ValueError(f"--eta: {pipeline_dir} samples by flow matching, whose Euler sampler draws no noise; "

@@ -4,7 +4,7 @@ and no training logic."""
 from .condition_encoder import RadioMapConditionEncoder, transmitter_log_distance
 from .denoiser import PRESETS, ConditionedDenoiser, build_condition_encoder, build_denoiser
 from .discriminator import PatchGANDiscriminator
-from .vae import RadioDiffVAE, RadioDiffVAEOutput, denormalize_latents, downsampling_factor, normalize_latents
+from .vae import RadioDiffVAE, RadioDiffVAEOutput, downsampling_factor, normalize_latents
 
 __all__ = [
     "PRESETS",
@@ -15,7 +15,6 @@ __all__ = [
     "RadioMapConditionEncoder",
     "build_condition_encoder",
     "build_denoiser",
-    "denormalize_latents",
     "downsampling_factor",
     "normalize_latents",
     "transmitter_log_distance",

@@ -234,12 +234,7 @@ class RadioDiffVAE(AutoencoderKL):
 
 
 def normalize_latents(latent: torch.Tensor, vae_config: Any) -> torch.Tensor:
-    """VAE latents ``z`` -> what the diffusion stage sees: ``(z - shift_factor) * scaling_factor``."""
+    """VAE latents ``z`` -> what the diffusion stage sees: ``(z - shift_factor) * scaling_factor`` (the pipeline
+    undoes it before ``vae.decode``, as diffusers' pipelines do)."""
     shift = getattr(vae_config, "shift_factor", None) or 0.0
     return (latent - shift) * vae_config.scaling_factor
-
-
-def denormalize_latents(latents: torch.Tensor, vae_config: Any) -> torch.Tensor:
-    """The inverse of :func:`normalize_latents`: diffusion-stage latents -> what ``vae.decode`` takes."""
-    shift = getattr(vae_config, "shift_factor", None) or 0.0
-    return latents / vae_config.scaling_factor + shift

@@ -1,23 +1,42 @@
-"""RadioDiff's second stage as a diffusers pipeline: building map + transmitter -> radio map."""
+"""RadioDiff's second stage as a diffusers pipeline: building map + transmitter -> radio map.
+
+This file ships verbatim in every saved pipeline folder (``pipeline_radiodiff.py``, named in ``model_index.json``),
+beside the code of the components that are not diffusers classes, so that diffusers alone loads the folder with
+``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)``. It therefore imports only torch, diffusers,
+numpy, PIL and the standard library.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import importlib
+import inspect
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import PIL.Image
 import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, ImagePipelineOutput, UNet2DModel
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import VaeImageProcessor
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.pipelines.pipeline_loading_utils import LOADABLE_CLASSES
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import DIFFUSERS_DYNAMIC_MODULE_NAME, logging
+from diffusers.utils.dynamic_modules_utils import get_relative_imports
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..models.condition_encoder import RadioMapConditionEncoder
-from ..models.denoiser import OUTPUTS_PER_LATENT_CHANNEL
-from ..models.vae import denormalize_latents, downsampling_factor
-from ..schedulers import formulation_of
+logger = logging.get_logger(__name__)
 
 MapInput = torch.Tensor | np.ndarray | PIL.Image.Image | Sequence[Any]
+
+# by class name: a scheduler loaded from a folder's code is a class of its own module, not radiodiff's
+FORMULATION_OF_SCHEDULER = {"RadioDiffScheduler": "radiodiff", "FlowMatchEulerDiscreteScheduler": "flow_matching"}
+# the sampling steps of a pipeline whose folder does not record its own (saved before they were recorded)
+DEFAULT_NUM_INFERENCE_STEPS = 5
 
 
 def rasterize_transmitter(x: int, y: int, height: int, width: int) -> torch.Tensor:
@@ -37,6 +56,11 @@ def _is_coordinate(value: Any) -> bool:
     )
 
 
+def _is_channel_last(array: np.ndarray) -> bool:
+    """(H, W, 1) or (B, H, W, 1), as ``output_type="np"`` returns maps: a last axis of one channel after a map."""
+    return array.ndim in (3, 4) and array.shape[-1] == 1 and array.shape[-3] != 1
+
+
 def _one_map(value: Any, name: str) -> torch.Tensor:
     """One map or a batch of maps as float32 (B, 1, H, W); 8-bit and boolean maps are taken to [0, 1]."""
     if isinstance(value, PIL.Image.Image):
@@ -44,6 +68,8 @@ def _one_map(value: Any, name: str) -> torch.Tensor:
             raise ValueError(f"{name}: a PIL image of mode {value.mode}; expected a 1-channel image (mode L or 1)")
         value = np.array(value)
     if isinstance(value, np.ndarray):
+        if _is_channel_last(value):
+            value = np.moveaxis(value, -1, -3)
         value = torch.from_numpy(np.ascontiguousarray(value))
     if not isinstance(value, torch.Tensor):
         raise ValueError(f"{name}: got {type(value).__name__}; expected a tensor, a numpy array, a PIL image or a list")
@@ -55,7 +81,10 @@ def _one_map(value: Any, name: str) -> torch.Tensor:
     elif value.ndim == 3:
         value = value[None]
     if value.ndim != 4 or value.shape[1] != 1:
-        raise ValueError(f"{name}: shape {tuple(value.shape)}; expected one channel, (H, W), (1, H, W) or (B, 1, H, W)")
+        raise ValueError(
+            f"{name}: shape {tuple(value.shape)}; expected one channel, (H, W), (1, H, W) or (B, 1, H, W) "
+            "(numpy arrays also (H, W, 1) or (B, H, W, 1))"
+        )
     return value
 
 
@@ -70,37 +99,47 @@ def _as_maps(value: MapInput, name: str) -> torch.Tensor:
 class RadioDiffPipeline(DiffusionPipeline):
     r"""Radio maps from building maps and transmitter positions, by diffusion in a VAE's latent space.
 
-    The formulation is the scheduler's class: [`~radiodiff.schedulers.RadioDiffScheduler`] runs RadioDiff's
-    decoupled process (the UNet predicts C and eps), diffusers' `FlowMatchEulerDiscreteScheduler` runs flow
-    matching (the UNet predicts the velocity).
+    The formulation is the scheduler's class: `RadioDiffScheduler` runs RadioDiff's decoupled process (the UNet
+    predicts C and eps), diffusers' `FlowMatchEulerDiscreteScheduler` runs flow matching (the UNet predicts the
+    velocity).
 
     Args:
         vae ([`~diffusers.AutoencoderKL`]): the first stage; its config's ``scaling_factor``/``shift_factor``
             take latents to the diffusion stage's scale and back, and its ``sample_size`` is the map size.
         unet ([`~diffusers.UNet2DModel`]): the denoiser, on the noisy latent concatenated with the condition features.
-        condition_encoder ([`~radiodiff.models.RadioMapConditionEncoder`]): building and transmitter maps -> features.
+        condition_encoder (`RadioMapConditionEncoder`): building and transmitter maps -> features.
         scheduler ([`~diffusers.SchedulerMixin`]): `RadioDiffScheduler` or `FlowMatchEulerDiscreteScheduler`.
+        default_num_inference_steps (`int`, defaults to 5): the sampling steps of a call that gives none: the ones
+            the run was configured and evaluated with (its ``diffusion.sampling_steps``); saved in
+            ``model_index.json``.
     """
 
     model_cpu_offload_seq = "condition_encoder->unet->vae"
+    _callback_tensor_inputs = ["latents"]
 
     def __init__(
         self,
         vae: AutoencoderKL,
         unet: UNet2DModel,
-        condition_encoder: RadioMapConditionEncoder,
+        condition_encoder: ModelMixin,
         scheduler: SchedulerMixin,
+        default_num_inference_steps: int = DEFAULT_NUM_INFERENCE_STEPS,
     ):
         super().__init__()
+        _check_num_inference_steps(default_num_inference_steps, "default_num_inference_steps")
         self.register_modules(vae=vae, unet=unet, condition_encoder=condition_encoder, scheduler=scheduler)
-        self.vae_scale_factor = downsampling_factor(vae.config.block_out_channels)
+        self.register_to_config(default_num_inference_steps=default_num_inference_steps)
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
         self._check_components()
 
     @property
     def formulation(self) -> str:
         """``"radiodiff"`` or ``"flow_matching"``, from the scheduler's class."""
-        return formulation_of(self.scheduler)
+        name = type(self.scheduler).__name__
+        if name not in FORMULATION_OF_SCHEDULER:
+            raise ValueError(f"scheduler: {name}; expected one of {', '.join(FORMULATION_OF_SCHEDULER)}")
+        return FORMULATION_OF_SCHEDULER[name]
 
     def _check_components(self) -> None:
         latent_channels = self.vae.config.latent_channels
@@ -115,12 +154,79 @@ class RadioDiffPipeline(DiffusionPipeline):
                 f"unet: in_channels {self.unet.config.in_channels}; expected {latent_channels} latent + "
                 f"{condition_channels} condition channels = {latent_channels + condition_channels}"
             )
-        expected_out = OUTPUTS_PER_LATENT_CHANNEL[self.formulation] * latent_channels
+        # RadioDiff's UNet stacks C and eps along the channels, flow matching's returns the velocity
+        expected_out = (2 if self.formulation == "radiodiff" else 1) * latent_channels
         if self.unet.config.out_channels != expected_out:
             raise ValueError(
                 f"unet: out_channels {self.unet.config.out_channels}; the {self.formulation} formulation "
                 f"expects {expected_out} for {latent_channels} latent channels"
             )
+
+    # ---- saving and loading with the code ---------------------------------------------------------------------
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """diffusers' folder, plus the code that loads it with diffusers alone.
+
+        ``pipeline_radiodiff.py`` (this file) goes to the folder's root and ``model_index.json``'s ``_class_name``
+        becomes ``["pipeline_radiodiff", "RadioDiffPipeline"]``; each component that is not a diffusers class and
+        whose module runs on its own (the condition encoder, RadioDiff's scheduler) gets its module file in its
+        folder, named in ``model_index.json`` as ``[file stem, class]``: ``condition_encoder/condition_encoder.py``,
+        ``scheduler/scheduling_radiodiff.py``. Re-saving a folder saved without its code adds the code.
+        """
+        super().save_pretrained(save_directory, **kwargs)
+        folder = Path(save_directory)
+        index = json.loads((folder / self.config_name).read_text())
+        index["_class_name"] = [_ship_module_of(type(self), folder), type(self).__name__]
+        for name in self.components:
+            component = getattr(self, name)
+            if index.get(name, [None])[0] not in (None, *LOADABLE_CLASSES) and _runs_on_its_own(type(component)):
+                index[name] = [_ship_module_of(type(component), folder / name), type(component).__name__]
+        (folder / self.config_name).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load_config(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
+        """``model_index.json``, its shipped code resolved to the installed package when this class is one's.
+
+        In a process that imported this class from a package (``radiodiff``), the entries naming a folder's code
+        (``["pipeline_radiodiff", "RadioDiffPipeline"]``, ``["condition_encoder", "RadioMapConditionEncoder"]``)
+        and the module paths older folders recorded (``["radiodiff.models.condition_encoder", ...]``) name the
+        package's own classes, so that the folder's code is never run and ``trust_remote_code`` is not needed. A
+        class loaded from a folder's code leaves the entries to diffusers.
+        """
+        loaded = super().load_config(pretrained_model_name_or_path, **kwargs)
+        package_name = cls.__module__.partition(".")[0]
+        if package_name == DIFFUSERS_DYNAMIC_MODULE_NAME:
+            return loaded
+        package = importlib.import_module(package_name)
+        config = loaded[0] if isinstance(loaded, tuple) else loaded
+        if isinstance(config.get("_class_name"), list) and config["_class_name"][1] == cls.__name__:
+            config["_class_name"] = cls.__name__
+        for name, entry in config.items():
+            is_component = isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], str)
+            if is_component and entry[0] not in (None, *LOADABLE_CLASSES) and hasattr(package, entry[1]):
+                # the defining module: diffusers finds the loading base class (ModelMixin, ...) in its namespace
+                config[name] = [getattr(package, entry[1]).__module__, entry[1]]
+        return loaded
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> RadioDiffPipeline:
+        """A saved folder or a Hub repository, with this class and this package's component classes.
+
+        With diffusers alone, load a folder that carries its code with
+        ``DiffusionPipeline.from_pretrained(folder_or_repo, trust_remote_code=True)``.
+        """
+        package_class = cls.__module__.partition(".")[0] != DIFFUSERS_DYNAMIC_MODULE_NAME
+        if package_class and not os.path.isdir(pretrained_model_name_or_path):
+            # diffusers' download would import the repository's pipeline file: fetch the weights and configs only
+            from huggingface_hub import snapshot_download
+
+            hub_options = ("cache_dir", "revision", "token", "local_files_only", "force_download", "proxies")
+            pretrained_model_name_or_path = snapshot_download(
+                str(pretrained_model_name_or_path),
+                allow_patterns=["*.json", "*/*.json", "*/*.safetensors"],
+                **{key: kwargs[key] for key in hub_options if key in kwargs},
+            )
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     def prepare_conditions(
         self, buildings: MapInput, transmitter: MapInput | tuple[int, int] | Sequence[tuple[int, int]]
@@ -158,64 +264,162 @@ class RadioDiffPipeline(DiffusionPipeline):
         for index, count in enumerate(lit.tolist()):
             if count != 1:
                 raise ValueError(f"transmitter: map {index} has {count} lit pixels; expected exactly one")
+        self._warn_of_transmitters_on_buildings(buildings, transmitter)
         return buildings, transmitter
+
+    @staticmethod
+    def _warn_of_transmitters_on_buildings(buildings: torch.Tensor, transmitter: torch.Tensor) -> None:
+        # not refused: a map is still generated, but the training data has its transmitters in the streets
+        for index, (building_map, transmitter_map) in enumerate(zip(buildings, transmitter)):
+            y, x = (int(v) for v in transmitter_map[0].nonzero()[0])
+            if building_map[0, y, x] >= 0.5:
+                logger.warning(
+                    f"transmitter: map {index} has its transmitter at (x={x}, y={y}), a building pixel; the model "
+                    "was trained on transmitters in free space"
+                )
+
+    def check_inputs(
+        self,
+        num_inference_steps: int,
+        num_images_per_prompt: int,
+        output_type: str,
+        eta: float | None,
+        callback_on_step_end_tensor_inputs: Sequence[str],
+    ) -> None:
+        """One ``ValueError`` line for the first call setting this pipeline cannot take."""
+        if output_type not in ("pil", "np", "pt", "latent"):
+            raise ValueError(f"output_type: {output_type!r}; expected 'pil', 'np', 'pt' or 'latent'")
+        _check_num_inference_steps(num_inference_steps, "num_inference_steps")
+        if not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
+            raise ValueError(f"num_images_per_prompt: {num_images_per_prompt!r}; expected an integer >= 1")
+        if eta is not None and self.formulation != "radiodiff":
+            raise ValueError(f"eta: {eta}; only RadioDiff's sampler takes eta, and this pipeline's is flow matching")
+        unknown = [name for name in callback_on_step_end_tensor_inputs if name not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs: {unknown}; expected names among {self._callback_tensor_inputs}"
+            )
+
+    def prepare_latents(
+        self,
+        batch_size: int,
+        generator: torch.Generator | list[torch.Generator] | None,
+        latents: torch.Tensor | None,
+        device: torch.device,
+    ) -> torch.Tensor:
+        """The starting noise: ``latents`` when given (checked against the shape it must have), else drawn."""
+        latent_size = self.vae.config.sample_size // self.vae_scale_factor
+        shape = (batch_size, self.vae.config.latent_channels, latent_size, latent_size)
+        if latents is None:
+            return randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
+        if tuple(latents.shape) != shape:
+            raise ValueError(
+                f"latents: shape {tuple(latents.shape)}; expected {shape}, (maps x num_images_per_prompt, the VAE's "
+                "latent_channels, sample_size / its downsampling factor twice)"
+            )
+        return latents.to(device=device, dtype=self.unet.dtype)
 
     @torch.no_grad()
     def __call__(
         self,
         buildings: MapInput,
         transmitter: MapInput | tuple[int, int] | Sequence[tuple[int, int]],
-        num_inference_steps: int = 5,
+        num_inference_steps: int | None = None,
+        num_images_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
         eta: float | None = None,
+        callback_on_step_end: Callable[..., dict[str, Any]] | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> ImagePipelineOutput | tuple:
         r"""Generate radio maps.
 
         Args:
             buildings: building maps (1 = building, 0 = free space): tensors or arrays shaped (H, W), (1, H, W) or
-                (B, 1, H, W), PIL images (mode L), or a list of these; 8-bit maps (0/255) are divided by 255.
+                (B, 1, H, W), numpy arrays also channel-last (H, W, 1) or (B, H, W, 1) as ``output_type="np"``
+                returns them, PIL images (mode L), or a list of these; 8-bit maps (0/255) are divided by 255.
             transmitter: transmitter maps with exactly one lit pixel each (same forms as ``buildings``), or
-                ``(x, y)`` pixel coordinates, or a list of them.
-            num_inference_steps (`int`, defaults to 5): sampling steps (RadioDiff's sampler adds one short final
-                denoiser call when its scheduler splits the last step).
-            generator (`torch.Generator`, *optional*): the only source of randomness; same seed, same maps.
+                ``(x, y)`` pixel coordinates, or a list of them. A transmitter on a building pixel is logged as a
+                warning: the model was trained on transmitters in free space.
+            num_inference_steps (`int`, *optional*): sampling steps (RadioDiff's sampler adds one short final
+                denoiser call when its scheduler splits the last step); when None, the pipeline's
+                ``default_num_inference_steps``, the steps its run was evaluated with.
+            num_images_per_prompt (`int`, defaults to 1): maps per input, each from its own noise; the output holds
+                ``B * num_images_per_prompt`` maps, input 0's first.
+            generator (`torch.Generator` or a list of them, *optional*): the only source of randomness; same seed,
+                same maps. A list holds one generator per output map.
+            latents (`torch.Tensor`, *optional*): the starting noise, shaped (B * num_images_per_prompt,
+                latent_channels, h, w) with h, w the map size over the VAE's downsampling factor; drawn from
+                ``generator`` when None.
             output_type (`str`, defaults to `"pil"`): `"pil"` (mode L images), `"np"` (B, H, W, 1) or `"pt"`
-                (B, 1, H, W), all on [0, 1].
+                (B, 1, H, W), all on [0, 1]; or `"latent"`: the final latents before decoding, as diffusers'
+                pipelines return them, in the diffusion stage's normalised space (``vae.decode`` takes
+                ``latents / vae.config.scaling_factor + vae.config.shift_factor``).
             return_dict (`bool`, defaults to `True`): return an [`~diffusers.ImagePipelineOutput`] instead of a tuple.
             eta (`float`, *optional*): RadioDiff's sampler only: the share of the posterior noise each step draws
                 (1: the original sampler, 0: deterministic); the scheduler's config ``eta`` when None.
+            callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*): called
+                after each step as ``callback_on_step_end(pipe, step_index, timestep, callback_kwargs)`` with
+                ``callback_kwargs`` holding the tensors named in ``callback_on_step_end_tensor_inputs``; it returns
+                a dict, whose ``"latents"`` (if any) replace the latents.
+            callback_on_step_end_tensor_inputs (`list[str]`, defaults to `["latents"]`): names among
+                ``pipe._callback_tensor_inputs``.
         """
-        if output_type not in ("pil", "np", "pt"):
-            raise ValueError(f"output_type: {output_type!r}; expected 'pil', 'np' or 'pt'")
-        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps: {num_inference_steps!r}; expected an integer >= 1")
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        if num_inference_steps is None:
+            num_inference_steps = self.config.default_num_inference_steps
+        self.check_inputs(num_inference_steps, num_images_per_prompt, output_type, eta,
+                          callback_on_step_end_tensor_inputs)
         device = self._execution_device
         buildings, transmitter = self.prepare_conditions(buildings, transmitter)
         condition = self.condition_encoder(
             buildings.to(device, self.condition_encoder.dtype), transmitter.to(device, self.condition_encoder.dtype)
         ).to(self.unet.dtype)
-
-        latent_size = self.vae.config.sample_size // self.vae_scale_factor
-        shape = (buildings.shape[0], self.vae.config.latent_channels, latent_size, latent_size)
-        latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
+        condition = condition.repeat_interleave(num_images_per_prompt, dim=0)
+        latents = self.prepare_latents(condition.shape[0], generator, latents, device)
 
         predicts_c_and_eps = self.formulation == "radiodiff"
-        if eta is not None and not predicts_c_and_eps:
-            raise ValueError(f"eta: {eta}; only RadioDiff's sampler takes eta, and this pipeline's is flow matching")
         step_options = {"eta": eta} if eta is not None else {}
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        for timestep in self.progress_bar(self.scheduler.timesteps):
+        for step_index, timestep in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_output = self.unet(torch.cat([latents, condition], dim=1), timestep).sample
             if predicts_c_and_eps:
                 model_output = model_output.chunk(2, dim=1)
             latents = self.scheduler.step(model_output, timestep, latents, generator=generator, **step_options).prev_sample
+            if callback_on_step_end is not None:
+                step_tensors = {"latents": latents}  # what _callback_tensor_inputs names
+                callback_kwargs = {name: step_tensors[name] for name in callback_on_step_end_tensor_inputs}
+                latents = callback_on_step_end(self, step_index, timestep, callback_kwargs).pop("latents", latents)
 
-        latents = denormalize_latents(latents, self.vae.config).to(self.vae.dtype)
-        radio_maps = self.vae.decode(latents).sample
-        radio_maps = self.image_processor.postprocess(radio_maps, output_type=output_type)
+        if output_type == "latent":
+            radio_maps = latents
+        else:
+            shift = getattr(self.vae.config, "shift_factor", None) or 0.0
+            latents = (latents / self.vae.config.scaling_factor + shift).to(self.vae.dtype)
+            radio_maps = self.image_processor.postprocess(self.vae.decode(latents).sample, output_type=output_type)
         self.maybe_free_model_hooks()
         if not return_dict:
             return (radio_maps,)
         return ImagePipelineOutput(images=radio_maps)
+
+
+def _check_num_inference_steps(value: Any, name: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name}: {value!r}; expected an integer >= 1")
+
+
+def _runs_on_its_own(component_class: type) -> bool:
+    """Whether the module of ``component_class`` imports none of its package's other modules (relative imports
+    that a folder would have to carry too)."""
+    return not get_relative_imports(inspect.getsourcefile(component_class))
+
+
+def _ship_module_of(defined_class: type, folder: Path) -> str:
+    """Copy the module file that defines ``defined_class`` into ``folder``; returns its stem, as
+    ``model_index.json`` names it."""
+    source = Path(inspect.getsourcefile(defined_class))
+    shutil.copyfile(source, folder / source.name)
+    return source.stem

@@ -1,6 +1,6 @@
 """The diffusion processes of the second stage, as diffusers schedulers.
 
-A pipeline's formulation is the class of its scheduler: ``"radiodiff"`` (RadioDiff's decoupled process, the
+A pipeline's formulation is the class of its scheduler (``RadioDiffPipeline.formulation``): ``"radiodiff"`` (RadioDiff's decoupled process, the
 denoiser predicts C and eps) or ``"flow_matching"`` (diffusers' ``FlowMatchEulerDiscreteScheduler``, the denoiser
 predicts the velocity ``noise - x0``).
 """
@@ -23,17 +23,6 @@ def build_scheduler(formulation: str) -> SchedulerMixin:
     return FORMULATIONS[formulation]()
 
 
-def formulation_of(scheduler: SchedulerMixin) -> str:
-    """``"radiodiff"`` or ``"flow_matching"``, read off the scheduler's class."""
-    for name, scheduler_class in FORMULATIONS.items():
-        if isinstance(scheduler, scheduler_class):
-            return name
-    raise ValueError(
-        f"scheduler: {type(scheduler).__name__} is not one of the formulations' schedulers "
-        f"({', '.join(cls.__name__ for cls in FORMULATIONS.values())})"
-    )
-
-
 def flow_matching_noisy_sample(
     original_samples: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,5 +42,4 @@ __all__ = [
     "build_scheduler",
     "check_eta",
     "flow_matching_noisy_sample",
-    "formulation_of",
 ]

@@ -60,8 +60,8 @@ def build_parser(stage: StageCommand = VAE_COMMAND) -> argparse.ArgumentParser:
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help=f"start afresh in an output_dir that holds an earlier run: delete its checkpoints, {stage.exported} "
-        "and samples/ first (without it such a run is refused)",
+        help=f"start afresh in an output_dir that holds an earlier run: delete its checkpoints/, {stage.exported}, "
+        "samples/ and evaluation/ first (without it such a run is refused)",
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     return parser

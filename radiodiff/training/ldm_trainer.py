@@ -257,7 +257,8 @@ class LDMTrainer(Trainer):
             model = ConditionedDenoiser.from_config(self.raw_model.config).to(self.accelerator.device).eval()
             self.ema.copy_to(model.parameters())
         pipeline = RadioDiffPipeline(
-            vae=self.vae, unet=model.unet, condition_encoder=model.condition_encoder, scheduler=self.scheduler
+            vae=self.vae, unet=model.unet, condition_encoder=model.condition_encoder, scheduler=self.scheduler,
+            default_num_inference_steps=self.config.diffusion.sampling_steps,
         )
         pipeline.set_progress_bar_config(disable=True)
         return pipeline
@@ -269,13 +270,7 @@ class LDMTrainer(Trainer):
         self.raw_model.eval()
         # a fixed sampling generator: successive sheets differ only by the weights
         generator = torch.Generator(self.accelerator.device).manual_seed(self.config.train.seed)
-        generated = self.pipeline()(
-            buildings,
-            transmitter,
-            num_inference_steps=self.config.diffusion.sampling_steps,
-            generator=generator,
-            output_type="pt",
-        ).images
+        generated = self.pipeline()(buildings, transmitter, generator=generator, output_type="pt").images
         self.raw_model.train()
         gain_maps = torch.stack([item["gain_map"] for item in items])
         names = [item["name"] for item in items]
