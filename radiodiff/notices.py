@@ -7,7 +7,6 @@ code line, the way they show errors.
 
 from __future__ import annotations
 
-import sys
 import warnings
 
 
@@ -16,16 +15,19 @@ class RadioDiffWarning(UserWarning):
 
 
 def show_warnings_as_lines() -> None:
-    """From now on, print each ``RadioDiffWarning`` as ``warning: <message>`` on stderr; other warnings as before."""
-    show_other = warnings.showwarning
-    if getattr(show_other, "prints_radiodiff_warnings", False):
+    """From now on, print each ``RadioDiffWarning`` as ``warning: <message>``; other warnings as before.
+
+    Only the formatting changes: where and whether a warning is shown (filters, ``-W``, ``catch_warnings``) stay
+    Python's.
+    """
+    format_other = warnings.formatwarning
+    if getattr(format_other, "formats_radiodiff_warnings", False):
         return
 
-    def show(message, category, filename, lineno, file=None, line=None):
+    def format_warning(message, category, filename, lineno, line=None):
         if issubclass(category, RadioDiffWarning):
-            print(f"warning: {message}", file=sys.stderr if file is None else file)
-        else:
-            show_other(message, category, filename, lineno, file, line)
+            return f"warning: {message}\n"
+        return format_other(message, category, filename, lineno, line)
 
-    show.prints_radiodiff_warnings = True
-    warnings.showwarning = show
+    format_warning.formats_radiodiff_warnings = True
+    warnings.formatwarning = format_warning
