@@ -2,6 +2,7 @@
 
 Every other module receives these typed objects and never digs through nested dicts.
 
+- ``errors``: :class:`ConfigError`, the one error a user sees
 - ``schema``: the two stages' dataclasses, each key's range beside it; model sections default to the models' own
 - ``checks``: the ranges a key may declare, and the walk that checks a built config
 - ``typed``: nested mappings into the dataclasses, each value checked against its type
