@@ -45,7 +45,7 @@ def measure_variant(variant: str, args: argparse.Namespace, scratch: Path) -> di
     from radiodiff.training.ldm_trainer import build_ldm_trainer
 
     torch.manual_seed(0)
-    vae = RadioDiffVAE.from_model_config(load_config(args.vae_config).model, sample_size=args.size)
+    vae = RadioDiffVAE.from_block_channels(**load_config(args.vae_config).model.architecture(), sample_size=args.size)
     vae.save_pretrained(scratch / "vae")
     overrides = [
         f"output_dir={scratch / 'run'}",

@@ -33,7 +33,9 @@ def parameter_count(model: torch.nn.Module) -> int:
 
 def build_vae(vae: str, size: int) -> RadioDiffVAE:
     if vae == "paper":  # the first stage of configs/radiodiff_vae.yaml
-        return RadioDiffVAE.from_model_config(load_config(REPO / "configs" / "radiodiff_vae.yaml").model, size)
+        return RadioDiffVAE.from_block_channels(
+            **load_config(REPO / "configs" / "radiodiff_vae.yaml").model.architecture(), sample_size=size
+        )
     return RadioDiffVAE.from_block_channels(sample_size=size, **QUICKSTART_VAE)
 
 

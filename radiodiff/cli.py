@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .config import ConfigError, parse_arguments
+from .arguments import parse_arguments
+from .config import ConfigError
 from .notices import show_warnings_as_lines
 
 SubcommandAdder = Callable[[argparse._SubParsersAction], None]

@@ -1,8 +1,32 @@
-import pytest
+import dataclasses
+import inspect
+import subprocess
+import sys
+import typing
+from pathlib import Path
 
-from radiodiff.config import ConfigError, load_config, read_config, save_config
+import pytest
+import yaml
+
+from radiodiff.config import (
+    Config,
+    ConfigError,
+    DenoiserConfig,
+    DiscriminatorConfig,
+    LDMConfig,
+    LDMTrainConfig,
+    LossConfig,
+    VAEConfig,
+    load_config,
+    read_config,
+    read_ldm_config,
+    save_config,
+)
+from radiodiff.config.checks import POSITIVE, _range_of
 
 ORIGINAL_YAML = "configs/radiodiff_original_first_stage.yaml"
+FIXTURES = Path(__file__).parent / "fixtures"
+VAE_PATH = "vae.path=outputs/quickstart/vae"
 
 
 def test_dotted_overrides_reach_nested_fields():
@@ -172,8 +196,6 @@ def test_a_typo_in_the_file_is_blamed_on_the_file(tmp_path):
     (["diffusion.eta=0", "denoiser.formulation=flow_matching"], "diffusion.eta: 0.0 applies to RadioDiff's sampler only"),
 ])
 def test_second_stage_eta_outside_zero_one_or_with_flow_matching_is_an_error(overrides, expected):
-    from radiodiff.config import read_ldm_config
-
     with pytest.raises(ConfigError, match=expected) as error:
         read_ldm_config(None, ["vae.path=outputs/quickstart/vae", *overrides])
     assert error.value.key == "diffusion.eta"
@@ -181,7 +203,7 @@ def test_second_stage_eta_outside_zero_one_or_with_flow_matching_is_an_error(ove
 
 def test_overrides_may_follow_an_option_in_both_trainers_and_the_cli(capsys):
     from radiodiff.cli import build_parser as build_cli_parser
-    from radiodiff.config import parse_arguments
+    from radiodiff.arguments import parse_arguments
     from radiodiff.training.entry import LDM_COMMAND, build_parser
 
     args = parse_arguments(build_parser(), ["--config", "c.yaml", "a.b=1", "--overwrite", "c.d=2", "e=3"])
@@ -196,3 +218,172 @@ def test_overrides_may_follow_an_option_in_both_trainers_and_the_cli(capsys):
             parse_arguments(build_parser(), argv)
         assert exit_info.value.code == 2
         assert f"unrecognized arguments: {argv[-1]}" in capsys.readouterr().err
+
+
+def _checked_keys(config, prefix=""):
+    """(dotted key, its field type, its range) of every key of ``config`` that declares a range."""
+    hints = typing.get_type_hints(type(config))
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            yield from _checked_keys(value, f"{prefix}{field.name}.")
+        elif (check := _range_of(type(config), field.name)) is not None:
+            yield f"{prefix}{field.name}", hints[field.name], check
+
+
+def _out_of_range(annotation, check):
+    candidates = (0, -1) if int in (annotation, *typing.get_args(annotation)) else (-1.0, 0.0, 1.0, 1.5)
+    return next(value for value in candidates if not check.accepts(value))
+
+
+FIRST_STAGE_RANGES = list(_checked_keys(Config()))
+SECOND_STAGE_RANGES = list(_checked_keys(LDMConfig()))
+
+
+@pytest.mark.parametrize("key, annotation, check", FIRST_STAGE_RANGES, ids=[k for k, *_ in FIRST_STAGE_RANGES])
+def test_every_first_stage_range_refuses_a_value_outside_it_naming_the_key(key, annotation, check):
+    value = _out_of_range(annotation, check)
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [f"{key}={value}"])
+    assert str(error.value) == f"command-line override '{key}={value}': {key}: expected {check.expected}, got {value}"
+    assert error.value.key == key
+
+
+@pytest.mark.parametrize("key, annotation, check", SECOND_STAGE_RANGES, ids=[k for k, *_ in SECOND_STAGE_RANGES])
+def test_every_second_stage_range_refuses_a_value_outside_it_naming_the_key(key, annotation, check):
+    value = _out_of_range(annotation, check)
+    with pytest.raises(ConfigError) as error:
+        read_ldm_config(None, [VAE_PATH, f"{key}={value}"])
+    assert str(error.value) == f"command-line override '{key}={value}': {key}: expected {check.expected}, got {value}"
+
+
+def test_the_ranges_cover_every_count_and_rate_that_was_checked_before_the_schema_held_them():
+    first = {key for key, *_ in FIRST_STAGE_RANGES}
+    second = {key for key, *_ in SECOND_STAGE_RANGES}
+    shared = {
+        "train.max_steps", "train.batch_size", "train.gradient_accumulation_steps", "train.save_every",
+        "train.sample_every", "train.log_every", "train.ema_update_every", "train.max_nonfinite_steps",
+        "train.collective_timeout_s", "train.muon_ns_steps", "data.synthetic.maps", "data.synthetic.tx_per_map",
+        "data.synthetic.size", "train.num_sample_images", "train.warmup_steps", "data.num_workers",
+        "train.checkpoints_total_limit", "train.lr", "train.ema_decay", "train.muon_momentum",
+    }
+    assert shared | {
+        "discriminator.n_layers", "discriminator.ndf", "discriminator.in_channels", "model.layers_per_block",
+        "model.norm_num_groups", "model.in_channels", "model.out_channels", "model.latent_channels",
+        "loss.kl_weight", "loss.disc_weight", "loss.perceptual_weight", "loss.l1_weight", "train.latent_scale_maps",
+    } == first
+    assert shared | {"diffusion.sampling_steps", "diffusion.eta", "denoiser.condition_dropout"} == second
+
+
+def test_a_stage_that_changes_a_shared_key_s_default_keeps_its_range():
+    assert LDMTrainConfig().max_steps == 50000 and _range_of(LDMTrainConfig, "max_steps") is POSITIVE
+
+
+@pytest.mark.parametrize(
+    "read, key, value",
+    [
+        (read_ldm_config, "train.disc_lr", "1e-4"),
+        (read_ldm_config, "train.latent_scale_maps", "16"),
+        (read_ldm_config, "train.channels_last", "true"),
+        (read_ldm_config, "model.latent_channels", "4"),
+        (read_ldm_config, "loss.kl_weight", "0"),
+        (read_config, "vae.path", "outputs/quickstart/vae"),
+        (read_config, "denoiser.preset", "tiny"),
+        (read_config, "diffusion.sampling_steps", "2"),
+    ],
+)
+def test_a_key_of_the_other_stage_is_unknown_where_it_was_set(tmp_path, read, key, value):
+    with pytest.raises(ConfigError) as error:
+        read(None, [VAE_PATH, f"{key}={value}"] if read is read_ldm_config else [f"{key}={value}"])
+    override = f"{key}={value}"
+    assert str(error.value).startswith(f"command-line override {override!r}: unknown key {key.partition('.')[0]}")
+    section, _, leaf = key.partition(".")
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"vae": {"path": "v"}, section: {leaf: yaml.safe_load(value)}}))
+    with pytest.raises(ConfigError) as error:
+        read(path)
+    assert str(error.value).startswith(f"{path}: unknown key {key if section == 'train' else section}")
+
+
+def test_a_first_stage_key_in_the_second_stage_names_the_nearest_valid_key():
+    with pytest.raises(ConfigError) as error:
+        read_ldm_config("configs/ldm_quickstart.yaml", ["train.disc_lr=1e-4"])
+    message = str(error.value)
+    assert message.startswith("command-line override 'train.disc_lr=1e-4': unknown key train.disc_lr; did you mean")
+    assert "valid keys here: train.max_steps" in message and "train.latent_scale_maps" not in message
+
+
+@pytest.mark.parametrize("path", sorted(Path("configs").glob("*.yaml")), ids=lambda path: path.name)
+def test_every_shipped_config_loads_in_its_stage(path):
+    if "ldm" in path.name:
+        config, _ = read_ldm_config(path)
+        train_keys = set(yaml.safe_load(path.read_text())["train"])
+        # a first-stage key with an old save's value would load (and be dropped): a shipped config has none
+        assert train_keys <= {field.name for field in dataclasses.fields(LDMTrainConfig)}
+        assert isinstance(config, LDMConfig)
+    else:
+        assert isinstance(read_config(path)[0], Config)
+
+
+def test_a_second_stage_config_saved_with_the_first_stage_s_train_keys_still_loads(tmp_path):
+    saved = FIXTURES / "ldm_config_saved_before_stage_keys.yaml"
+    assert {"disc_lr", "channels_last", "latent_scale_maps"} <= set(yaml.safe_load(saved.read_text())["train"])
+    config, _ = read_ldm_config(saved)
+    assert config == read_ldm_config("configs/ldm_quickstart.yaml")[0]
+    save_config(config, tmp_path / "config.yaml")
+    assert "disc_lr" not in (tmp_path / "config.yaml").read_text()
+    assert read_ldm_config(tmp_path / "config.yaml")[0] == config
+
+
+def test_a_first_stage_config_saved_before_the_stages_had_their_own_keys_still_loads():
+    config = load_config(FIXTURES / "vae_config_saved_before_stage_keys.yaml")
+    assert config == load_config("configs/quickstart.yaml")
+
+
+@pytest.mark.parametrize("key, value", [("disc_lr", 1e-4), ("latent_scale_maps", 16), ("channels_last", True),
+                                        ("latent_scale_maps", 1024.0), ("channels_last", 0)])
+def test_an_old_second_stage_key_is_dropped_only_with_the_value_old_saves_wrote(tmp_path, key, value):
+    values = yaml.safe_load((FIXTURES / "ldm_config_saved_before_stage_keys.yaml").read_text())
+    values["train"][key] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(values))
+    with pytest.raises(ConfigError, match=f"unknown key train.{key};"):
+        read_ldm_config(path)
+
+
+def _init_defaults(function):
+    return {p.name: p.default for p in inspect.signature(function).parameters.values() if p.default is not p.empty}
+
+
+def test_the_model_sections_default_to_the_models_own_defaults():
+    from radiodiff import PatchGANDiscriminator, RadioDiffVAE, VAEGANLoss
+
+    vae = _init_defaults(RadioDiffVAE.__init__)
+    model = dataclasses.asdict(VAEConfig())
+    assert model.pop("pretrained") is None
+    assert model.pop("attention_levels") == list(_init_defaults(RadioDiffVAE.from_block_channels)["attention_levels"])
+    assert model == {key: list(vae[key]) if isinstance(vae[key], tuple) else vae[key] for key in model}
+    assert dataclasses.asdict(DiscriminatorConfig()) == _init_defaults(PatchGANDiscriminator.__init__)
+    loss = _init_defaults(VAEGANLoss.__init__)
+    del loss["perceptual_model"]  # a module, not a config value
+    assert dataclasses.asdict(LossConfig()) == loss
+
+
+def test_the_config_s_choices_are_the_models_choices():
+    from radiodiff.models.denoiser import OUTPUTS_PER_LATENT_CHANNEL
+    from radiodiff.losses import DISC_LOSSES
+    from radiodiff.models import PRESETS
+    from radiodiff.models.discriminator import NORMS
+
+    def choices(cls, name):
+        return set(typing.get_args(typing.get_type_hints(cls)[name]))
+
+    assert choices(DiscriminatorConfig, "norm") == set(NORMS)
+    assert choices(LossConfig, "disc_loss") == set(DISC_LOSSES)
+    assert choices(DenoiserConfig, "preset") == set(PRESETS)
+    assert choices(DenoiserConfig, "formulation") == set(OUTPUTS_PER_LATENT_CHANNEL)
+
+
+def test_importing_the_config_imports_neither_torch_nor_diffusers():
+    code = "import sys, radiodiff.config; print(sorted({'torch', 'diffusers'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"

@@ -118,7 +118,7 @@ def test_last_layer_weight_is_the_decoder_output_convolution(tiny_vae):
 def test_the_config_s_model_defaults_are_the_model_s_defaults():
     from radiodiff.config import VAEConfig
 
-    from_config = RadioDiffVAE.from_model_config(VAEConfig(), sample_size=256)
+    from_config = RadioDiffVAE.from_block_channels(**VAEConfig().architecture(), sample_size=256)
     defaults = RadioDiffVAE().config
     assert {key: value for key, value in from_config.config.items() if key != "_use_default_values"} == {
         key: value for key, value in defaults.items() if key != "_use_default_values"
@@ -130,11 +130,12 @@ def test_attention_levels_add_self_attention_at_those_levels_of_encoder_and_deco
     from radiodiff.config import ConfigError, load_config
 
     config = load_config(None, ["model.block_out_channels=[8,16,16]", "model.norm_num_groups=4", "model.attention_levels=[2]"])
-    vae = RadioDiffVAE.from_model_config(config.model, sample_size=gain_maps.shape[-1])
+    vae = RadioDiffVAE.from_block_channels(**config.model.architecture(), sample_size=gain_maps.shape[-1])
     assert vae.config.down_block_types == ("DownEncoderBlock2D", "DownEncoderBlock2D", "AttnDownEncoderBlock2D")
     # the decoder runs its levels from the lowest resolution up
     assert vae.config.up_block_types == ("AttnUpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D")
-    plain = RadioDiffVAE.from_model_config(load_config(None, ["model.block_out_channels=[8,16,16]", "model.norm_num_groups=4"]).model, 64)
+    plain_config = load_config(None, ["model.block_out_channels=[8,16,16]", "model.norm_num_groups=4"])
+    plain = RadioDiffVAE.from_block_channels(**plain_config.model.architecture(), sample_size=64)
     assert parameter_count(vae) > parameter_count(plain)
     vae.eval().save_pretrained(tmp_path)
     with torch.no_grad():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -15,10 +14,6 @@ from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDis
 # component's own module (pipeline_loading_utils.get_class_obj_and_candidates): a saved pipeline holding a
 # RadioDiffVAE loads only if ModelMixin is a name here
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
-from ..config import VAEConfig, check_ldm_ddconfig
-
-# the paper's model: the config's defaults are the one definition, the signature below reads them
-_PAPER = VAEConfig()
 
 # The keys of the original RadioDiff / latent-diffusion ``ddconfig`` that we can express.
 LDM_DDCONFIG_KEYS = (
@@ -33,6 +28,31 @@ LDM_DDCONFIG_KEYS = (
     "attn_resolutions",
     "dropout",
 )
+
+
+def check_compvis_ddconfig(ddconfig: Mapping[str, Any], embed_dim: Any, where: str = "ddconfig") -> None:
+    """Refuse, with ``ValueError``, the settings of an original (CompVis latent-diffusion) ``ddconfig`` that
+    ``AutoencoderKL`` cannot express: attention inside the blocks, dropout, ``double_z: false``,
+    ``z_channels != embed_dim``."""
+    attn_resolutions, dropout = ddconfig.get("attn_resolutions") or [], ddconfig.get("dropout") or 0.0
+    if not isinstance(attn_resolutions, (list, tuple)):
+        raise ValueError(f"{where}.attn_resolutions: expected a list, got {attn_resolutions!r}")
+    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool):
+        raise ValueError(f"{where}.dropout: expected a number, got {dropout!r}")
+    if attn_resolutions:
+        raise ValueError(
+            f"{where}.attn_resolutions: {list(attn_resolutions)} asks for attention inside the down/up blocks, "
+            "which AutoencoderKL cannot express; expected []"
+        )
+    if dropout != 0.0:
+        raise ValueError(f"{where}.dropout: {dropout}; AutoencoderKL has no dropout, expected 0.0")
+    if ddconfig.get("double_z", True) is not True:
+        raise ValueError(f"{where}.double_z: AutoencoderKL always predicts mean and log-variance; expected true")
+    z_channels = ddconfig.get("z_channels")
+    if z_channels is not None and embed_dim is not None and z_channels != embed_dim:
+        raise ValueError(
+            f"{where}.z_channels ({z_channels}) != embed_dim ({embed_dim}); AutoencoderKL uses one latent width for both"
+        )
 
 
 def downsampling_factor(block_out_channels: Sequence[int]) -> int:
@@ -98,24 +118,24 @@ class RadioDiffVAE(AutoencoderKL):
     @register_to_config
     def __init__(
         self,
-        in_channels: int = _PAPER.in_channels,
-        out_channels: int = _PAPER.out_channels,
-        down_block_types: tuple[str, ...] = ("DownEncoderBlock2D",) * len(_PAPER.block_out_channels),
-        up_block_types: tuple[str, ...] = ("UpDecoderBlock2D",) * len(_PAPER.block_out_channels),
-        block_out_channels: tuple[int, ...] = tuple(_PAPER.block_out_channels),
-        layers_per_block: int = _PAPER.layers_per_block,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        down_block_types: tuple[str, ...] = ("DownEncoderBlock2D",) * 3,
+        up_block_types: tuple[str, ...] = ("UpDecoderBlock2D",) * 3,
+        block_out_channels: tuple[int, ...] = (128, 256, 512),
+        layers_per_block: int = 2,
         act_fn: str = "silu",
-        latent_channels: int = _PAPER.latent_channels,
-        norm_num_groups: int = _PAPER.norm_num_groups,
+        latent_channels: int = 3,
+        norm_num_groups: int = 32,
         sample_size: int = 256,
-        scaling_factor: float = _PAPER.scaling_factor,
+        scaling_factor: float = 0.3,
         shift_factor: float | None = None,
         latents_mean: tuple[float, ...] | None = None,
         latents_std: tuple[float, ...] | None = None,
         force_upcast: bool = True,
         use_quant_conv: bool = True,
         use_post_quant_conv: bool = True,
-        mid_block_add_attention: bool = _PAPER.mid_block_add_attention,
+        mid_block_add_attention: bool = True,
     ):
         super().__init__(
             in_channels=in_channels,
@@ -153,13 +173,6 @@ class RadioDiffVAE(AutoencoderKL):
         return cls(block_out_channels=tuple(block_out_channels), down_block_types=down, up_block_types=up, **kwargs)
 
     @classmethod
-    def from_model_config(cls, model: VAEConfig, sample_size: int) -> "RadioDiffVAE":
-        """A fresh VAE as ``model`` (the config's ``model:`` section) describes it, for maps of ``sample_size``."""
-        arguments = dataclasses.asdict(model)
-        del arguments["pretrained"]  # where to load from, not a model argument
-        return cls.from_block_channels(**arguments, sample_size=sample_size)
-
-    @classmethod
     def from_ldm_config(cls, ddconfig: Mapping[str, Any], embed_dim: int, **kwargs: Any) -> "RadioDiffVAE":
         """Build the VAE from the original RadioDiff (latent-diffusion) ``ddconfig`` and ``embed_dim``.
 
@@ -171,7 +184,7 @@ class RadioDiffVAE(AutoencoderKL):
         missing = sorted({"ch", "ch_mult", "num_res_blocks", "z_channels"} - set(ddconfig))
         if missing:
             raise ValueError(f"ddconfig: missing required keys {missing}")
-        check_ldm_ddconfig(ddconfig, int(embed_dim))
+        check_compvis_ddconfig(ddconfig, int(embed_dim))
         block_out_channels = tuple(int(ddconfig["ch"]) * int(m) for m in ddconfig["ch_mult"])
         return cls.from_block_channels(
             block_out_channels,

@@ -13,7 +13,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import ConfigError, parse_arguments, read_config, read_ldm_config
+from ..arguments import parse_arguments
+from ..config import ConfigError, read_config, read_ldm_config
 from ..notices import show_warnings_as_lines
 from .checkpoints import CheckpointError, error_summary, newest_checkpoint_note
 

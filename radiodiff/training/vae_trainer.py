@@ -51,7 +51,9 @@ def build_vae(config: Config) -> RadioDiffVAE:
                 f"diffusion_pytorch_model.safetensors from save_pretrained or `radiodiff convert`): "
                 f"{error_summary(error, lines=1)}"
             ) from error
-    return RadioDiffVAE.from_model_config(model, sample_size=config.data.resolution or config.data.synthetic.size)
+    return RadioDiffVAE.from_block_channels(
+        **model.architecture(), sample_size=config.data.resolution or config.data.synthetic.size
+    )
 
 
 def build_discriminator(config: Config) -> PatchGANDiscriminator:

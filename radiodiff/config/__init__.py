@@ -1,0 +1,63 @@
+"""Training configuration: YAML files and ``dotted.key=value`` overrides, validated once into dataclasses.
+
+Every other module receives these typed objects and never digs through nested dicts.
+
+- ``errors``: :class:`ConfigError`, the one error a user sees
+- ``schema``: the two stages' dataclasses, each key's range beside it; model sections default to the models' own
+- ``checks``: the ranges a key may declare, and the walk that checks a built config
+- ``typed``: nested mappings into the dataclasses, each value checked against its type
+- ``original``: the original RadioDiff first-stage YAML into ours
+- ``loading``: reading (file, overrides, validation) and saving
+"""
+
+from .errors import ConfigError
+from .loading import (
+    config_from_dict,
+    load_config,
+    load_data_config,
+    read_config,
+    read_ldm_config,
+    read_yaml,
+    save_config,
+)
+from .schema import (
+    Config,
+    DataConfig,
+    DenoiserConfig,
+    DiffusionConfig,
+    DiscriminatorConfig,
+    FrozenVAEConfig,
+    LatentsConfig,
+    LDMConfig,
+    LDMTrainConfig,
+    LossConfig,
+    SyntheticConfig,
+    TrainConfig,
+    VAEConfig,
+    VAETrainConfig,
+)
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "DenoiserConfig",
+    "DiffusionConfig",
+    "DiscriminatorConfig",
+    "FrozenVAEConfig",
+    "LDMConfig",
+    "LDMTrainConfig",
+    "LatentsConfig",
+    "LossConfig",
+    "SyntheticConfig",
+    "TrainConfig",
+    "VAEConfig",
+    "VAETrainConfig",
+    "config_from_dict",
+    "load_config",
+    "load_data_config",
+    "read_config",
+    "read_ldm_config",
+    "read_yaml",
+    "save_config",
+]
