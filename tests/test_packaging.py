@@ -15,8 +15,9 @@ REQUIRED_MINIMUM = {
     "torch": "2.4",
     # ModelMixin.compile_repeated_blocks (train.compile, 0.35); DiffusionPipeline._get_signature_types resolving the
     # string annotations of RadioDiffPipeline.__init__ (`from __future__ import annotations`) with get_type_hints:
-    # up to 0.36 from_pretrained fails with KeyError: 'unet'
-    "diffusers": "0.37",
+    # up to 0.36 from_pretrained fails with KeyError: 'unet'; and DiffusionPipeline.from_pretrained of a local folder
+    # that ships code refusing to run it without trust_remote_code=True (0.37 runs it unasked)
+    "diffusers": "0.38",
     # report_to: trackio (accelerate PR 3669, July 2025, in 1.9)
     "accelerate": "1.9",
     # huggingface_hub.constants.is_offline_mode (huggingface_hub PRs 3593/3598, released in 1.2.1)
