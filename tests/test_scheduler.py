@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
-from radiodiff.diffusion_losses import flow_matching_loss, radiodiff_loss
+from radiodiff.losses import flow_matching_loss, radiodiff_loss
 from radiodiff.pipelines.pipeline_radiodiff import FORMULATION_OF_SCHEDULER
 from radiodiff.schedulers import FORMULATIONS, RadioDiffScheduler, build_scheduler, flow_matching_noisy_sample
 

@@ -43,7 +43,7 @@ def model_default(target: str, argument: str, check: Range | None = None) -> Any
 _VAE = "radiodiff.models.vae:RadioDiffVAE.__init__"
 _VAE_LEVELS = "radiodiff.models.vae:RadioDiffVAE.from_block_channels"
 _DISCRIMINATOR = "radiodiff.models.discriminator:PatchGANDiscriminator.__init__"
-_LOSS = "radiodiff.losses:VAEGANLoss.__init__"
+_LOSS = "radiodiff.losses.vae_gan:VAEGANLoss.__init__"
 
 
 @dataclass

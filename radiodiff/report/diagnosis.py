@@ -22,7 +22,7 @@ DISC_LOSS = "train/disc_loss"
 LR = "lr"
 
 # the adaptive weight's ratio is clamped to this before ``disc_weight`` multiplies it
-# (radiodiff.losses.ADAPTIVE_WEIGHT_MAX, restated: the report must not import torch)
+# (radiodiff.losses.vae_gan.ADAPTIVE_WEIGHT_MAX, restated: the report must not import torch)
 ADAPTIVE_WEIGHT_MAX = 1e4
 # "most steps": the share of steps at the clamp that makes the adaptive weight a constant in effect
 CLAMPED_SHARE = 0.5

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from ..config import FrozenVAEConfig, LDMConfig
 from ..data import build_dataset
-from ..diffusion_losses import flow_matching_loss, radiodiff_loss
+from ..losses import flow_matching_loss, radiodiff_loss
 from ..evaluation import default_variant, evaluate_pipeline, format_pipeline_summary, load_vae, write_pipeline_metrics
 from ..evaluation.pipeline import load_pipeline
 from ..hub import write_pipeline_model_card

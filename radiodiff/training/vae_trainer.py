@@ -216,11 +216,11 @@ class VAETrainer(Trainer):
             self.raw_discriminator.save_pretrained(discriminator_dir)
 
     def finish(self) -> None:
-        measure_export(self.config, self.train_set, self.val_set, self.accelerator.device)
+        scale_and_evaluate_exported_vae(self.config, self.train_set, self.val_set, self.accelerator.device)
         self.publish(write_model_card)
 
 
-def measure_export(config: Config, train_set: Dataset, val_set: Dataset, device: torch.device) -> None:
+def scale_and_evaluate_exported_vae(config: Config, train_set: Dataset, val_set: Dataset, device: torch.device) -> None:
     """The exported VAE, loaded once as users will load it (its EMA weights when it has them):
 
     - the latents of up to ``train.latent_scale_maps`` training maps set the shift factor (their mean) and the
