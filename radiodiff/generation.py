@@ -26,7 +26,7 @@ TRANSMITTER_NAME = re.compile(r"^(\d+)_(\d+)\.png$")
 
 
 @dataclass
-class Job:
+class MapRequest:
     """One map to generate: its conditions, where they came from, and where it goes."""
 
     buildings: torch.Tensor  # (1, H, W) on [0, 1], 1 = building
@@ -87,7 +87,7 @@ def write_png(path: Path, array: np.ndarray) -> Path:
     return write_atomically(path, image.getvalue())
 
 
-def draw_figure(job: Job, encoded: np.ndarray, path: Path) -> Path:
+def draw_figure(job: MapRequest, encoded: np.ndarray, path: Path) -> Path:
     """The buildings beside the generated map in dB, the transmitter marked on both."""
     import matplotlib
 
@@ -113,7 +113,7 @@ def draw_figure(job: Job, encoded: np.ndarray, path: Path) -> Path:
 
 
 def single_job(buildings: Path, transmitter: Path | None, tx: str | None, out: Path, figure: Path | None,
-               size: int) -> list[Job]:
+               size: int) -> list[MapRequest]:
     reader = GrayscaleReader()
     city = read_map(buildings, size, "buildings", reader)
     if transmitter is not None:
@@ -121,10 +121,10 @@ def single_job(buildings: Path, transmitter: Path | None, tx: str | None, out: P
     else:
         transmitter_map = rasterize_transmitter(*parse_tx(tx, size), size, size)
     check_free_space(city, transmitter_map, buildings, str(transmitter) if transmitter is not None else f"--tx {tx}")
-    return [Job(city, transmitter_map, out, figure)]
+    return [MapRequest(city, transmitter_map, out, figure)]
 
 
-def folder_jobs(buildings: Path, transmitters: Path, out: Path, figures: Path | None, size: int) -> list[Job]:
+def folder_jobs(buildings: Path, transmitters: Path, out: Path, figures: Path | None, size: int) -> list[MapRequest]:
     """Every ``{map}_{tx}.png`` of ``transmitters`` with ``buildings/{map}.png``, to ``out/{map}_{tx}.png``."""
     if not transmitters.is_dir():
         raise FileNotFoundError(f"{transmitters}: not a folder; with --buildings a folder, --transmitter is the "
@@ -141,11 +141,11 @@ def folder_jobs(buildings: Path, transmitters: Path, out: Path, figures: Path | 
             cities[map_id] = read_map(buildings / f"{map_id}.png", size, "buildings", reader)
         transmitter_map = read_transmitter(transmitters / name, size, reader)
         check_free_space(cities[map_id], transmitter_map, buildings / f"{map_id}.png", str(transmitters / name))
-        jobs.append(Job(cities[map_id], transmitter_map, out / name, figures / name if figures else None))
+        jobs.append(MapRequest(cities[map_id], transmitter_map, out / name, figures / name if figures else None))
     return jobs
 
 
-def refuse_existing(jobs: list[Job], overwrite: bool) -> None:
+def refuse_existing(jobs: list[MapRequest], overwrite: bool) -> None:
     existing = [path for job in jobs for path in (job.out, job.figure) if path is not None and path.exists()]
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
@@ -196,7 +196,7 @@ def run_generate(
     return generate_jobs(pipeline, jobs, steps=steps, seed=seed, batch_size=batch_size, device=device)
 
 
-def generate_jobs(pipeline: RadioDiffPipeline, jobs: list[Job], *, steps: int, seed: int, batch_size: int,
+def generate_jobs(pipeline: RadioDiffPipeline, jobs: list[MapRequest], *, steps: int, seed: int, batch_size: int,
                   device: str) -> list[Path]:
     pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
