@@ -180,7 +180,7 @@ def test_save_pretrained_and_from_pretrained_round_trip_through_safetensors(pres
 @pytest.mark.parametrize(
     "overrides, match",
     [
-        (dict(up_kernel_sizes=(5, 3, 6, 5, 6, 6)), r"up_kernel_sizes\[0\]: 5; encoder level 6 pools, so expected an even"),
+        (dict(up_kernel_sizes=(5, 3, 6, 5, 6, 6)), r"up_kernel_sizes\[0\]: 5; encoder level 6 pools, so expected an"),
         (dict(up_kernel_sizes=(4, 4, 6, 5, 6, 6)), r"up_kernel_sizes\[1\]: 4; encoder level 5 does not pool"),
         (dict(down_kernel_sizes=(3, 5, 4, 5, 5, 3, 5)), r"down_kernel_sizes\[2\]: 4; expected an odd size"),
         (dict(down_pooling=(True, True, True, False, True, False, True)), r"down_pooling\[0\]: True"),
