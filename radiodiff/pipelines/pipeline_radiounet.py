@@ -90,12 +90,10 @@ class RadioUNetPipeline(ShippedCodeMixin, DiffusionPipeline):
         r"""Predict radio maps.
 
         Args:
-            buildings: building maps (1 = building, 0 = free space): tensors or arrays shaped (H, W), (1, H, W) or
-                (B, 1, H, W), numpy arrays also channel-last (H, W, 1) or (B, H, W, 1) as ``output_type="np"``
-                returns them, PIL images (mode L), or a list of these; 8-bit maps (0/255) are divided by 255.
-            transmitter: transmitter maps with exactly one lit pixel each (same forms as ``buildings``), or
-                ``(x, y)`` pixel coordinates, or a list of them. A transmitter on a building pixel is logged as a
-                warning: the model was trained on transmitters in free space.
+            buildings: building maps (1 = building, 0 = free space), in any form ``RadioDiffPipeline`` takes:
+                tensors, numpy arrays (channel-last too), mode L PIL images, 8-bit maps, or a list of these.
+            transmitter: transmitter maps with exactly one lit pixel each, or ``(x, y)`` pixel coordinates, or a
+                list of them; one on a building pixel is logged as a warning.
             num_inference_steps (`int`, *optional*): accepted for ``RadioDiffPipeline``'s call and ignored: one
                 pass, whatever the value (checked to be an integer >= 1 when given).
             num_images_per_prompt (`int`, defaults to 1): maps per input; the output holds
