@@ -16,9 +16,6 @@ from typing import Any, Sequence
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
-
-# diffusers' pipeline loader finds a custom component's load method by looking its base classes up in the
-# component's own module: a saved pipeline holding a RadioUNetModel loads only if ModelMixin is a name here
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
