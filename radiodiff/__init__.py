@@ -15,6 +15,8 @@ _LAZY_EXPORTS = {
     "RadioDiffScheduler": ".schedulers",
     "RadioDiffVAE": ".models",
     "RadioMapConditionEncoder": ".models",
+    "RadioUNetModel": ".models",
+    "RadioUNetPipeline": ".pipelines",
     "VAEGANLoss": ".losses",
 }
 
@@ -24,14 +26,16 @@ __all__ = [
     "RadioDiffScheduler",
     "RadioDiffVAE",
     "RadioMapConditionEncoder",
+    "RadioUNetModel",
+    "RadioUNetPipeline",
     "VAEGANLoss",
     "__version__",
 ]
 
 if TYPE_CHECKING:
     from .losses import VAEGANLoss
-    from .models import PatchGANDiscriminator, RadioDiffVAE, RadioMapConditionEncoder
-    from .pipelines import RadioDiffPipeline
+    from .models import PatchGANDiscriminator, RadioDiffVAE, RadioMapConditionEncoder, RadioUNetModel
+    from .pipelines import RadioDiffPipeline, RadioUNetPipeline
     from .schedulers import RadioDiffScheduler
 
 

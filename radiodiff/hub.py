@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from diffusers.utils.dynamic_modules_utils import get_relative_imports
 from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import filter_repo_objects, validate_repo_id
@@ -528,11 +529,13 @@ def _without_local_paths(config_file: Path) -> bytes:
 
 def shipped_code(pipeline_dir: Path) -> list[str]:
     """The code files that ``model_index.json`` names and the folder holds, as diffusers fetches them for
-    ``trust_remote_code``: ``<_class_name[0]>.py`` at the root, ``<component>/<entry[0]>.py`` in a component's
-    folder."""
+    ``trust_remote_code``: ``<_class_name[0]>.py`` at the root with the modules it imports from beside it,
+    ``<component>/<entry[0]>.py`` in a component's folder."""
     index = _read_json(pipeline_dir / "model_index.json") or {}
     pipeline_class = index.get("_class_name")
     named = [f"{pipeline_class[0]}.py"] if isinstance(pipeline_class, list) else []
+    if named and (pipeline_dir / named[0]).is_file():
+        named += [f"{module}.py" for module in get_relative_imports(pipeline_dir / named[0])]
     named += [f"{name}/{entry[0]}.py" for name, entry in index.items()
               if not name.startswith("_") and isinstance(entry, list) and isinstance(entry[0], str)]
     return [name for name in named if (pipeline_dir / name).is_file()]

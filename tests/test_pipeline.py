@@ -2,9 +2,6 @@
 
 import inspect
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +9,7 @@ import PIL.Image
 import pytest
 import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
+from diffusers_alone import run_with_diffusers_alone
 
 from radiodiff.models import RadioDiffVAE, RadioMapConditionEncoder, build_condition_encoder, build_denoiser
 from radiodiff.pipelines import RadioDiffPipeline, rasterize_transmitter
@@ -134,7 +132,8 @@ def test_save_pretrained_writes_a_safetensors_folder_that_carries_its_code(pipe,
 
 def shipped_code(formulation: str) -> list[str]:
     scheduler = ["scheduler/scheduling_radiodiff.py"] if formulation == "radiodiff" else []
-    return sorted(["condition_encoder/condition_encoder.py", "pipeline_radiodiff.py", *scheduler])
+    return sorted(["condition_encoder/condition_encoder.py", "pipeline_radiodiff.py", "radio_map_pipeline_utils.py",
+                   *scheduler])
 
 
 def assert_round_trip(pipe, folder, buildings, loaders=("radiodiff", "diffusers")):
@@ -203,48 +202,11 @@ def test_a_folder_saved_before_the_code_shipped_loads_with_radiodiff_and_re_savi
     assert_round_trip(pipe, tmp_path / "upgraded", buildings)
 
 
-LOAD_WITH_DIFFUSERS_ALONE = """
-import sys
-
-class NoRadiodiff:
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] == "radiodiff":
-            raise ImportError("radiodiff is blocked")
-
-sys.meta_path.insert(0, NoRadiodiff())
-try:
-    import radiodiff
-except ImportError:
-    pass
-else:
-    raise SystemExit("radiodiff is importable")
-
-import torch
-from diffusers import DiffusionPipeline
-
-folder, buildings_file, out = sys.argv[1:]
-pipe = DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
-pipe.set_progress_bar_config(disable=True)
-buildings = torch.load(buildings_file, weights_only=True)
-maps = pipe(buildings, [(20, 3), (2, 30)], generator=torch.Generator().manual_seed(0), output_type="pt").images
-assert not any(name.partition(".")[0] == "radiodiff" for name in sys.modules)
-torch.save({"maps": maps, "class": type(pipe).__module__}, out)
-"""
-
-
 def test_diffusers_alone_loads_the_folder_with_its_code_and_gives_the_same_maps(exported_vae, buildings, tmp_path):
     pipe = make_pipeline(exported_vae, "radiodiff")
     pipe.register_to_config(default_num_inference_steps=2)
     pipe.save_pretrained(tmp_path / "pipeline")
-    torch.save(buildings, tmp_path / "buildings.pt")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf-home")}
-    env.pop("PYTHONPATH", None)
-    subprocess.run(
-        [sys.executable, "-I", "-c", LOAD_WITH_DIFFUSERS_ALONE, str(tmp_path / "pipeline"),
-         str(tmp_path / "buildings.pt"), str(tmp_path / "maps.pt")],
-        cwd=tmp_path, env=env, check=True, timeout=300,
-    )
-    result = torch.load(tmp_path / "maps.pt", weights_only=True)
+    result = run_with_diffusers_alone(tmp_path / "pipeline", buildings, TX, tmp_path)
     assert result["class"].startswith("diffusers_modules.")
     expected = pipe(buildings, TX, num_inference_steps=2, generator=torch.Generator().manual_seed(0),
                     output_type="pt").images

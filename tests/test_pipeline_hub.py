@@ -122,7 +122,7 @@ def test_push_uploads_the_pipeline_at_the_root_with_card_samples_and_metrics_onl
     push_to_hub(pipeline_run, "someone/radio-ldm", token="hf_test_token")
     assert hub.uploaded_files() == {
         "README.md", "model_index.json", "scheduler/scheduler_config.json",
-        "pipeline_radiodiff.py", "condition_encoder/condition_encoder.py",  # the code, for trust_remote_code
+        "pipeline_radiodiff.py", "radio_map_pipeline_utils.py", "condition_encoder/condition_encoder.py",  # the code
         *(f"{c}/{f}" for c in ("vae", "unet", "condition_encoder")
           for f in ("config.json", "diffusion_pytorch_model.safetensors")),
         "samples/sample-250.png", "metrics.json",

@@ -1,5 +1,7 @@
-"""The second stage's pipeline: building map + transmitter -> radio map."""
+"""The pipelines: building map + transmitter -> radio map, by the second stage or by RadioUNet."""
 
-from .pipeline_radiodiff import RadioDiffPipeline, rasterize_transmitter
+from .pipeline_radiodiff import RadioDiffPipeline
+from .pipeline_radiounet import RadioUNetPipeline
+from .radio_map_pipeline_utils import rasterize_transmitter
 
-__all__ = ["RadioDiffPipeline", "rasterize_transmitter"]
+__all__ = ["RadioDiffPipeline", "RadioUNetPipeline", "rasterize_transmitter"]
