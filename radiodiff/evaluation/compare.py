@@ -399,14 +399,14 @@ def run_compare(
     dataset = unaugmented(build_dataset(data, split, with_conditions=True))
     if limit is not None:
         dataset = spread_subset(dataset, limit)
-    train_maps = unaugmented(build_dataset(data, "train"))
-    contenders = [train_mean_contender(train_maps, batch_size=batch_size, num_workers=data.num_workers),
-                  physics_baseline_contender()]
     with contextlib.ExitStack() as models:
-        contenders += model_contenders(resolved, steps, device=device, seed=seed, models=models,
-                                       map_size=dataset[0]["gain_map"].shape[-1])
-        result = compare_models(contenders, dataset, batch_size=batch_size, device=device, seed=seed, split=split,
-                                num_workers=data.num_workers)
+        rows = model_contenders(resolved, steps, device=device, seed=seed, models=models,
+                                map_size=dataset[0]["gain_map"].shape[-1])
+        train_maps = unaugmented(build_dataset(data, "train"))
+        references = [train_mean_contender(train_maps, batch_size=batch_size, num_workers=data.num_workers),
+                      physics_baseline_contender()]
+        result = compare_models(references + rows, dataset, batch_size=batch_size, device=device, seed=seed,
+                                split=split, num_workers=data.num_workers)
     table = format_comparison(result.summary())
     write_atomically(targets["comparison.md"], table + "\n")
     write_atomically(targets["comparison.json"], json.dumps(result.summary(), indent=2, allow_nan=False) + "\n")
