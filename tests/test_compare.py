@@ -238,7 +238,8 @@ def test_models_trained_on_other_maps_are_one_error_line_naming_the_one_that_dif
     config = other / "config.yaml"
     config.write_text(config.read_text().replace("tx_per_map: 2", "tx_per_map: 3"))
     error = bad_input_error(capsys, tmp_path / "out", runs / "radiodiff_run", other)
-    assert f"{other}: trained on other maps than {runs / 'radiodiff_run'} (data.synthetic.tx_per_map: 3, not 2)" in error
+    assert (f"{other}: trained on other maps than {runs / 'radiodiff_run'} (data.synthetic.tx_per_map: 3, not 2)"
+            in error)
 
 
 @pytest.mark.parametrize("model", ["radiodiff_run", "vae_run"])
@@ -247,3 +248,9 @@ def test_maps_of_another_size_than_a_model_was_trained_on_are_one_error_line(run
     config.write_text((runs / "vae_run" / "config.yaml").read_text().replace("size: 32", "size: 16"))
     error = bad_input_error(capsys, tmp_path / "out", runs / model, extra=["--config", str(config)])
     assert f"{runs / model}: " in error and "32" in error and "16" in error
+
+
+def test_the_same_model_given_twice_is_one_error_line(runs, tmp_path, capsys):
+    run = runs / "radiodiff_run"
+    error = bad_input_error(capsys, tmp_path / "out", run, run / "pipeline")
+    assert f"{run / 'pipeline'}: the same model as {run}; give each model once" in error

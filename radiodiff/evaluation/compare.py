@@ -162,21 +162,23 @@ def compare_models(
     figure_maps: int = FIGURE_MAPS,
     num_workers: int = 0,
 ) -> ComparisonResult:
-    """Score every contender on every map of ``dataset`` (``build_dataset(..., with_conditions=True)`` items).
+    """Score every contender on every map of ``dataset``, batch by batch, all contenders on each batch.
 
-    Each contender first makes one untimed call on the first maps (kernels chosen, caches filled; a ``ValueError``
-    there, such as maps of another size than a model's, is raised again naming the contender's source), then
-    milliseconds per map time its calls only, synchronised on CUDA. The figure keeps ``figure_maps`` maps spread
-    evenly over the dataset, as each contender predicted them during the pass.
+    Args:
+        contenders: the rows, in table order.
+        dataset: ``build_dataset(..., with_conditions=True)`` items: ``gain_map`` in [-1, 1], ``buildings``,
+            ``transmitter`` and ``name``.
+        batch_size: maps per call.
+        device: where the models run (calls are synchronised there before and after being timed).
+        seed: the seed the pipeline contenders were built with, recorded in the summary.
+        split: the split's name, recorded in the summary.
+        figure_maps: how many maps, spread evenly over ``dataset``, the figure keeps as each contender predicted
+            them during the pass.
+        num_workers: data-loader workers.
+
+    Milliseconds per map time each contender's calls only, after :func:`warm_up`.
     """
-    if len(dataset) == 0:
-        raise ValueError(f"split {split!r}: no maps; there is nothing to compare")
-    first = default_collate([dataset[index] for index in range(min(batch_size, len(dataset)))])
-    for contender in contenders:
-        try:
-            contender.predict(first, range(len(first["name"])))
-        except ValueError as error:
-            raise ValueError(f"{contender.source or contender.label}: {error}") from None
+    warm_up(contenders, dataset, batch_size)
     shown_count = min(figure_maps, len(dataset))
     shown = [index * len(dataset) // shown_count for index in range(shown_count)]
     columns = [{name: [] for name in COLUMNS} for _ in contenders]
@@ -210,8 +212,23 @@ def compare_models(
                             figure_names=[names[index] for index in shown])
 
 
-def map_scores(prediction: torch.Tensor, truth: torch.Tensor, regions: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Per-map ``COLUMNS`` of ``prediction`` against ``truth`` (both on [0, 1]); ``regions`` from :func:`map_regions`."""
+def warm_up(contenders: list[Contender], dataset: Dataset, batch_size: int) -> None:
+    """One untimed call of each contender on the first maps (kernels chosen, caches filled). A ``ValueError`` there,
+    such as maps of another size than a model's, is raised again naming the contender's source."""
+    if len(dataset) == 0:
+        raise ValueError("the split has no maps; there is nothing to compare")
+    first = default_collate([dataset[index] for index in range(min(batch_size, len(dataset)))])
+    for contender in contenders:
+        try:
+            contender.predict(first, range(len(first["name"])))
+        except ValueError as error:
+            raise ValueError(f"{contender.source or contender.label}: {error}") from None
+
+
+def map_scores(prediction: torch.Tensor, truth: torch.Tensor,
+               regions: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per-map ``COLUMNS`` of ``prediction`` against ``truth`` (both on [0, 1]); ``regions`` from
+    :func:`map_regions`."""
     scores = reconstruction_metrics(prediction, truth)
     for region, mask in regions.items():
         scores[f"nmse_{region}"] = normalized_mse(prediction, truth, mask)
@@ -291,6 +308,17 @@ def resolve_model_folder(folder: str) -> ModelFolder:
         f"{folder}: neither a pipeline folder (with model_index.json) nor a run folder with an exported pipeline/ "
         "or vae/ (a run that has not finished exports nothing)"
     )
+
+
+def resolve_model_folders(folders: list[str]) -> list[ModelFolder]:
+    """:func:`resolve_model_folder` of each; the same model given twice (a run and its ``pipeline/``) is an error."""
+    resolved: dict[Path, ModelFolder] = {}
+    for given in folders:
+        folder = resolve_model_folder(given)
+        twin = resolved.setdefault(folder.model_dir.resolve(), folder)
+        if twin is not folder:
+            raise ValueError(f"{given}: the same model as {twin.given}; give each model once")
+    return list(resolved.values())
 
 
 def maps_of(data: DataConfig) -> dict[str, Any]:
@@ -389,11 +417,7 @@ def run_compare(
         if value < 1:
             raise ValueError(f"{option}: {value}; expected an integer >= 1")
     targets = refuse_existing_outputs(Path(out), overwrite)
-    resolved = [resolve_model_folder(folder) for folder in folders]
-    for index, folder in enumerate(resolved):
-        twin = next((other for other in resolved[:index] if other.model_dir.resolve() == folder.model_dir.resolve()), None)
-        if twin is not None:
-            raise ValueError(f"{folder.given}: the same model as {twin.given}; give each model once")
+    resolved = resolve_model_folders(folders)
     data = common_data(resolved, config_path)
     prepare_data(data)
     dataset = unaugmented(build_dataset(data, split, with_conditions=True))
