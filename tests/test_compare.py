@@ -17,7 +17,10 @@ from radiodiff.evaluation.compare import (
     Contender,
     compare_models,
     format_comparison,
+    TrainingTime,
     map_scores,
+    pipeline_contender,
+    pipeline_steps,
     run_compare,
 )
 from radiodiff.evaluation.regions import building_edges, map_regions
@@ -141,6 +144,30 @@ def test_the_figure_keeps_the_maps_each_row_predicted_during_the_pass(test_maps)
     assert result.figure_names == result.names  # fewer maps than the figure's six: every one
     assert torch.equal(result.figure["truth"], to_unit_range(every_map(test_maps)["gain_map"]))
     assert torch.equal(result.figure[0], torch.full((2, 1, 32, 32), 0.5))
+
+
+class OnePassPipeline:
+    """A pipeline with no scheduler (a supervised network's): it records the options of each call."""
+
+    components = {"unet": torch.nn.Identity()}
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, buildings, transmitter, **options):
+        self.calls.append(options)
+        return type("Output", (), {"images": torch.zeros_like(buildings)})()
+
+
+def test_a_pipeline_without_a_scheduler_is_one_row_called_without_steps(test_maps):
+    pipe = OnePassPipeline()
+    assert pipeline_steps(pipe, [1, 2]) == [None]
+    row = pipeline_contender(pipe, "one pass", source="somewhere", num_inference_steps=None, device="cpu", seed=0,
+                             training=TrainingTime(30.0))
+    result = compare_models([row], test_maps, batch_size=2, device="cpu")
+    assert pipe.calls and all("num_inference_steps" not in options for options in pipe.calls)
+    assert {options["output_type"] for options in pipe.calls} == {"pt"}
+    assert result.summary()["rows"][0]["training"] == {"total_s": 30.0, "run_s": 30.0}
 
 
 # --- the regions -----------------------------------------------------------------------------------------------

@@ -76,7 +76,7 @@ class TrainingTime:
         return summary
 
     def cell(self) -> str:
-        if not self.needs_first_stage:
+        if not self.needs_first_stage or (self.run_s is None and self.first_stage_s is None):
             return _duration(self.run_s)
         return f"{_duration(self.total_s)} ({_duration(self.run_s)} + {_duration(self.first_stage_s)} first stage)"
 
