@@ -94,12 +94,12 @@ def pipeline_class(pipeline_dir: str | Path) -> type[DiffusionPipeline]:
     index_path = Path(pipeline_dir) / "model_index.json"
     name = json.loads(index_path.read_text()).get("_class_name")
     name = name[-1] if isinstance(name, list) else name
-    found = getattr(pipelines, str(name), None)
-    if not (isinstance(found, type) and issubclass(found, DiffusionPipeline)):
-        known = ", ".join(sorted(n for n in pipelines.__all__ if isinstance(getattr(pipelines, n), type)
-                                 and issubclass(getattr(pipelines, n), DiffusionPipeline)))
-        raise ValueError(f"{index_path}: a {name} pipeline; expected one of radiodiff's ({known})")
-    return found
+    exported = {member: getattr(pipelines, member) for member in pipelines.__all__}
+    known = {member: found for member, found in exported.items()
+             if isinstance(found, type) and issubclass(found, DiffusionPipeline)}
+    if name not in known:
+        raise ValueError(f"{index_path}: a {name} pipeline; expected one of radiodiff's ({', '.join(sorted(known))})")
+    return known[name]
 
 
 def load_pipeline(pipeline_dir: str | Path, variant: str | None = None) -> DiffusionPipeline:
