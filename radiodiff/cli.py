@@ -198,8 +198,9 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
                         help="a pipeline folder, a second-stage run (its pipeline/) or a first-stage run (its vae/)")
     parser.add_argument("--out", required=True, help="folder for comparison.md, comparison.json and comparison.png")
     parser.add_argument("--split", default="test", help="which split of the runs' data (default: %(default)s)")
-    parser.add_argument("--steps", type=int, nargs="+", default=None,
-                        help="sampling steps; several give a row each (default: each pipeline's own)")
+    parser.add_argument("--steps", type=int, nargs="+", default=None, metavar="N",
+                        help="sampling steps; several give a row each (default: each pipeline's own); give the "
+                             "folders before --steps")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="N maps spread evenly over the split (default: all)")
     parser.add_argument("--config", default=None,
