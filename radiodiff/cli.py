@@ -190,6 +190,38 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def _add_compare(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compare", help="score pipelines and runs on the same maps beside the train mean, the physics baseline and "
+                        "the VAE ceiling: one table (comparison.md, .json) and one figure")
+    parser.add_argument("models", nargs="+", metavar="PIPELINE_OR_RUN",
+                        help="a pipeline folder, a second-stage run (its pipeline/) or a first-stage run (its vae/)")
+    parser.add_argument("--out", required=True, help="folder for comparison.md, comparison.json and comparison.png")
+    parser.add_argument("--split", default="test", help="which split of the runs' data (default: %(default)s)")
+    parser.add_argument("--steps", type=int, nargs="+", default=None, metavar="N",
+                        help="sampling steps; several give a row each (default: each pipeline's own); give the "
+                             "folders before --steps")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="N maps spread evenly over the split (default: all)")
+    parser.add_argument("--config", default=None,
+                        help="the training config YAML naming the maps for every model (default: each run's "
+                             "OUTPUT_DIR/config.yaml, which must agree)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0, help="map i is sampled with seed + i")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing comparison files in --out")
+
+    def run(args: argparse.Namespace) -> int:
+        from .evaluation.compare import run_compare
+
+        run_compare(args.models, out=args.out, split=args.split, steps=args.steps, batch_size=args.batch_size,
+                    limit=args.limit, device=_device(args), seed=args.seed, config_path=args.config,
+                    overwrite=args.overwrite)
+        return 0
+
+    parser.set_defaults(run=run)
+
+
 def _add_latent_scale(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "latent-scale", help="measure the latent shift (mean) and scale (1/std) of a saved VAE"
@@ -276,6 +308,7 @@ SUBCOMMANDS: list[SubcommandAdder] = [
     _add_synth,
     _add_report,
     _add_evaluate,
+    _add_compare,
     _add_latent_scale,
     _add_encode_latents,
     _add_generate,

@@ -107,10 +107,9 @@ def prepare_city(buildings: np.ndarray) -> City:
     step = _grid_step(size)
     free = ~buildings[step // 2 :: step, step // 2 :: step]
     _, nearest_free = ndimage.distance_transform_edt(~free, return_indices=True)
-    margin = _ray_tables(size).margin
     return City(
         buildings=buildings,
-        padded_buildings=np.pad(buildings, margin, constant_values=False).ravel(),
+        padded_buildings=_padded_for_rays(buildings),
         graph=_free_space_graph(free),
         free=free,
         step=step,
@@ -163,12 +162,28 @@ def _ray_tables(size: int) -> _RayTables:
     )
 
 
+def _padded_for_rays(buildings: np.ndarray) -> np.ndarray:
+    """``buildings`` with a free margin wide enough for every ray to stay inside, flattened."""
+    return np.pad(buildings, _ray_tables(buildings.shape[0]).margin, constant_values=False).ravel()
+
+
 def line_of_sight(city: City, transmitter: tuple[int, int]) -> np.ndarray:
     """Pixels that see the transmitter along a straight line through free space."""
-    size = city.size
+    return _cast_rays(city.padded_buildings, city.size, transmitter)
+
+
+def visible_pixels(buildings: np.ndarray, transmitter: tuple[int, int]) -> np.ndarray:
+    """:func:`line_of_sight` of a square (size, size) bool building map, without the rest of :func:`prepare_city`
+    (the shortest-path graph): the generator's own line of sight, for measuring maps by region."""
+    if buildings.ndim != 2 or buildings.shape[0] != buildings.shape[1]:
+        raise ValueError(f"buildings: shape {buildings.shape}; expected a square (size, size) map")
+    return _cast_rays(_padded_for_rays(buildings.astype(bool)), buildings.shape[0], transmitter)
+
+
+def _cast_rays(padded_buildings: np.ndarray, size: int, transmitter: tuple[int, int]) -> np.ndarray:
     tables = _ray_tables(size)
     origin = (transmitter[0] + tables.margin) * (size + 2 * tables.margin) + transmitter[1] + tables.margin
-    hit = city.padded_buildings[origin + tables.ray_offsets]
+    hit = padded_buildings[origin + tables.ray_offsets]
     # the radius at which each ray first meets a wall (past the end of the ray if never)
     first_hit = np.where(hit.any(axis=1), hit.argmax(axis=1), hit.shape[1])
     ray = _window(tables.ray_of_offset, size, transmitter)

@@ -1,5 +1,6 @@
-"""Evaluation of a trained VAE (reconstruction metrics, the latent scale, a gallery) and of a second-stage
-pipeline (generated maps beside the VAE ceiling and a physics baseline).
+"""Evaluation of a trained VAE (reconstruction metrics, the latent scale, a gallery), of a second-stage
+pipeline (generated maps beside the VAE ceiling and a physics baseline), and of several models side by side
+(``compare``: one table on the same maps).
 
 Plain torch device handling, no accelerate and no training code: the trainer calls :func:`evaluate_vae` and
 :func:`write_metrics` at the end of a run, the ``radiodiff evaluate`` command calls them on any split.
@@ -10,7 +11,7 @@ from .evaluate import EvaluationResult, evaluate_vae, train_subset_summary, writ
 from .baseline import log_distance_map
 from .gallery import gallery_indices, save_gallery
 from .latent_scale import RADIODIFF_SCALING_FACTOR, LatentStats, latent_statistics, write_latent_scale
-from .metrics import DATA_RANGE, reconstruction_metrics, summarize, to_unit_range
+from .metrics import DATA_RANGE, normalized_mse, reconstruction_metrics, summarize, to_unit_range
 from .pipeline import (
     PipelineEvaluationResult,
     evaluate_pipeline,
@@ -18,6 +19,7 @@ from .pipeline import (
     save_pipeline_gallery,
     write_pipeline_metrics,
 )
+from .regions import building_edges, map_regions
 
 __all__ = [
     "DATA_RANGE",
@@ -25,6 +27,7 @@ __all__ = [
     "LatentStats",
     "PipelineEvaluationResult",
     "RADIODIFF_SCALING_FACTOR",
+    "building_edges",
     "default_device",
     "evaluate_pipeline",
     "evaluate_vae",
@@ -34,6 +37,8 @@ __all__ = [
     "log_distance_map",
     "default_variant",
     "load_vae",
+    "map_regions",
+    "normalized_mse",
     "reconstruction_metrics",
     "save_gallery",
     "spread_subset",

@@ -39,14 +39,25 @@ def reconstruction_metrics(prediction: torch.Tensor, target: torch.Tensor) -> di
     prediction, target = prediction.float(), target.float()
     pixels = (1, 2, 3)
     mse = (prediction - target).pow(2).mean(dim=pixels)
-    signal_power = target.pow(2).mean(dim=pixels)
-    nmse = torch.where(signal_power > 0, mse / signal_power, torch.full_like(mse, math.nan))
     return {
-        "nmse": nmse,
+        "nmse": normalized_mse(prediction, target),
         "rmse": mse.sqrt(),
         "ssim": structural_similarity_index_measure(prediction, target, data_range=DATA_RANGE, reduction="none"),
         "psnr": peak_signal_noise_ratio(prediction, target, data_range=DATA_RANGE, reduction="none", dim=pixels),
     }
+
+
+def normalized_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-map NMSE = sum of squared errors / sum of squared target values, over the pixels of ``mask`` (bool,
+    the shape of ``target``; all pixels without one). Both (B, C, H, W) on [0, 1]. A map whose target is zero on
+    every counted pixel, or whose mask is empty, has NaN: there is no signal to normalise by.
+    """
+    prediction, target = prediction.float(), target.float()
+    weight = torch.ones_like(target) if mask is None else mask.to(target.dtype)
+    pixels = (1, 2, 3)
+    squared_error = ((prediction - target).pow(2) * weight).sum(dim=pixels)
+    signal_energy = (target.pow(2) * weight).sum(dim=pixels)
+    return torch.where(signal_energy > 0, squared_error / signal_energy, torch.full_like(signal_energy, math.nan))
 
 
 def summarize(values: np.ndarray) -> dict[str, float | list[float] | None]:

@@ -10,6 +10,7 @@ pipeline folder calls them on any split.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,10 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+from diffusers import DiffusionPipeline
 from torch.utils.data import Dataset
 
-from ..pipelines import RadioDiffPipeline
+from .. import pipelines
 from .baseline import log_distance_map
 from .batches import batches, inference
 from .evaluate import write_summary_and_table
@@ -86,8 +88,23 @@ class PipelineEvaluationResult:
         return {f"{row}_{name}": self.per_map[row][name] for row in ROWS for name in METRIC_NAMES}
 
 
-def load_pipeline(pipeline_dir: str | Path, variant: str | None = None) -> RadioDiffPipeline:
-    """A saved pipeline folder (``model_index.json`` and its components), safetensors only, never a download.
+def pipeline_class(pipeline_dir: str | Path) -> type[DiffusionPipeline]:
+    """The class of radiodiff's pipelines that ``model_index.json``'s ``_class_name`` names (a folder saved with its
+    code names ``[file, class]``); the package's class is used, never the folder's code."""
+    index_path = Path(pipeline_dir) / "model_index.json"
+    name = json.loads(index_path.read_text()).get("_class_name")
+    name = name[-1] if isinstance(name, list) else name
+    exported = {member: getattr(pipelines, member) for member in pipelines.__all__}
+    known = {member: found for member, found in exported.items()
+             if isinstance(found, type) and issubclass(found, DiffusionPipeline)}
+    if name not in known:
+        raise ValueError(f"{index_path}: a {name} pipeline; expected one of radiodiff's ({', '.join(sorted(known))})")
+    return known[name]
+
+
+def load_pipeline(pipeline_dir: str | Path, variant: str | None = None) -> DiffusionPipeline:
+    """A saved pipeline folder (``model_index.json`` and its components), safetensors only, never a download;
+    loaded with the radiodiff pipeline class its ``model_index.json`` names (:func:`pipeline_class`).
 
     ``variant="ema"`` reads the components' ``*.ema.safetensors`` weights where the folder has them.
     """
@@ -95,18 +112,19 @@ def load_pipeline(pipeline_dir: str | Path, variant: str | None = None) -> Radio
     if not (Path(pipeline_dir) / "model_index.json").is_file():
         raise FileNotFoundError(f"{pipeline_dir}: no model_index.json; {expected}")
     try:
-        return RadioDiffPipeline.from_pretrained(pipeline_dir, variant=variant, use_safetensors=True)
+        return pipeline_class(pipeline_dir).from_pretrained(pipeline_dir, variant=variant, use_safetensors=True)
     except OSError as error:
         raise FileNotFoundError(f"{pipeline_dir}: {expected} ({str(error).splitlines()[0]})") from error
 
 
 @contextlib.contextmanager
-def pipeline_inference(pipeline: RadioDiffPipeline, device: torch.device | str) -> Iterator[RadioDiffPipeline]:
+def pipeline_inference(pipeline: DiffusionPipeline, device: torch.device | str) -> Iterator[DiffusionPipeline]:
     """Every model of ``pipeline`` on ``device`` in eval mode without gradients (a trainer's modules may be in
     training mode); their modes are restored afterwards."""
     with contextlib.ExitStack() as stack:
-        for module in (pipeline.condition_encoder, pipeline.unet, pipeline.vae):
-            stack.enter_context(inference(module, device))
+        for module in pipeline.components.values():
+            if isinstance(module, torch.nn.Module):
+                stack.enter_context(inference(module, device))
         yield pipeline
 
 
@@ -115,11 +133,14 @@ def map_generators(device: torch.device | str, seed: int, indices: range | list[
     return [torch.Generator(device=torch.device(device)).manual_seed(seed + index) for index in indices]
 
 
-def generate(pipeline, buildings: torch.Tensor, transmitter: torch.Tensor, *, num_inference_steps: int,
+def generate(pipeline, buildings: torch.Tensor, transmitter: torch.Tensor, *, num_inference_steps: int | None,
              generators: list[torch.Generator]) -> torch.Tensor:
-    """The pipeline's maps of a batch of conditions, float32 (B, 1, H, W) on [0, 1], on the CPU."""
-    images = pipeline(buildings, transmitter, num_inference_steps=num_inference_steps, generator=generators,
-                      output_type="pt").images
+    """The pipeline's maps of a batch of conditions, float32 (B, 1, H, W) on [0, 1], on the CPU.
+
+    ``num_inference_steps=None`` leaves the steps out of the call, for a pipeline that samples in one pass.
+    """
+    steps = {} if num_inference_steps is None else {"num_inference_steps": num_inference_steps}
+    images = pipeline(buildings, transmitter, generator=generators, output_type="pt", **steps).images
     return images.float().cpu()
 
 
@@ -129,7 +150,7 @@ def vae_round_trip(vae: torch.nn.Module, gain_map: torch.Tensor, device: torch.d
     return to_unit_range(vae.decode(latent).sample).cpu()
 
 
-def _synchronize(device: torch.device | str) -> None:
+def synchronize(device: torch.device | str) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -172,11 +193,11 @@ def evaluate_pipeline(
         for batch in batches(dataset, batch_size=batch_size, num_workers=num_workers, description=f"evaluate {split}"):
             buildings, transmitter = batch["buildings"], batch["transmitter"]
             generators = map_generators(device, seed, range(len(names), len(names) + len(buildings)))
-            _synchronize(device)
+            synchronize(device)
             start = time.perf_counter()
             generated = generate(pipeline, buildings, transmitter, num_inference_steps=num_inference_steps,
                                  generators=generators)
-            _synchronize(device)
+            synchronize(device)
             seconds += time.perf_counter() - start
             truth = to_unit_range(batch["gain_map"])
             predictions = {
