@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .data.images import GrayscaleReader, open_image, unit_tensor
 from .data.propagation import GAIN_CEILING_DB, GAIN_FLOOR_DB
 from .evaluation.pipeline import generate, load_pipeline, map_generators
-from .files import write_atomically
+from .file_writing import refuse_existing, write_atomically
 from .pipelines import RadioDiffPipeline, rasterize_transmitter
 
 # RadioMapSeer's transmitter images: png/antennas/{map}_{tx}.png beside png/buildings_complete/{map}.png
@@ -145,13 +145,6 @@ def folder_jobs(buildings: Path, transmitters: Path, out: Path, figures: Path | 
     return jobs
 
 
-def refuse_existing(jobs: list[MapRequest], overwrite: bool) -> None:
-    existing = [path for job in jobs for path in (job.out, job.figure) if path is not None and path.exists()]
-    if existing and not overwrite:
-        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise FileExistsError(f"{existing[0]} exists{more}; give --overwrite to replace it, or another --out")
-
-
 def run_generate(
     pipeline_dir: str,
     buildings: str,
@@ -190,7 +183,7 @@ def run_generate(
     else:
         jobs = single_job(Path(buildings), Path(transmitter) if transmitter else None, tx, Path(out),
                           Path(figure) if figure else None, size)
-    refuse_existing(jobs, overwrite)
+    refuse_existing([path for job in jobs for path in (job.out, job.figure) if path is not None], overwrite)
     if steps is None:
         steps = pipeline.config.default_num_inference_steps
     return generate_jobs(pipeline, jobs, steps=steps, seed=seed, batch_size=batch_size, device=device)

@@ -19,11 +19,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..file_names import PIPELINE_INDEX_FILE
 from ..pipelines import RadioDiffPipeline
 from .baseline import log_distance_map
-from .batches import batches, inference
 from .evaluate import write_summary_and_table
 from .gallery import Panel, draw_gallery, gallery_indices
+from .inference import batches, inference
 from .metrics import METRIC_NAMES, reconstruction_metrics, summarize, to_unit_range
 
 # the rows of the table, in the order they are printed and written
@@ -91,9 +92,9 @@ def load_pipeline(pipeline_dir: str | Path, variant: str | None = None) -> Radio
 
     ``variant="ema"`` reads the components' ``*.ema.safetensors`` weights where the folder has them.
     """
-    expected = "expected a saved pipeline folder with model_index.json and its components' safetensors weights"
-    if not (Path(pipeline_dir) / "model_index.json").is_file():
-        raise FileNotFoundError(f"{pipeline_dir}: no model_index.json; {expected}")
+    expected = f"expected a saved pipeline folder with {PIPELINE_INDEX_FILE} and its components' safetensors weights"
+    if not (Path(pipeline_dir) / PIPELINE_INDEX_FILE).is_file():
+        raise FileNotFoundError(f"{pipeline_dir}: no {PIPELINE_INDEX_FILE}; {expected}")
     try:
         return RadioDiffPipeline.from_pretrained(pipeline_dir, variant=variant, use_safetensors=True)
     except OSError as error:

@@ -1,4 +1,5 @@
-"""Running a VAE over a dataset of gain maps: batches, devices and inference mode, shared by every pass."""
+"""Loading a saved VAE and running a model over a dataset of gain maps: weights, devices, batches and inference
+mode, shared by every pass."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import torch
 from diffusers import AutoencoderKL
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
+
+from ..file_names import CONFIG_FILE, EMA_VARIANT, EMA_WEIGHTS_FILE, weights_file
 
 
 def default_device() -> torch.device:
@@ -23,10 +26,9 @@ def load_vae(model_dir: str | Path, variant: str | None = None) -> AutoencoderKL
     Local folders and safetensors only: a missing path must not turn into a Hub download, nor a missing
     safetensors file into unpickling a ``.bin``.
     """
-    weights = "diffusion_pytorch_model" + (f".{variant}" if variant else "") + ".safetensors"
-    expected = f"expected a saved VAE folder with config.json and {weights}"
-    if not (Path(model_dir) / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir}: no config.json; {expected}")
+    expected = f"expected a saved VAE folder with {CONFIG_FILE} and {weights_file(variant)}"
+    if not (Path(model_dir) / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{model_dir}: no {CONFIG_FILE}; {expected}")
     try:
         return AutoencoderKL.from_pretrained(model_dir, variant=variant, use_safetensors=True)
     except OSError as error:
@@ -36,7 +38,7 @@ def load_vae(model_dir: str | Path, variant: str | None = None) -> AutoencoderKL
 def default_variant(model_dir: str | Path) -> str | None:
     """The weights a run's users load by default, as the trainer evaluates them: ``"ema"`` when the folder has
     EMA weights, else the plain ones (``None``)."""
-    return "ema" if (Path(model_dir) / "diffusion_pytorch_model.ema.safetensors").is_file() else None
+    return EMA_VARIANT if (Path(model_dir) / EMA_WEIGHTS_FILE).is_file() else None
 
 
 def spread_subset(dataset: Dataset, count: int) -> Dataset:
