@@ -23,16 +23,23 @@ def load_vae(model_dir: str | Path, variant: str | None = None) -> AutoencoderKL
     """A saved VAE folder, read with plain ``AutoencoderKL`` so that any KL autoencoder can be evaluated.
 
     ``variant="ema"`` reads ``diffusion_pytorch_model.ema.safetensors``, the EMA weights the trainer saves.
-    Local folders and safetensors only: a missing path must not turn into a Hub download, nor a missing
-    safetensors file into unpickling a ``.bin``.
     """
     expected = f"expected a saved VAE folder with {CONFIG_FILE} and {weights_file(variant)}"
-    if not (Path(model_dir) / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{model_dir}: no {CONFIG_FILE}; {expected}")
+    return load_saved_folder(AutoencoderKL, model_dir, variant, CONFIG_FILE, expected)
+
+
+def load_saved_folder(loader: Any, folder: str | Path, variant: str | None, marker: str, expected: str) -> Any:
+    """``loader.from_pretrained(folder)`` of a saved model or pipeline folder, whose ``marker`` file must exist.
+
+    Local folders and safetensors only: a missing path must not turn into a Hub download, nor a missing
+    safetensors file into unpickling a ``.bin``. Either ends as ``FileNotFoundError`` saying what was ``expected``.
+    """
+    if not (Path(folder) / marker).is_file():
+        raise FileNotFoundError(f"{folder}: no {marker}; {expected}")
     try:
-        return AutoencoderKL.from_pretrained(model_dir, variant=variant, use_safetensors=True)
+        return loader.from_pretrained(folder, variant=variant, use_safetensors=True)
     except OSError as error:
-        raise FileNotFoundError(f"{model_dir}: {expected} ({error})") from error
+        raise FileNotFoundError(f"{folder}: {expected} ({str(error).splitlines()[0]})") from error
 
 
 def default_variant(model_dir: str | Path) -> str | None:

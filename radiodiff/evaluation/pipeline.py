@@ -24,7 +24,7 @@ from ..pipelines import RadioDiffPipeline
 from .baseline import log_distance_map
 from .evaluate import write_summary_and_table
 from .gallery import Panel, draw_gallery, gallery_indices
-from .inference import batches, inference
+from .inference import batches, inference, load_saved_folder
 from .metrics import METRIC_NAMES, reconstruction_metrics, summarize, to_unit_range
 
 # the rows of the table, in the order they are printed and written
@@ -93,12 +93,7 @@ def load_pipeline(pipeline_dir: str | Path, variant: str | None = None) -> Radio
     ``variant="ema"`` reads the components' ``*.ema.safetensors`` weights where the folder has them.
     """
     expected = f"expected a saved pipeline folder with {PIPELINE_INDEX_FILE} and its components' safetensors weights"
-    if not (Path(pipeline_dir) / PIPELINE_INDEX_FILE).is_file():
-        raise FileNotFoundError(f"{pipeline_dir}: no {PIPELINE_INDEX_FILE}; {expected}")
-    try:
-        return RadioDiffPipeline.from_pretrained(pipeline_dir, variant=variant, use_safetensors=True)
-    except OSError as error:
-        raise FileNotFoundError(f"{pipeline_dir}: {expected} ({str(error).splitlines()[0]})") from error
+    return load_saved_folder(RadioDiffPipeline, pipeline_dir, variant, PIPELINE_INDEX_FILE, expected)
 
 
 @contextlib.contextmanager
