@@ -38,14 +38,15 @@ VARIANTS: dict[str, list[str]] = {
 def measure_variant(variant: str, args: argparse.Namespace, scratch: Path) -> dict:
     import torch
 
-    from radiodiff.config import load_config, read_ldm_config
+    from radiodiff.config import load_vae_config, read_ldm_config
     from radiodiff.data import build_dataset, prepare_data
     from radiodiff.latents import encode_latents
     from radiodiff.models import RadioDiffVAE
     from radiodiff.training.ldm_trainer import build_ldm_trainer
 
     torch.manual_seed(0)
-    vae = RadioDiffVAE.from_block_channels(**load_config(args.vae_config).model.architecture(), sample_size=args.size)
+    architecture = load_vae_config(args.vae_config).model.architecture()
+    vae = RadioDiffVAE.from_block_channels(**architecture, sample_size=args.size)
     vae.save_pretrained(scratch / "vae")
     overrides = [
         f"output_dir={scratch / 'run'}",

@@ -15,7 +15,7 @@ import time
 import torch
 
 from flops import flop_counter_mode
-from radiodiff.config import load_config
+from radiodiff.config import load_vae_config
 from radiodiff.models import PRESETS, RadioDiffVAE, build_condition_encoder, build_denoiser
 from radiodiff.pipelines import RadioDiffPipeline
 from radiodiff.schedulers import build_scheduler
@@ -34,7 +34,7 @@ def parameter_count(model: torch.nn.Module) -> int:
 def build_vae(vae: str, size: int) -> RadioDiffVAE:
     if vae == "paper":  # the first stage of configs/radiodiff_vae.yaml
         return RadioDiffVAE.from_block_channels(
-            **load_config(REPO / "configs" / "radiodiff_vae.yaml").model.architecture(), sample_size=size
+            **load_vae_config(REPO / "configs" / "radiodiff_vae.yaml").model.architecture(), sample_size=size
         )
     return RadioDiffVAE.from_block_channels(sample_size=size, **QUICKSTART_VAE)
 

@@ -150,11 +150,11 @@ def measure_step(
 
 def measure_variant(config_path: str | None, overrides: list[str], args: argparse.Namespace, scratch: str) -> dict:
     """Build a trainer for one variant and time its step against a bare VAE forward+backward; returns a row."""
-    from radiodiff.config import load_config
+    from radiodiff.config import load_vae_config
     from radiodiff.data import prepare_data
-    from radiodiff.training.vae_trainer import build_trainer
+    from radiodiff.training.vae_trainer import build_vae_trainer
 
-    config = load_config(config_path, [
+    config = load_vae_config(config_path, [
         f"output_dir={scratch}",
         "data.source=synthetic",
         f"data.synthetic.size={args.size}",
@@ -168,7 +168,7 @@ def measure_variant(config_path: str | None, overrides: list[str], args: argpars
     prepare_data(config.data)  # generated here, so that the memory measured below is the trainer's
     rss_before = current_rss_bytes()
 
-    trainer = build_trainer(config)
+    trainer = build_vae_trainer(config)
     training_step, loaded = trainer_step(trainer)
 
     def bare_vae_step() -> None:

@@ -37,9 +37,9 @@ def _add_card(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--repo-id", help="the Hub repository the card's loading examples name (USER/NAME)")
 
     def run(args: argparse.Namespace) -> int:
-        from .hub import is_pipeline_run, write_model_card, write_pipeline_model_card
+        from .hub import is_pipeline_run, write_pipeline_model_card, write_vae_model_card
 
-        write = write_pipeline_model_card if is_pipeline_run(args.output_dir) else write_model_card
+        write = write_pipeline_model_card if is_pipeline_run(args.output_dir) else write_vae_model_card
         print(f"wrote {write(args.output_dir, repo_id=args.repo_id)}")
         return 0
 

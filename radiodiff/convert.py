@@ -116,7 +116,7 @@ def load_original_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def ldm_model_config(path: str | Path) -> tuple[dict[str, Any], int]:
+def compvis_model_config(path: str | Path) -> tuple[dict[str, Any], int]:
     """``(ddconfig, embed_dim)`` from an original YAML.
 
     Accepts latent-diffusion's ``model.params.{ddconfig,embed_dim}`` and the flat ``model.{ddconfig,embed_dim}``
@@ -135,7 +135,7 @@ def ldm_model_config(path: str | Path) -> tuple[dict[str, Any], int]:
     return ddconfig, int(params["embed_dim"])
 
 
-def infer_ldm_model_config(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, Any], int]:
+def infer_compvis_model_config(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, Any], int]:
     """``(ddconfig, embed_dim)`` read off the weight shapes of an original VAE state dict."""
     try:
         ch = state["encoder.conv_in.weight"].shape[0]
@@ -193,9 +193,9 @@ def _load_weights(model: torch.nn.Module, weights: Mapping[str, torch.Tensor], w
     return list(result.missing_keys), list(result.unexpected_keys)
 
 
-def _vae_with_weights(ldm_state: Mapping[str, torch.Tensor], vae: RadioDiffVAE) -> tuple[RadioDiffVAE, list[str]]:
-    """``vae`` loaded from the LDM keys of ``ldm_state``; returns the keys it could not place."""
-    diffusers_state = convert_ldm_vae_checkpoint(dict(ldm_state), vae.config)
+def _vae_with_weights(compvis_state: Mapping[str, torch.Tensor], vae: RadioDiffVAE) -> tuple[RadioDiffVAE, list[str]]:
+    """``vae`` loaded from the CompVis keys of ``compvis_state``; returns the keys it could not place."""
+    diffusers_state = convert_ldm_vae_checkpoint(dict(compvis_state), vae.config)
     missing, unexpected = _load_weights(vae, diffusers_state, "vae")
     if missing:
         raise ConversionError(
@@ -261,8 +261,8 @@ def convert_checkpoint(
     if use_ema and ema_vae_state is None:
         raise ConversionError(f"{checkpoint}: --use-ema, but there is no 'ema' entry with ema_model.* weights")
 
-    ddconfig, embed_dim = ldm_model_config(config) if config is not None else infer_ldm_model_config(vae_state)
-    vae = RadioDiffVAE.from_ldm_config(ddconfig, embed_dim)
+    ddconfig, embed_dim = compvis_model_config(config) if config is not None else infer_compvis_model_config(vae_state)
+    vae = RadioDiffVAE.from_compvis_config(ddconfig, embed_dim)
 
     online_vae, unused_vae_keys = _vae_with_weights(vae_state, vae)
     ema_vae = None

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .data.images import GrayscaleReader, open_image, unit_tensor
 from .data.propagation import GAIN_CEILING_DB, GAIN_FLOOR_DB
 from .evaluation.pipeline import generate, load_pipeline, map_generators
-from .files import write_atomically
+from .file_writing import refuse_existing, write_atomically
 from .pipelines import RadioDiffPipeline, rasterize_transmitter
 
 # RadioMapSeer's transmitter images: png/antennas/{map}_{tx}.png beside png/buildings_complete/{map}.png
@@ -87,21 +87,21 @@ def write_png(path: Path, array: np.ndarray) -> Path:
     return write_atomically(path, image.getvalue())
 
 
-def draw_figure(job: MapRequest, encoded: np.ndarray, path: Path) -> Path:
+def draw_figure(request: MapRequest, encoded: np.ndarray, path: Path) -> Path:
     """The buildings beside the generated map in dB, the transmitter marked on both."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    row, col = (int(v) for v in torch.nonzero(job.transmitter[0])[0])
+    row, col = (int(v) for v in torch.nonzero(request.transmitter[0])[0])
     gain_db = GAIN_FLOOR_DB + encoded / 255.0 * (GAIN_CEILING_DB - GAIN_FLOOR_DB)
-    gain_db = np.ma.masked_where(job.buildings[0].numpy() > 0.5, gain_db)
+    gain_db = np.ma.masked_where(request.buildings[0].numpy() > 0.5, gain_db)
     figure, (city, radio) = plt.subplots(1, 2, figsize=(9, 4), layout="constrained")
-    city.imshow(job.buildings[0].numpy(), cmap="gray_r", vmin=0, vmax=1)
+    city.imshow(request.buildings[0].numpy(), cmap="gray_r", vmin=0, vmax=1)
     city.set_title("buildings")
     shown = radio.imshow(gain_db, cmap="viridis", vmin=GAIN_FLOOR_DB, vmax=GAIN_CEILING_DB)
-    radio.set_title(f"generated radio map ({job.out.name})")
+    radio.set_title(f"generated radio map ({request.out.name})")
     figure.colorbar(shown, ax=radio, label="path gain (dB)")
     for axis in (city, radio):
         axis.plot(col, row, marker="*", color="red", markersize=12, markeredgecolor="white")
@@ -112,8 +112,8 @@ def draw_figure(job: MapRequest, encoded: np.ndarray, path: Path) -> Path:
     return write_atomically(path, image.getvalue())
 
 
-def single_job(buildings: Path, transmitter: Path | None, tx: str | None, out: Path, figure: Path | None,
-               size: int) -> list[MapRequest]:
+def single_request(buildings: Path, transmitter: Path | None, tx: str | None, out: Path, figure: Path | None,
+                   size: int) -> list[MapRequest]:
     reader = GrayscaleReader()
     city = read_map(buildings, size, "buildings", reader)
     if transmitter is not None:
@@ -124,7 +124,9 @@ def single_job(buildings: Path, transmitter: Path | None, tx: str | None, out: P
     return [MapRequest(city, transmitter_map, out, figure)]
 
 
-def folder_jobs(buildings: Path, transmitters: Path, out: Path, figures: Path | None, size: int) -> list[MapRequest]:
+def folder_requests(
+    buildings: Path, transmitters: Path, out: Path, figures: Path | None, size: int
+) -> list[MapRequest]:
     """Every ``{map}_{tx}.png`` of ``transmitters`` with ``buildings/{map}.png``, to ``out/{map}_{tx}.png``."""
     if not transmitters.is_dir():
         raise FileNotFoundError(f"{transmitters}: not a folder; with --buildings a folder, --transmitter is the "
@@ -134,22 +136,15 @@ def folder_jobs(buildings: Path, transmitters: Path, out: Path, figures: Path | 
     if not names:
         raise FileNotFoundError(f"{transmitters}: no {{map}}_{{tx}}.png transmitter images in it")
     reader = GrayscaleReader()
-    jobs, cities = [], {}
+    requests, cities = [], {}
     for name in names:
         map_id = TRANSMITTER_NAME.match(name).group(1)
         if map_id not in cities:
             cities[map_id] = read_map(buildings / f"{map_id}.png", size, "buildings", reader)
         transmitter_map = read_transmitter(transmitters / name, size, reader)
         check_free_space(cities[map_id], transmitter_map, buildings / f"{map_id}.png", str(transmitters / name))
-        jobs.append(MapRequest(cities[map_id], transmitter_map, out / name, figures / name if figures else None))
-    return jobs
-
-
-def refuse_existing(jobs: list[MapRequest], overwrite: bool) -> None:
-    existing = [path for job in jobs for path in (job.out, job.figure) if path is not None and path.exists()]
-    if existing and not overwrite:
-        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise FileExistsError(f"{existing[0]} exists{more}; give --overwrite to replace it, or another --out")
+        requests.append(MapRequest(cities[map_id], transmitter_map, out / name, figures / name if figures else None))
+    return requests
 
 
 def run_generate(
@@ -186,31 +181,34 @@ def run_generate(
         if tx is not None:
             raise ValueError(f"--tx: {buildings} is a folder; give --transmitter, the folder of {{map}}_{{tx}}.png "
                              "transmitter images")
-        jobs = folder_jobs(Path(buildings), Path(transmitter), Path(out), Path(figure) if figure else None, size)
+        figures = Path(figure) if figure else None
+        requests = folder_requests(Path(buildings), Path(transmitter), Path(out), figures, size)
     else:
-        jobs = single_job(Path(buildings), Path(transmitter) if transmitter else None, tx, Path(out),
+        requests = single_request(Path(buildings), Path(transmitter) if transmitter else None, tx, Path(out),
                           Path(figure) if figure else None, size)
-    refuse_existing(jobs, overwrite)
+    outputs = [path for request in requests for path in (request.out, request.figure) if path is not None]
+    refuse_existing(outputs, overwrite)
     if steps is None:
         steps = pipeline.config.default_num_inference_steps
-    return generate_jobs(pipeline, jobs, steps=steps, seed=seed, batch_size=batch_size, device=device)
+    return generate_requests(pipeline, requests, steps=steps, seed=seed, batch_size=batch_size, device=device)
 
 
-def generate_jobs(pipeline: RadioDiffPipeline, jobs: list[MapRequest], *, steps: int, seed: int, batch_size: int,
-                  device: str) -> list[Path]:
+def generate_requests(
+    pipeline: RadioDiffPipeline, requests: list[MapRequest], *, steps: int, seed: int, batch_size: int, device: str
+) -> list[Path]:
     pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
     written = []
-    with tqdm(total=len(jobs), desc="generate", unit="map", disable=len(jobs) == 1) as progress:
-        for start in range(0, len(jobs), batch_size):
-            batch = jobs[start : start + batch_size]
-            radio_maps = generate(pipeline, torch.stack([job.buildings for job in batch]),
-                                  torch.stack([job.transmitter for job in batch]), num_inference_steps=steps,
+    with tqdm(total=len(requests), desc="generate", unit="map", disable=len(requests) == 1) as progress:
+        for start in range(0, len(requests), batch_size):
+            batch = requests[start : start + batch_size]
+            radio_maps = generate(pipeline, torch.stack([request.buildings for request in batch]),
+                                  torch.stack([request.transmitter for request in batch]), num_inference_steps=steps,
                                   generators=map_generators(device, seed, range(start, start + len(batch))))
-            for job, radio_map in zip(batch, radio_maps):
-                encoded = encode_prediction(radio_map, job.buildings)
-                written.append(write_png(job.out, encoded))
-                if job.figure is not None:
-                    draw_figure(job, encoded, job.figure)
+            for request, radio_map in zip(batch, radio_maps):
+                encoded = encode_prediction(radio_map, request.buildings)
+                written.append(write_png(request.out, encoded))
+                if request.figure is not None:
+                    draw_figure(request, encoded, request.figure)
             progress.update(len(batch))
     return written

@@ -19,11 +19,10 @@ from datasets.exceptions import DatasetGenerationError
 from torch.utils.data import Dataset
 
 from .data.huggingface import CONDITION_COLUMNS
-from .evaluation.batches import batches, inference, model_input, seeded_generator
-from .files import write_atomically
+from .evaluation.inference import batches, inference, model_input, seeded_generator
+from .file_names import CARD_FILE, LATENTS_INFO
+from .file_writing import write_atomically
 from .models import downsampling_factor
-
-LATENTS_INFO = "latents.json"
 
 
 def latent_shape_of(vae_config: Any, height: int, width: int) -> tuple[int, int, int]:
@@ -117,7 +116,7 @@ def encode_latents(
         "source": source or {},
     }
     write_atomically(out_dir / LATENTS_INFO, json.dumps(info, indent=2) + "\n")
-    write_atomically(out_dir / "README.md", latents_readme(info, list(features)))
+    write_atomically(out_dir / CARD_FILE, latents_readme(info, list(features)))
     return datasets.load_from_disk(str(out_dir))
 
 

@@ -6,15 +6,15 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from radiodiff.config import load_config, read_ldm_config
+from radiodiff.config import load_vae_config, read_ldm_config
 from radiodiff.training.ldm_trainer import build_ldm_trainer
-from radiodiff.training.vae_trainer import build_trainer
+from radiodiff.training.vae_trainer import build_vae_trainer
 
 
 def main(stage: str, output_dir: str, overrides: list[str]) -> None:
     resume = overrides.pop(0).removeprefix("--resume=") if overrides and overrides[0].startswith("--resume=") else None
     if stage == "vae":
-        trainer = build_trainer(load_config(None, overrides))
+        trainer = build_vae_trainer(load_vae_config(None, overrides))
     else:
         trainer = build_ldm_trainer(read_ldm_config(None, overrides)[0])
     accelerator = trainer.accelerator

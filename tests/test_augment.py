@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from radiodiff.config import ConfigError, DataConfig, SyntheticConfig, load_config
+from radiodiff.config import ConfigError, DataConfig, SyntheticConfig, load_vae_config
 from radiodiff.data import DihedralAugmented, build_dataset, dihedral_transform, unaugmented
 from radiodiff.evaluation.commands import split_dataset
 
@@ -111,5 +111,5 @@ def test_a_non_square_map_cannot_be_augmented():
 
 def test_an_unknown_augmentation_is_a_config_error_naming_the_key():
     with pytest.raises(ConfigError, match=r"data.augment: expected one of 'none', 'dihedral', got 'rotate'"):
-        load_config(None, ["data.augment=rotate"])
-    assert load_config(None, []).data.augment == "none"
+        load_vae_config(None, ["data.augment=rotate"])
+    assert load_vae_config(None, []).data.augment == "none"

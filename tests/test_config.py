@@ -9,17 +9,17 @@ import pytest
 import yaml
 
 from radiodiff.config import (
-    Config,
     ConfigError,
     DenoiserConfig,
     DiscriminatorConfig,
     LDMConfig,
     LDMTrainConfig,
-    LossConfig,
     VAEConfig,
-    load_config,
-    read_config,
+    VAEGANLossConfig,
+    VAEModelConfig,
+    load_vae_config,
     read_ldm_config,
+    read_vae_config,
     save_config,
 )
 from radiodiff.config.checks import POSITIVE, _range_of
@@ -30,7 +30,7 @@ VAE_PATH = "vae.path=outputs/quickstart/vae"
 
 
 def test_dotted_overrides_reach_nested_fields():
-    config = load_config(
+    config = load_vae_config(
         None, ["train.max_steps=10", "model.block_out_channels=[8, 16]", "model.norm_num_groups=4", "data.synthetic.maps=3"]
     )
     assert config.train.max_steps == 10
@@ -40,7 +40,7 @@ def test_dotted_overrides_reach_nested_fields():
 
 def test_unknown_key_is_named_with_the_valid_ones():
     with pytest.raises(ConfigError) as error:
-        load_config(None, ["train.max_step=10"])
+        load_vae_config(None, ["train.max_step=10"])
     message = str(error.value)
     assert "train.max_step" in message and "train.max_steps" in message and "train.batch_size" in message
 
@@ -58,48 +58,48 @@ def test_unknown_key_is_named_with_the_valid_ones():
 )
 def test_wrong_types_are_rejected_with_the_key(override, expected):
     with pytest.raises(ConfigError, match=expected):
-        load_config(None, [override])
+        load_vae_config(None, [override])
 
 
 def test_exponents_without_a_dot_are_read_as_floats(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("train:\n  lr: 5e-6\n")
-    assert load_config(path).train.lr == 5e-6
+    assert load_vae_config(path).train.lr == 5e-6
 
 
 def test_malformed_yaml_names_the_file(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("train: {max_steps: [1,\n")
     with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
-        load_config(path)
+        load_vae_config(path)
 
 
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
-        load_config(tmp_path / "nope.yaml")
+        load_vae_config(tmp_path / "nope.yaml")
 
 
 def test_saved_config_loads_back_equal(tmp_path):
-    config = load_config("configs/quickstart.yaml", ["train.max_steps=7"])
+    config = load_vae_config("configs/quickstart.yaml", ["train.max_steps=7"])
     save_config(config, tmp_path / "config.yaml")
-    assert load_config(tmp_path / "config.yaml") == config
+    assert load_vae_config(tmp_path / "config.yaml") == config
 
 
 def test_shipped_configs_validate():
-    paper = load_config("configs/radiodiff_vae.yaml")
+    paper = load_vae_config("configs/radiodiff_vae.yaml")
     assert paper.model.block_out_channels == [128, 256, 512]
     assert (paper.loss.kl_weight, paper.loss.disc_weight, paper.loss.disc_start) == (1e-6, 0.5, 50001)
     assert (paper.train.batch_size, paper.train.lr, paper.train.min_lr, paper.train.max_steps) == (2, 5e-6, 5e-7, 150000)
     assert (paper.train.save_every, paper.train.sample_every, paper.train.log_every) == (5000, 5000, 100)
     assert paper.train.mixed_precision == "no" and paper.discriminator.in_channels == 1
     assert paper.data.augment == "none"  # the paper trained on the maps as they are
-    quickstart = load_config("configs/quickstart.yaml")
+    quickstart = load_vae_config("configs/quickstart.yaml")
     assert 0 < quickstart.loss.disc_start < quickstart.train.max_steps
     assert quickstart.data.augment == "dihedral"
 
 
 def test_original_radiodiff_yaml_is_translated_with_a_note_per_key():
-    config, notes = read_config(ORIGINAL_YAML)
+    config, notes = read_vae_config(ORIGINAL_YAML)
     assert config.model.block_out_channels == [128, 256, 512]
     assert config.model.layers_per_block == 2 and config.model.latent_channels == 3
     assert (config.loss.disc_start, config.loss.kl_weight, config.loss.disc_weight) == (50001, 1e-6, 0.5)
@@ -124,11 +124,11 @@ def test_original_radiodiff_yaml_is_translated_with_a_note_per_key():
     ],
 )
 def test_original_yaml_that_autoencoderkl_cannot_express_is_refused(tmp_path, original, changed, expected):
-    """The same check as ``RadioDiffVAE.from_ldm_config``'s, so both refuse the same settings."""
+    """The same check as ``RadioDiffVAE.from_compvis_config``'s, so both refuse the same settings."""
     path = tmp_path / "first_radio.yaml"
     path.write_text(open(ORIGINAL_YAML).read().replace(original, changed))
     with pytest.raises(ConfigError, match=expected):
-        read_config(path)
+        read_vae_config(path)
 
 
 @pytest.mark.parametrize(
@@ -148,26 +148,26 @@ def test_original_yaml_that_autoencoderkl_cannot_express_is_refused(tmp_path, or
 )
 def test_values_out_of_range_are_rejected(override, expected):
     with pytest.raises(ConfigError, match=expected):
-        load_config(None, [override])
+        load_vae_config(None, [override])
 
 
 def test_counts_of_0_mean_none():
-    config = load_config(None, ["train.num_sample_images=0", "train.latent_scale_maps=0", "data.num_workers=0"])
+    config = load_vae_config(None, ["train.num_sample_images=0", "train.latent_scale_maps=0", "data.num_workers=0"])
     assert (config.train.num_sample_images, config.train.latent_scale_maps) == (0, 0)
 
 
 def test_an_unquoted_no_is_the_word_where_the_choices_are_words(tmp_path):
-    assert load_config(None, ["train.mixed_precision=no"]).train.mixed_precision == "no"
+    assert load_vae_config(None, ["train.mixed_precision=no"]).train.mixed_precision == "no"
     path = tmp_path / "c.yaml"
     path.write_text("train:\n  mixed_precision: no\n")
-    assert load_config(path).train.mixed_precision == "no"
+    assert load_vae_config(path).train.mixed_precision == "no"
     with pytest.raises(ConfigError, match="train.report_to"):
-        load_config(None, ["train.report_to=yes"])
+        load_vae_config(None, ["train.report_to=yes"])
 
 
 def test_an_override_typo_is_blamed_on_the_command_line_with_the_nearest_key():
     with pytest.raises(ConfigError) as error:
-        load_config("configs/quickstart.yaml", ["train.max_step=10"])
+        load_vae_config("configs/quickstart.yaml", ["train.max_step=10"])
     message = str(error.value)
     assert message.startswith("command-line override 'train.max_step=10': unknown key train.max_step;")
     assert "did you mean train.max_steps?" in message and "quickstart.yaml" not in message
@@ -179,7 +179,7 @@ def test_an_override_typo_is_blamed_on_the_command_line_with_the_nearest_key():
 )
 def test_override_errors_name_the_override(override, blamed):
     with pytest.raises(ConfigError) as error:
-        load_config("configs/quickstart.yaml", [override])
+        load_vae_config("configs/quickstart.yaml", [override])
     assert str(error.value).startswith(f"command-line override {override!r}: ") and blamed in str(error.value)
 
 
@@ -187,7 +187,7 @@ def test_a_typo_in_the_file_is_blamed_on_the_file(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("train:\n  max_step: 10\n")
     with pytest.raises(ConfigError) as error:
-        load_config(path, ["train.batch_size=4"])
+        load_vae_config(path, ["train.batch_size=4"])
     assert str(error.value).startswith(f"{path}: unknown key train.max_step; did you mean train.max_steps?")
 
 
@@ -236,7 +236,7 @@ def _out_of_range(annotation, check):
     return next(value for value in candidates if not check.accepts(value))
 
 
-FIRST_STAGE_RANGES = list(_checked_keys(Config()))
+FIRST_STAGE_RANGES = list(_checked_keys(VAEConfig()))
 SECOND_STAGE_RANGES = list(_checked_keys(LDMConfig()))
 
 
@@ -244,7 +244,7 @@ SECOND_STAGE_RANGES = list(_checked_keys(LDMConfig()))
 def test_every_first_stage_range_refuses_a_value_outside_it_naming_the_key(key, annotation, check):
     value = _out_of_range(annotation, check)
     with pytest.raises(ConfigError) as error:
-        load_config(None, [f"{key}={value}"])
+        load_vae_config(None, [f"{key}={value}"])
     assert str(error.value) == f"command-line override '{key}={value}': {key}: expected {check.expected}, got {value}"
     assert error.value.key == key
 
@@ -287,9 +287,9 @@ def test_a_stage_that_changes_a_shared_key_s_default_keeps_its_range():
         (read_ldm_config, "train.channels_last", "true"),
         (read_ldm_config, "model.latent_channels", "4"),
         (read_ldm_config, "loss.kl_weight", "0"),
-        (read_config, "vae.path", "outputs/quickstart/vae"),
-        (read_config, "denoiser.preset", "tiny"),
-        (read_config, "diffusion.sampling_steps", "2"),
+        (read_vae_config, "vae.path", "outputs/quickstart/vae"),
+        (read_vae_config, "denoiser.preset", "tiny"),
+        (read_vae_config, "diffusion.sampling_steps", "2"),
     ],
 )
 def test_a_key_of_the_other_stage_is_unknown_where_it_was_set(tmp_path, read, key, value):
@@ -322,7 +322,7 @@ def test_every_shipped_config_loads_in_its_stage(path):
         assert train_keys <= {field.name for field in dataclasses.fields(LDMTrainConfig)}
         assert isinstance(config, LDMConfig)
     else:
-        assert isinstance(read_config(path)[0], Config)
+        assert isinstance(read_vae_config(path)[0], VAEConfig)
 
 
 def test_a_second_stage_config_saved_with_the_first_stage_s_train_keys_still_loads(tmp_path):
@@ -336,10 +336,10 @@ def test_a_second_stage_config_saved_with_the_first_stage_s_train_keys_still_loa
 
 
 def test_a_first_stage_config_saved_before_the_stages_had_their_own_keys_still_loads():
-    config = load_config(FIXTURES / "vae_config_saved_before_stage_keys.yaml")
+    config = load_vae_config(FIXTURES / "vae_config_saved_before_stage_keys.yaml")
     # the quickstart as it was when the fixture was saved: 2,200 steps since shortened
     as_then = ["loss.disc_start=1870", "train.max_steps=2200", "train.save_every=550", "train.sample_every=550"]
-    assert config == load_config("configs/quickstart.yaml", as_then)
+    assert config == load_vae_config("configs/quickstart.yaml", as_then)
 
 
 @pytest.mark.parametrize("key, value", [("disc_lr", 1e-4), ("latent_scale_maps", 16), ("channels_last", True),
@@ -361,14 +361,14 @@ def test_the_model_sections_default_to_the_models_own_defaults():
     from radiodiff import PatchGANDiscriminator, RadioDiffVAE, VAEGANLoss
 
     vae = _init_defaults(RadioDiffVAE.__init__)
-    model = dataclasses.asdict(VAEConfig())
+    model = dataclasses.asdict(VAEModelConfig())
     assert model.pop("pretrained") is None
     assert model.pop("attention_levels") == list(_init_defaults(RadioDiffVAE.from_block_channels)["attention_levels"])
     assert model == {key: list(vae[key]) if isinstance(vae[key], tuple) else vae[key] for key in model}
     assert dataclasses.asdict(DiscriminatorConfig()) == _init_defaults(PatchGANDiscriminator.__init__)
     loss = _init_defaults(VAEGANLoss.__init__)
     del loss["perceptual_model"]  # a module, not a config value
-    assert dataclasses.asdict(LossConfig()) == loss
+    assert dataclasses.asdict(VAEGANLossConfig()) == loss
 
 
 def test_the_config_s_choices_are_the_models_choices():
@@ -381,7 +381,7 @@ def test_the_config_s_choices_are_the_models_choices():
         return set(typing.get_args(typing.get_type_hints(cls)[name]))
 
     assert choices(DiscriminatorConfig, "norm") == set(NORMS)
-    assert choices(LossConfig, "disc_loss") == set(DISC_LOSSES)
+    assert choices(VAEGANLossConfig, "disc_loss") == set(DISC_LOSSES)
     assert choices(DenoiserConfig, "preset") == set(PRESETS)
     assert choices(DenoiserConfig, "formulation") == set(OUTPUTS_PER_LATENT_CHANNEL)
 

@@ -18,7 +18,7 @@ from radiodiff.cli import main
 from radiodiff.convert import ConversionError, convert_checkpoint
 
 # latent-diffusion normalises with 32 groups everywhere, so the tiny model needs 32-channel blocks
-TINY_LDM_VAE = dict(block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=32, sample_size=32)
+TINY_COMPVIS_VAE = dict(block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=32, sample_size=32)
 TINY_DISCRIMINATOR = dict(in_channels=1, ndf=8, n_layers=2)
 FIRST_RADIO_DDCONFIG = dict(
     double_z=True,
@@ -33,7 +33,7 @@ FIRST_RADIO_DDCONFIG = dict(
     dropout=0.0,
 )
 
-DIFFUSERS_TO_LDM_RENAMES = [
+DIFFUSERS_TO_COMPVIS_RENAMES = [
     ("conv_norm_out", "norm_out"),
     ("mid_block.resnets.0", "mid.block_1"),
     ("mid_block.resnets.1", "mid.block_2"),
@@ -47,12 +47,12 @@ DIFFUSERS_TO_LDM_RENAMES = [
 ]
 
 
-def ldm_vae_state(vae: RadioDiffVAE) -> dict[str, torch.Tensor]:
+def compvis_vae_state(vae: RadioDiffVAE) -> dict[str, torch.Tensor]:
     """The state dict of ``vae`` as latent-diffusion's ``AutoencoderKL`` names and shapes it."""
     levels = len(vae.config.block_out_channels)
     state = {}
     for key, value in vae.state_dict().items():
-        for new, old in DIFFUSERS_TO_LDM_RENAMES:
+        for new, old in DIFFUSERS_TO_COMPVIS_RENAMES:
             key = key.replace(new, old)
         key = re.sub(r"encoder\.down_blocks\.(\d+)\.resnets\.", r"encoder.down.\1.block.", key)
         key = re.sub(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.", r"encoder.down.\1.downsample.", key)
@@ -81,7 +81,7 @@ def perturbed(model: torch.nn.Module, seed: int) -> torch.nn.Module:
 
 
 def original_checkpoint(vae, discriminator, ema_vae=None, drop=()) -> dict:
-    model_state = ldm_vae_state(vae)
+    model_state = compvis_vae_state(vae)
     model_state |= {f"loss.discriminator.{k}": v for k, v in discriminator.state_dict().items()}
     model_state["loss.logvar"] = torch.tensor(0.25)
     model_state["loss.perceptual_loss.lin0.model.1.weight"] = torch.zeros(1, 64, 1, 1)
@@ -99,15 +99,15 @@ def original_checkpoint(vae, discriminator, ema_vae=None, drop=()) -> dict:
     if ema_vae is not None:
         ema_state = {"initted": torch.tensor(True), "step": torch.tensor(5000)}
         ema_state |= {f"online_model.{k}": v for k, v in model_state.items()}
-        ema_state |= {f"ema_model.{k}": v for k, v in ldm_vae_state(ema_vae).items()}
+        ema_state |= {f"ema_model.{k}": v for k, v in compvis_vae_state(ema_vae).items()}
         payload["ema"] = ema_state
     return payload
 
 
 @pytest.fixture
-def tiny_ldm_models():
+def tiny_compvis_models():
     torch.manual_seed(0)
-    vae = RadioDiffVAE.from_block_channels(**TINY_LDM_VAE).eval()
+    vae = RadioDiffVAE.from_block_channels(**TINY_COMPVIS_VAE).eval()
     discriminator = PatchGANDiscriminator(**TINY_DISCRIMINATOR).eval()
     with torch.no_grad():  # non-trivial BatchNorm statistics, so that a lost buffer would show
         for module in discriminator.modules():
@@ -118,8 +118,8 @@ def tiny_ldm_models():
 
 
 @pytest.fixture
-def checkpoint_file(tmp_path, tiny_ldm_models):
-    vae, discriminator, ema_vae = tiny_ldm_models
+def checkpoint_file(tmp_path, tiny_compvis_models):
+    vae, discriminator, ema_vae = tiny_compvis_models
     path = tmp_path / "model-1.pt"
     torch.save(original_checkpoint(vae, discriminator, ema_vae), path)
     return path
@@ -135,9 +135,9 @@ def vae_outputs(model):
 
 
 def test_converted_vae_and_discriminator_give_the_original_outputs(
-    tmp_path, checkpoint_file, tiny_ldm_models, gain_maps
+    tmp_path, checkpoint_file, tiny_compvis_models, gain_maps
 ):
-    vae, discriminator, _ = tiny_ldm_models
+    vae, discriminator, _ = tiny_compvis_models
 
     report = convert_checkpoint(checkpoint_file, tmp_path / "converted")
 
@@ -152,9 +152,9 @@ def test_converted_vae_and_discriminator_give_the_original_outputs(
 
 @pytest.mark.parametrize("layout", ["first_radio", "latent_diffusion"])
 def test_conversion_builds_the_vae_from_the_original_yaml(
-    tmp_path, checkpoint_file, tiny_ldm_models, gain_maps, layout
+    tmp_path, checkpoint_file, tiny_compvis_models, gain_maps, layout
 ):
-    vae, _, _ = tiny_ldm_models
+    vae, _, _ = tiny_compvis_models
     lossconfig = dict(disc_start=50001, kl_weight=1e-6, disc_weight=0.5, disc_in_channels=1)
     if layout == "first_radio":
         model = dict(embed_dim=3, lossconfig=lossconfig, ddconfig=FIRST_RADIO_DDCONFIG, ckpt_path=None)
@@ -180,9 +180,9 @@ def test_a_config_that_does_not_fit_the_weights_is_refused(tmp_path, checkpoint_
 
 
 def test_ema_weights_are_written_as_the_ema_variant_and_chosen_by_use_ema(
-    tmp_path, checkpoint_file, tiny_ldm_models, gain_maps
+    tmp_path, checkpoint_file, tiny_compvis_models, gain_maps
 ):
-    vae, _, ema_vae = tiny_ldm_models
+    vae, _, ema_vae = tiny_compvis_models
 
     online = convert_checkpoint(checkpoint_file, tmp_path / "online")
     averaged = convert_checkpoint(checkpoint_file, tmp_path / "ema", use_ema=True)
@@ -195,8 +195,8 @@ def test_ema_weights_are_written_as_the_ema_variant_and_chosen_by_use_ema(
     assert_same_outputs(vae_outputs(ema_vae), vae_outputs(AutoencoderKL.from_pretrained(averaged.vae_dir)), gain_maps)
 
 
-def test_use_ema_without_an_ema_in_the_checkpoint_is_refused(tmp_path, tiny_ldm_models):
-    vae, discriminator, _ = tiny_ldm_models
+def test_use_ema_without_an_ema_in_the_checkpoint_is_refused(tmp_path, tiny_compvis_models):
+    vae, discriminator, _ = tiny_compvis_models
     path = tmp_path / "model-1.pt"
     torch.save(original_checkpoint(vae, discriminator), path)
 
@@ -226,8 +226,8 @@ def test_the_report_names_unused_keys_and_the_loss_logvar(tmp_path, checkpoint_f
     assert "loss.logvar = 0.25" in summary
 
 
-def test_a_checkpoint_missing_vae_weights_is_refused_with_the_keys_named(tmp_path, tiny_ldm_models):
-    vae, discriminator, _ = tiny_ldm_models
+def test_a_checkpoint_missing_vae_weights_is_refused_with_the_keys_named(tmp_path, tiny_compvis_models):
+    vae, discriminator, _ = tiny_compvis_models
     path = tmp_path / "model-1.pt"
     torch.save(original_checkpoint(vae, discriminator, drop=["decoder.mid.attn_1.q.weight"]), path)
 
@@ -235,8 +235,8 @@ def test_a_checkpoint_missing_vae_weights_is_refused_with_the_keys_named(tmp_pat
         convert_checkpoint(path, tmp_path / "converted")
 
 
-def test_missing_discriminator_weights_are_reported(tmp_path, tiny_ldm_models):
-    vae, discriminator, _ = tiny_ldm_models
+def test_missing_discriminator_weights_are_reported(tmp_path, tiny_compvis_models):
+    vae, discriminator, _ = tiny_compvis_models
     path = tmp_path / "model-1.pt"
     torch.save(original_checkpoint(vae, discriminator, drop=["loss.discriminator.main.3.running_var"]), path)
 

@@ -11,19 +11,19 @@ from conftest import REPO
 from map_fixtures import radio_map_items, write_tiny_run
 
 from radiodiff.cli import main
-from radiodiff.config import load_config
+from radiodiff.config import load_vae_config
 from radiodiff.data import build_dataset
 from radiodiff.evaluation import (
-    EvaluationResult,
+    VAEEvaluationResult,
     evaluate_vae,
     gallery_indices,
     latent_statistics,
     reconstruction_metrics,
-    save_gallery,
+    save_vae_gallery,
     summarize,
     to_unit_range,
     write_latent_scale,
-    write_metrics,
+    write_vae_metrics,
 )
 
 
@@ -126,7 +126,7 @@ def test_evaluation_is_deterministic_by_default_and_samples_reproducibly_on_requ
 def test_metrics_json_has_the_model_card_schema_and_the_csv_one_row_per_map(tiny_vae, tmp_path):
     items = radio_map_items(4)
     result = evaluate_vae(tiny_vae, items, batch_size=4, device="cpu", split="val", variant="ema")
-    path = write_metrics(result, tmp_path)
+    path = write_vae_metrics(result, tmp_path)
     assert path == tmp_path / "metrics.json"
     metrics = strict_json(path)
     assert set(metrics) == {"split", "variant", "num_maps", "metrics", "non_finite", "latent"}
@@ -148,7 +148,7 @@ def test_metrics_json_has_the_model_card_schema_and_the_csv_one_row_per_map(tiny
 def test_a_training_subset_is_reported_beside_validation_with_the_gap(tiny_vae, tmp_path):
     validation = evaluate_vae(tiny_vae, radio_map_items(4), batch_size=4, device="cpu", split="val")
     train_subset = evaluate_vae(tiny_vae, radio_map_items(6)[4:], batch_size=2, device="cpu", split="train")
-    metrics = strict_json(write_metrics(validation, tmp_path, train_subset=train_subset))
+    metrics = strict_json(write_vae_metrics(validation, tmp_path, train_subset=train_subset))
     block = metrics["train_subset"]
     assert (block["split"], block["num_maps"]) == ("train", 2)
     assert block["metrics"]["psnr"]["mean"] == pytest.approx(train_subset.per_image["psnr"].mean())
@@ -161,14 +161,14 @@ def test_a_training_subset_is_reported_beside_validation_with_the_gap(tiny_vae, 
 
 
 def test_perfect_maps_keep_metrics_json_valid_with_null_psnr_and_a_count(tmp_path):
-    result = EvaluationResult(
+    result = VAEEvaluationResult(
         names=["0_0", "0_1"],
         per_image={"nmse": np.zeros(2), "rmse": np.zeros(2), "ssim": np.ones(2), "psnr": np.full(2, math.inf)},
         input_shape=(1, 32, 32),
         latent_shape=(3, 16, 16),
         kl_per_element=0.5,
     )
-    metrics = strict_json(write_metrics(result, tmp_path / "eval" / "test.json"))
+    metrics = strict_json(write_vae_metrics(result, tmp_path / "eval" / "test.json"))
     assert metrics["metrics"]["nmse"] == {"mean": 0.0, "std": 0.0, "ci95": [0.0, 0.0]}
     assert metrics["metrics"]["psnr"] == {"mean": None, "std": None, "ci95": None}
     assert metrics["non_finite"] == {"nmse": 0, "rmse": 0, "ssim": 0, "psnr": 2}
@@ -186,7 +186,7 @@ def key_structure(value):
 def test_the_docs_metrics_example_has_the_keys_the_code_writes(tmp_path):
     readme = (REPO / "docs" / "first_stage.md").read_text()
     example = json.loads(readme.split("```json\n", 1)[1].split("```", 1)[0])
-    result = EvaluationResult(
+    result = VAEEvaluationResult(
         names=["0_0", "0_1", "0_2"],
         per_image={"nmse": np.array([0.1, 0.2, 0.3]), "rmse": np.array([0.2, 0.1, 0.3]),
                    "ssim": np.array([0.8, 0.9, 0.7]), "psnr": np.array([20.0, 22.0, 21.0])},
@@ -196,7 +196,7 @@ def test_the_docs_metrics_example_has_the_keys_the_code_writes(tmp_path):
         split="test",
         variant="ema",
     )
-    written = strict_json(write_metrics(result, tmp_path))
+    written = strict_json(write_vae_metrics(result, tmp_path))
     assert key_structure(example) == key_structure(written)
 
 
@@ -207,7 +207,7 @@ def test_gallery_picks_best_median_and_worst_by_nmse(tiny_vae, tmp_path):
 
     items = radio_map_items(4)
     result = evaluate_vae(tiny_vae, items, batch_size=4, device="cpu")
-    path = save_gallery(tiny_vae, items, result, tmp_path / "gallery.png", count=1, device="cpu")
+    path = save_vae_gallery(tiny_vae, items, result, tmp_path / "gallery.png", count=1, device="cpu")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -278,7 +278,7 @@ def test_evaluate_command_writes_metrics_csv_and_gallery_for_the_split(tiny_vae,
     assert main(["evaluate", "--model", model, "--variant", "ema", "--config", config, "--split", "test",
                  "--out", str(out), "--gallery", "1", "--batch-size", "2", "--device", "cpu"]) == 0
     metrics = strict_json(out)
-    test_maps = build_dataset(load_config(config).data, "test")
+    test_maps = build_dataset(load_vae_config(config).data, "test")
     assert (metrics["split"], metrics["variant"], metrics["num_maps"]) == ("test", "ema", len(test_maps))
     with (tmp_path / "eval" / "per_image.csv").open() as handle:
         assert [row["name"] for row in csv.DictReader(handle)] == [test_maps[i]["name"] for i in range(len(test_maps))]
@@ -298,7 +298,7 @@ def test_evaluate_defaults_to_the_runs_config_ema_weights_val_split_and_a_folder
 
     assert main(command) == 0
     metrics = strict_json(tmp_path / "run" / "evaluation" / "ema-val" / "metrics.json")
-    val_maps = build_dataset(load_config(config).data, "val")
+    val_maps = build_dataset(load_vae_config(config).data, "val")
     assert (metrics["split"], metrics["variant"], metrics["num_maps"]) == ("val", "ema", len(val_maps))
     assert (tmp_path / "run" / "evaluation" / "ema-val" / "per_image.csv").is_file()
     assert list(elsewhere.iterdir()) == []
@@ -321,7 +321,7 @@ def test_evaluate_without_config_outside_a_run_says_to_give_one(tiny_vae, tmp_pa
 def test_latent_scale_command_measures_and_writes_or_sets_radiodiffs_value(tiny_vae, tmp_path):
     config, model = write_tiny_run(tmp_path, tiny_vae)
     assert main(["latent-scale", "--model", model, "--config", config, "--write", "--device", "cpu"]) == 0
-    train_maps = build_dataset(load_config(config).data, "train")
+    train_maps = build_dataset(load_vae_config(config).data, "train")
     expected = latent_statistics(tiny_vae, train_maps, batch_size=8, device="cpu")
     assert AutoencoderKL.from_pretrained(model).config.scaling_factor == pytest.approx(expected.scaling_factor)
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from conftest import tiny_training_overrides
-from radiodiff.config import load_config
+from radiodiff.config import load_vae_config
 from radiodiff.losses import VAEGANLoss
 from radiodiff.training.trainer import CPU_BF16_PROBES, Trainer, cpu_has_bf16_arithmetic, resolved_mixed_precision
-from radiodiff.training.vae_trainer import build_trainer
+from radiodiff.training.vae_trainer import build_vae_trainer
 
 
 @pytest.mark.parametrize(
@@ -26,7 +26,7 @@ def test_auto_precision_is_bf16_where_the_hardware_computes_it(monkeypatch, cuda
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: gpu_bf16)
     for probe in CPU_BF16_PROBES:
         monkeypatch.setattr(torch.cpu, probe, lambda: cpu_bf16, raising=False)
-    assert resolved_mixed_precision(load_config(None).train) == expected
+    assert resolved_mixed_precision(load_vae_config(None).train) == expected
 
 
 def test_auto_precision_reads_this_cpu(monkeypatch):
@@ -38,7 +38,7 @@ def test_auto_precision_reads_this_cpu(monkeypatch):
         pytest.skip("no /proc/cpuinfo flags here")
     native = bool(flags & {"avx512_bf16", "amx_tile"})
     assert cpu_has_bf16_arithmetic() == native
-    assert resolved_mixed_precision(load_config(None).train) == ("bf16" if native else "no")
+    assert resolved_mixed_precision(load_vae_config(None).train) == ("bf16" if native else "no")
 
 
 def cpu_flags() -> set[str] | None:
@@ -53,12 +53,12 @@ def cpu_flags() -> set[str] | None:
 def test_an_explicit_precision_is_kept(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
-    assert resolved_mixed_precision(load_config(None, ["train.mixed_precision='no'"]).train) == "no"
+    assert resolved_mixed_precision(load_vae_config(None, ["train.mixed_precision='no'"]).train) == "no"
 
 
 def tiny_trainer(tmp_path, cache, overrides=()) -> Trainer:
-    config = load_config(None, tiny_training_overrides(tmp_path / "run", cache) + ["loss.disc_start=0", *overrides])
-    return build_trainer(config)
+    config = load_vae_config(None, tiny_training_overrides(tmp_path / "run", cache) + ["loss.disc_start=0", *overrides])
+    return build_vae_trainer(config)
 
 
 def test_bf16_autocast_trains_on_the_cpu(tmp_path, synthetic_cache):

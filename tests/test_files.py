@@ -4,9 +4,9 @@ import os
 
 import pytest
 
-from radiodiff import files
-from radiodiff.config import load_config, save_config
-from radiodiff.hub import write_model_card
+from radiodiff import file_writing
+from radiodiff.config import load_vae_config, save_config
+from radiodiff.hub import write_vae_model_card
 
 from test_hub import make_training_run
 
@@ -17,7 +17,7 @@ def fail_renames(monkeypatch):
     def fail(source, target):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(files.os, "replace", fail)
+    monkeypatch.setattr(file_writing.os, "replace", fail)
 
 
 def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
@@ -25,7 +25,7 @@ def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path, mon
     path.write_text('{"steps": 8}')
     fail_renames(monkeypatch)
     with pytest.raises(OSError):
-        files.write_atomically(path, '{"steps": 16}')
+        file_writing.write_atomically(path, '{"steps": 16}')
     assert path.read_text() == '{"steps": 8}' and os.listdir(tmp_path) == [path.name]
 
 
@@ -36,9 +36,9 @@ def test_config_yaml_and_the_model_card_are_replaced_whole(tmp_path, monkeypatch
     fail_renames(monkeypatch)
 
     with pytest.raises(OSError):
-        save_config(load_config(overrides=["train.max_steps=3"]), run / "config.yaml")
+        save_config(load_vae_config(overrides=["train.max_steps=3"]), run / "config.yaml")
     with pytest.raises(OSError):
-        write_model_card(run)
+        write_vae_model_card(run)
 
     assert (run / "config.yaml").read_text() == before
     assert (run / "README.md").read_text() == "the previous card"

@@ -12,8 +12,8 @@ from PIL import Image
 
 from radiodiff import PatchGANDiscriminator, RadioDiffVAE
 from radiodiff.cli import main
-from radiodiff.config import load_config, save_config
-from radiodiff.hub import HubError, push_to_hub, render_model_card, write_model_card
+from radiodiff.config import load_vae_config, save_config
+from radiodiff.hub import HubError, push_to_hub, render_vae_model_card, write_vae_model_card
 
 from conftest import TINY_VAE
 from hub_mock import folder_state
@@ -51,7 +51,7 @@ def make_training_run(output_dir: Path, evaluated: bool = True, ema: bool = True
         vae.save_pretrained(output_dir / "vae", variant="ema")
     discriminator = PatchGANDiscriminator(ndf=8, n_layers=2)
     discriminator.save_pretrained(output_dir / "discriminator")
-    config = load_config(
+    config = load_vae_config(
         overrides=[
             f"output_dir={output_dir}",
             "model.block_out_channels=[8, 16]",
@@ -84,7 +84,7 @@ def training_run(tmp_path) -> Path:
 
 
 def test_the_card_metadata_names_the_library_tags_license_and_metrics(training_run):
-    card = ModelCard.load(write_model_card(training_run, repo_id="someone/radio-vae"))
+    card = ModelCard.load(write_vae_model_card(training_run, repo_id="someone/radio-vae"))
 
     metadata = card.data.to_dict()
     assert metadata["library_name"] == "diffusers"
@@ -103,7 +103,7 @@ def test_the_card_metadata_names_the_library_tags_license_and_metrics(training_r
 
 
 def test_the_card_describes_architecture_training_evaluation_and_sample(training_run):
-    text = render_model_card(training_run).text
+    text = render_vae_model_card(training_run).text
 
     vae_parameters = sum(p.numel() for p in RadioDiffVAE.from_pretrained(training_run / "vae").parameters())
     discriminator = PatchGANDiscriminator.from_pretrained(training_run / "discriminator")
@@ -122,24 +122,24 @@ def test_the_card_describes_architecture_training_evaluation_and_sample(training
 
 
 def test_the_card_names_a_squared_error_loss_and_the_clipping_norm(training_run):
-    config = load_config(training_run / "config.yaml", ["loss.l1_weight=0", "train.max_grad_norm=0.5"])
+    config = load_vae_config(training_run / "config.yaml", ["loss.l1_weight=0", "train.max_grad_norm=0.5"])
     save_config(config, training_run / "config.yaml")
-    text = render_model_card(training_run).text
+    text = render_vae_model_card(training_run).text
     assert "| reconstruction loss | L2 |" in text and "| gradient clipping | norm 0.5 |" in text
     assert "AdamW betas (0.9, 0.999)" in text and "Muon" not in text
 
 
 def test_the_card_names_muon_and_a_clamped_reconstruction_loss(training_run):
-    config = load_config(training_run / "config.yaml", ["loss.l1_weight=0", "loss.clamp_reconstruction=true",
+    config = load_vae_config(training_run / "config.yaml", ["loss.l1_weight=0", "loss.clamp_reconstruction=true",
                                                         "train.optimizer=muon"])
     save_config(config, training_run / "config.yaml")
-    text = render_model_card(training_run).text
+    text = render_vae_model_card(training_run).text
     assert "| reconstruction loss | L2 of the map clamped to [-1, 1] |" in text
     assert "Muon (hidden weights) + AdamW betas" in text
 
 
 def test_the_card_shows_how_to_load_the_vae_and_its_ema_variant(training_run):
-    text = render_model_card(training_run, repo_id="someone/radio-vae").text
+    text = render_vae_model_card(training_run, repo_id="someone/radio-vae").text
 
     assert 'AutoencoderKL.from_pretrained("someone/radio-vae", subfolder="vae")' in text
     assert '# vae = AutoencoderKL.from_pretrained("someone/radio-vae", subfolder="vae", variant="ema")' in text
@@ -158,7 +158,7 @@ def test_metrics_that_the_maps_cannot_define_are_shown_as_undefined(training_run
                     "psnr": {"mean": None, "std": None, "ci95": None}},
     }
     (training_run / "metrics.json").write_text(json.dumps(evaluation))
-    card = render_model_card(training_run)
+    card = render_vae_model_card(training_run)
     assert "| PSNR (dB) | undefined |" in card.text
     assert [r.metric_type for r in card.data.eval_results] == ["nmse", "rmse", "ssim"]
 
@@ -169,24 +169,24 @@ def test_the_card_shows_the_training_subset_beside_validation(training_run):
              "metrics": {**METRICS["metrics"], "nmse": {"mean": 0.008, "std": 0.001, "ci95": None}, "psnr": train_psnr},
              "gap": {"nmse": -0.0043, "rmse": 0.0, "ssim": 0.0, "psnr": 4.5}}
     (training_run / "metrics.json").write_text(json.dumps(METRICS | {"train_subset": block}))
-    card = render_model_card(training_run)
+    card = render_vae_model_card(training_run)
     assert ("On 96 maps of the training split (spread over it, not augmented) the same weights reach "
             "PSNR 31.80 dB, NMSE 0.008 and SSIM 0.912: +4.50 dB of PSNR against `val`.") in card.text
-    assert "+4.50 dB" not in render_model_card(make_training_run(training_run.parent / "plain")).text
+    assert "+4.50 dB" not in render_vae_model_card(make_training_run(training_run.parent / "plain")).text
 
 
 def test_the_card_says_when_the_training_maps_were_augmented(training_run):
-    assert "quarter turns" not in render_model_card(training_run).text
-    config = load_config(training_run / "config.yaml", ["data.augment=dihedral"])
+    assert "quarter turns" not in render_vae_model_card(training_run).text
+    config = load_vae_config(training_run / "config.yaml", ["data.augment=dihedral"])
     save_config(config, training_run / "config.yaml")
     assert ("(64 city layouts x 8 transmitters, 64x64, seed 0), each training map also under the 7 other flips and "
-            "quarter turns of the square.") in render_model_card(training_run).text
+            "quarter turns of the square.") in render_vae_model_card(training_run).text
 
 
 def test_an_unevaluated_run_without_ema_gets_a_card_without_model_index(tmp_path):
     run = make_training_run(tmp_path / "run", evaluated=False, ema=False)
 
-    card = render_model_card(run)
+    card = render_vae_model_card(run)
 
     assert "model-index" not in card.data.to_dict()
     assert "This run has not been evaluated (no `metrics.json`)." in card.text
@@ -196,15 +196,15 @@ def test_an_unevaluated_run_without_ema_gets_a_card_without_model_index(tmp_path
 
 
 def test_the_config_hub_repo_id_names_the_repository_in_the_card(training_run):
-    config = load_config(training_run / "config.yaml", overrides=["train.hub_repo_id=lab/radiodiff-vae"])
+    config = load_vae_config(training_run / "config.yaml", overrides=["train.hub_repo_id=lab/radiodiff-vae"])
     save_config(config, training_run / "config.yaml")
 
-    assert 'from_pretrained("lab/radiodiff-vae", subfolder="vae")' in render_model_card(training_run).text
+    assert 'from_pretrained("lab/radiodiff-vae", subfolder="vae")' in render_vae_model_card(training_run).text
 
 
 def test_a_folder_without_a_saved_vae_gets_no_card(tmp_path):
     with pytest.raises(HubError, match="expected a training run with vae/config.json"):
-        write_model_card(tmp_path)
+        write_vae_model_card(tmp_path)
     assert not (tmp_path / "README.md").exists()
 
 
@@ -305,7 +305,7 @@ def test_push_command_without_a_token_exits_with_an_error(training_run, hub, no_
 def test_push_without_network_fails_with_one_error_and_leaves_the_local_card_as_it_was(
     training_run, monkeypatch, capsys
 ):
-    write_model_card(training_run)
+    write_vae_model_card(training_run)
     before = folder_state(training_run), (training_run / "README.md").read_text()
 
     def unreachable(api, *args, **kwargs):
@@ -327,7 +327,7 @@ def test_push_without_network_fails_with_one_error_and_leaves_the_local_card_as_
 def test_nothing_machine_local_is_uploaded(training_run, hub):
     """config.yaml stays home because it holds local paths; no uploaded file may repeat them."""
     secret_folder = "/home/alice-workstation/private-radio-data"
-    config = load_config(training_run / "config.yaml", ["data.source=datasets", f"data.root={secret_folder}"])
+    config = load_vae_config(training_run / "config.yaml", ["data.source=datasets", f"data.root={secret_folder}"])
     save_config(config, training_run / "config.yaml")
 
     push_to_hub(training_run, "someone/radio-vae", token="hf_test_token")
@@ -343,10 +343,10 @@ def test_nothing_machine_local_is_uploaded(training_run, hub):
 def test_the_card_claims_unit_latents_only_for_a_measured_shift_and_scale(training_run):
     from radiodiff.evaluation import write_latent_scale
 
-    unmeasured = str(render_model_card(training_run))
+    unmeasured = str(render_vae_model_card(training_run))
     assert "keeps a fixed `scaling_factor` and no shift" in unmeasured and "mean 0" not in unmeasured
 
     write_latent_scale(training_run / "vae", 0.25, -1.5)
-    measured = str(render_model_card(training_run))
+    measured = str(render_vae_model_card(training_run))
     assert "shift factor -1.5, scaling factor 0.25" in measured and "normalised latents have mean 0" in measured
     assert "(vae.encode(gain_map).latent_dist.sample() - shift_factor) * scaling_factor" in measured

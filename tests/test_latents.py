@@ -7,7 +7,7 @@ import torch
 from map_fixtures import radio_map_items, write_tiny_run
 
 from radiodiff.cli import main
-from radiodiff.config import load_config
+from radiodiff.config import load_vae_config
 from radiodiff.data import build_dataset
 from radiodiff.evaluation import latent_statistics, load_vae, write_latent_scale
 from radiodiff.latents import encode_latents
@@ -59,7 +59,7 @@ def test_encode_latents_command_saves_every_training_map_with_its_conditions(tin
     config, model = write_tiny_run(tmp_path, tiny_vae)
     out = tmp_path / "latents"
     assert main(["encode-latents", "--model", model, "--config", config, "--out", str(out), "--device", "cpu"]) == 0
-    train_maps = build_dataset(load_config(config).data, "train", with_conditions=True)
+    train_maps = build_dataset(load_vae_config(config).data, "train", with_conditions=True)
     latents = datasets.load_from_disk(str(out))
     assert latents["name"][:] == [train_maps[i]["name"] for i in range(len(train_maps))]
     first = latents.with_format("numpy")[0]
@@ -97,7 +97,7 @@ def seer_run(tiny_vae, tmp_path):
     root = synthesize(tmp_path / "seer", maps=14, tx_per_map=2, size=32, seed=0)
     config, model = write_tiny_run(tmp_path, tiny_vae)
     (tmp_path / "config.yaml").write_text(f"data:\n  source: radiomapseer\n  root: {root}\n  resolution: 32\n")
-    train_maps = build_dataset(load_config(config).data, "train")
+    train_maps = build_dataset(load_vae_config(config).data, "train")
     # the second map of the split: the first is read before encoding starts, this one inside the encoding
     map_id = train_maps[2]["name"].split("_")[0]
     broken = root / "png" / "buildings_complete" / f"{map_id}.png"

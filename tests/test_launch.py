@@ -8,7 +8,7 @@ import time
 import warnings
 
 from conftest import REPO, subprocess_env, tiny_training_overrides
-from radiodiff.training import main
+from radiodiff.training import main_vae
 
 
 def train_vae(*argv: str, **kwargs) -> subprocess.Popen:
@@ -45,11 +45,11 @@ def test_ctrl_c_checkpoints_and_exits_without_a_traceback(tmp_path, synthetic_ca
 
 def test_resume_prints_no_library_warnings(tmp_path, synthetic_cache, capfd):
     overrides = tiny_training_overrides(tmp_path / "run", synthetic_cache) + ["train.max_steps=4"]
-    assert main(overrides) == 0
+    assert main_vae(overrides) == 0
     capfd.readouterr()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert main(overrides + ["train.max_steps=6", "--resume", "latest"]) == 0
+        assert main_vae(overrides + ["train.max_steps=6", "--resume", "latest"]) == 0
     printed = capfd.readouterr()
     assert "Resumed from" in printed.out
     assert "config attributes" not in printed.err and "FutureWarning" not in printed.err

@@ -295,15 +295,15 @@ def test_latents_of_another_vae_or_with_conditions_of_another_size_are_one_error
 
 
 def test_the_shipped_second_stage_configs_are_the_paper_s_and_the_quickstart_s():
-    from radiodiff.config import load_config
+    from radiodiff.config import load_vae_config
 
     paper = read_ldm_config(REPO / "configs/radiodiff_ldm.yaml")[0]
     assert (paper.denoiser.preset, paper.denoiser.formulation, paper.diffusion.sampling_steps) == ("paper", "radiodiff", 5)
     assert (paper.train.lr, paper.train.min_lr, paper.train.lr_schedule, paper.train.max_steps) == (5e-5, 5e-6, "poly", 50000)
     assert (paper.train.weight_decay, paper.train.max_grad_norm, paper.train.use_ema) == (1e-4, 1.0, True)
-    assert paper.vae.path == load_config(REPO / "configs/radiodiff_vae.yaml").output_dir + "/vae"
+    assert paper.vae.path == load_vae_config(REPO / "configs/radiodiff_vae.yaml").output_dir + "/vae"
 
     quickstart = read_ldm_config(REPO / "configs/ldm_quickstart.yaml")[0]
-    first_stage = load_config(REPO / "configs/quickstart.yaml")
+    first_stage = load_vae_config(REPO / "configs/quickstart.yaml")
     assert quickstart.denoiser.preset == "tiny" and quickstart.vae.path == first_stage.output_dir + "/vae"
     assert quickstart.data == first_stage.data  # the maps the quickstart VAE was trained on

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from radiodiff.config import ConfigError, load_config
+from radiodiff.config import ConfigError, load_vae_config
 from radiodiff.models import ConditionedDenoiser, RadioDiffVAE
 from radiodiff.training.optim import Muon, build_optimizers, orthogonalize
 
@@ -88,7 +88,7 @@ def test_build_optimizers_splits_hidden_weights_from_the_rest_and_covers_every_p
     else:
         model = ConditionedDenoiser.from_preset("tiny", 3, "radiodiff", sample_size=8, downsampling_factor=4)
     named = list(model.named_parameters())
-    train = load_config(None, ["train.optimizer=muon", "train.muon_ns_steps=3", "train.muon_momentum=0.9"]).train
+    train = load_vae_config(None, ["train.optimizer=muon", "train.muon_ns_steps=3", "train.muon_momentum=0.9"]).train
 
     muon, adamw = build_optimizers(named, train, 1e-3, model_class.edge_layers)
     assert isinstance(muon, Muon) and isinstance(adamw, torch.optim.AdamW)
@@ -105,14 +105,14 @@ def test_build_optimizers_splits_hidden_weights_from_the_rest_and_covers_every_p
         assert weights and id(weights[0]) in in_adamw
     assert any(p.ndim == 4 for p in muon.param_groups[0]["params"])
 
-    (only,) = build_optimizers(named, load_config(None, []).train, 1e-3, model_class.edge_layers)
+    (only,) = build_optimizers(named, load_vae_config(None, []).train, 1e-3, model_class.edge_layers)
     assert isinstance(only, torch.optim.AdamW) and len(only.param_groups[0]["params"]) == len(named)
 
 
 def test_an_unknown_optimizer_no_newton_schulz_step_or_a_momentum_of_1_is_one_error_naming_the_key():
     with pytest.raises(ConfigError, match=r"train\.optimizer.*(adamw|muon)"):
-        load_config(None, ["train.optimizer=sgd"])
+        load_vae_config(None, ["train.optimizer=sgd"])
     with pytest.raises(ConfigError, match=r"train\.muon_ns_steps: expected a positive integer, got 0"):
-        load_config(None, ["train.muon_ns_steps=0"])
+        load_vae_config(None, ["train.muon_ns_steps=0"])
     with pytest.raises(ConfigError, match=r"train\.muon_momentum: expected a value in \[0, 1\), got 1\.0"):
-        load_config(None, ["train.muon_momentum=1.0"])
+        load_vae_config(None, ["train.muon_momentum=1.0"])

@@ -15,8 +15,8 @@ from conftest import (
     REPO, STEP_LINE, assert_same_weights, launch_command, read_exported_weights, reset_accelerate_state,
     subprocess_env, tiny_training_overrides, two_process_command,
 )
-from radiodiff.config import load_config, read_config
-from radiodiff.training import CheckpointError, TrainingError, train
+from radiodiff.config import load_vae_config, read_vae_config
+from radiodiff.training import CheckpointError, TrainingError, train_vae
 from radiodiff.training.checkpoints import list_checkpoints
 from radiodiff.training.trainer import CPU_BF16_PROBES, keep_the_runs_precision
 
@@ -42,7 +42,7 @@ def test_accelerate_launch_writes_every_artifact(tmp_path, synthetic_cache):
     assert sorted(p.name for p in (output_dir / "samples").iterdir()) == ["sample-1.png", "sample-2.png"]
     assert (output_dir / "config.yaml").is_file() and (output_dir / "training_summary.json").is_file()
     assert (output_dir / "README.md").is_file()  # the model card
-    assert load_config(output_dir / "config.yaml").train.max_steps == 8
+    assert load_vae_config(output_dir / "config.yaml").train.max_steps == 8
     metrics = json.loads((output_dir / "metrics.json").read_text())  # the end-of-run evaluation
     assert (metrics["split"], metrics["variant"]) == ("val", "ema")
     assert metrics["metrics"]["nmse"]["mean"] > 0 and (output_dir / "per_image.csv").is_file()
@@ -80,12 +80,12 @@ def test_accelerate_launch_writes_every_artifact(tmp_path, synthetic_cache):
 def test_resume_ends_with_the_same_weights_as_a_straight_run(tmp_path, synthetic_cache, optimizer):
     overrides = [f"train.optimizer={optimizer}"]
     straight = tmp_path / "straight"
-    train(load_config(None, tiny_training_overrides(straight, synthetic_cache) + overrides))
+    train_vae(load_vae_config(None, tiny_training_overrides(straight, synthetic_cache) + overrides))
 
     resumed = tmp_path / "resumed"
     (resumed / "checkpoints").mkdir(parents=True)
     shutil.copytree(straight / "checkpoints" / "checkpoint-4", resumed / "checkpoints" / "checkpoint-4")
-    train(load_config(None, tiny_training_overrides(resumed, synthetic_cache) + overrides), resume="latest")
+    train_vae(load_vae_config(None, tiny_training_overrides(resumed, synthetic_cache) + overrides), resume="latest")
 
     assert_same_weights(read_exported_weights(resumed), read_exported_weights(straight))
     # continued from step 4, not trained again from the start (which would end with the same weights)
@@ -96,7 +96,7 @@ def test_auto_precision_resumes_in_the_precision_the_run_trained_in(tmp_path, sy
     """A bf16 run resumed with `auto` on a machine where `auto` means fp32 continues in bf16, exactly; an explicit
     precision on resume is the user's choice and wins."""
     straight = tmp_path / "straight"
-    train(load_config(None, tiny_training_overrides(straight, synthetic_cache) + ["train.mixed_precision=bf16"]))
+    train_vae(load_vae_config(None, tiny_training_overrides(straight, synthetic_cache) + ["train.mixed_precision=bf16"]))
     state = json.loads((straight / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["mixed_precision"] == "bf16"
 
@@ -109,8 +109,8 @@ def test_auto_precision_resumes_in_the_precision_the_run_trained_in(tmp_path, sy
         shutil.copytree(straight / "checkpoints" / "checkpoint-4", resumed / "checkpoints" / "checkpoint-4")
         capsys.readouterr()
         reset_accelerate_state()  # one process, several runs of other precisions
-        config = load_config(None, tiny_training_overrides(resumed, synthetic_cache) + [f"train.mixed_precision={precision}"])
-        train(config, resume="latest")
+        config = load_vae_config(None, tiny_training_overrides(resumed, synthetic_cache) + [f"train.mixed_precision={precision}"])
+        train_vae(config, resume="latest")
         assert json.loads((resumed / "training_summary.json").read_text())["mixed_precision"] == expected
         assert ("continuing in bf16" in capsys.readouterr().out) == (name == "auto")
         assert json.loads((resumed / "checkpoints" / "checkpoint-8" / "trainer_state.json").read_text())[
@@ -126,7 +126,7 @@ def test_auto_keeps_this_machines_precision_where_the_runs_bf16_cannot_run(tmp_p
     (checkpoint / "trainer_state.json").write_text(json.dumps({"step": 4, "mixed_precision": "bf16"}))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
-    config = load_config(None)
+    config = load_vae_config(None)
     assert keep_the_runs_precision(config, checkpoint).train.mixed_precision == "auto"
     assert "does not support" in capsys.readouterr().out
     keep_the_runs_precision(config, checkpoint, is_main_process=False)
@@ -174,10 +174,10 @@ def test_two_processes_keep_identical_weights(tmp_path, synthetic_cache):
 
 
 def test_original_radiodiff_yaml_trains(tmp_path, synthetic_cache):
-    config, notes = read_config(REPO / "configs/radiodiff_original_first_stage.yaml",
+    config, notes = read_vae_config(REPO / "configs/radiodiff_original_first_stage.yaml",
                                 tiny_training_overrides(tmp_path / "original", synthetic_cache))
     assert notes
-    output_dir = train(config)
+    output_dir = train_vae(config)
     assert (output_dir / "vae" / "config.json").is_file()
 
 
@@ -193,9 +193,9 @@ def test_nonfinite_losses_skip_steps_and_a_persistent_nan_stops_cleanly(tmp_path
 
     monkeypatch.setattr(VAEGANLoss, "generator_loss", poisoned)
     output_dir = tmp_path / "nan"
-    config = load_config(None, tiny_training_overrides(output_dir, synthetic_cache) + ["train.max_nonfinite_steps=3"])
+    config = load_vae_config(None, tiny_training_overrides(output_dir, synthetic_cache) + ["train.max_nonfinite_steps=3"])
     with pytest.raises(TrainingError, match="3 steps in a row had non-finite losses"):
-        train(config)
+        train_vae(config)
     checkpoints = list_checkpoints(output_dir)
     assert [step for step, _ in checkpoints] == [4]
     state = json.loads((checkpoints[0][1] / "trainer_state.json").read_text())
@@ -222,7 +222,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, synth
     monkeypatch.setattr(Accelerator, "save_state", disk_full_on_second_save)
     output_dir = tmp_path / "full"
     with pytest.raises(CheckpointError, match="No space left on device.*checkpoint-4, is intact"):
-        train(load_config(None, tiny_training_overrides(output_dir, synthetic_cache)))
+        train_vae(load_vae_config(None, tiny_training_overrides(output_dir, synthetic_cache)))
     assert [step for step, _ in list_checkpoints(output_dir)] == [4]
     assert not list((output_dir / "checkpoints").glob(".tmp-*"))
 
@@ -235,7 +235,7 @@ def test_a_run_ends_with_a_model_card_and_pushes_when_asked(tmp_path, synthetic_
     output_dir = tmp_path / "card"
     overrides = tiny_training_overrides(output_dir, synthetic_cache) + [
         "train.max_steps=2", "train.push_to_hub=true", "train.hub_repo_id=someone/radio-vae"]
-    train(load_config(None, overrides))
+    train_vae(load_vae_config(None, overrides))
     card = (output_dir / "README.md").read_text()
     assert "library_name: diffusers" in card and "someone/radio-vae" in card
     assert pushed == [(str(output_dir), "someone/radio-vae")]
@@ -244,22 +244,22 @@ def test_a_run_ends_with_a_model_card_and_pushes_when_asked(tmp_path, synthetic_
 def test_checkpoints_and_sample_sheets_do_not_shift_the_training_noise(tmp_path, synthetic_cache):
     # writing a checkpoint (the EMA's save_pretrained builds a model) or a sample sheet may draw from the global RNG
     rare = tmp_path / "rare"
-    train(load_config(None, tiny_training_overrides(rare, synthetic_cache) + ["train.save_every=8", "train.sample_every=8"]))
+    train_vae(load_vae_config(None, tiny_training_overrides(rare, synthetic_cache) + ["train.save_every=8", "train.sample_every=8"]))
     often = tmp_path / "often"
-    train(load_config(None, tiny_training_overrides(often, synthetic_cache) + ["train.save_every=3", "train.sample_every=2"]))
+    train_vae(load_vae_config(None, tiny_training_overrides(often, synthetic_cache) + ["train.save_every=3", "train.sample_every=2"]))
     assert_same_weights(read_exported_weights(often), read_exported_weights(rare))
 
 
 def test_a_fresh_run_into_a_folder_with_checkpoints_is_refused_with_one_error_line(tmp_path, synthetic_cache, capsys):
-    from radiodiff.training import main
+    from radiodiff.training import main_vae
 
     output_dir = tmp_path / "used"
     overrides = tiny_training_overrides(output_dir, synthetic_cache)
-    assert main(overrides) == 0
+    assert main_vae(overrides) == 0
     exported = read_exported_weights(output_dir)
     capsys.readouterr()
 
-    assert main([*overrides, "train.max_steps=2", "train.save_every=1"]) == 2
+    assert main_vae([*overrides, "train.max_steps=2", "train.save_every=1"]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("error: ")
     assert "checkpoints of an earlier run (steps 4, 8)" in error[0]
@@ -270,22 +270,22 @@ def test_a_fresh_run_into_a_folder_with_checkpoints_is_refused_with_one_error_li
 
 
 def test_overwrite_replaces_the_earlier_run_and_keeps_every_checkpoint_of_the_new_one(tmp_path, synthetic_cache):
-    from radiodiff.training import main
+    from radiodiff.training import main_vae
 
     output_dir = tmp_path / "used"
     overrides = tiny_training_overrides(output_dir, synthetic_cache)
-    assert main(overrides) == 0
+    assert main_vae(overrides) == 0
     stale = output_dir / "evaluation" / "ema-val" / "metrics.json"  # `radiodiff evaluate` of the earlier model
     stale.parent.mkdir(parents=True)
     stale.write_text("{}")
-    assert main(["--overwrite", *overrides, "train.max_steps=2", "train.save_every=1", "train.sample_every=1"]) == 0
+    assert main_vae(["--overwrite", *overrides, "train.max_steps=2", "train.save_every=1", "train.sample_every=1"]) == 0
     assert not (output_dir / "evaluation").exists()
     assert [step for step, _ in list_checkpoints(output_dir)] == [1, 2]
     assert sorted(p.name for p in (output_dir / "samples").iterdir()) == ["sample-1.png", "sample-2.png"]
     assert json.loads((output_dir / "training_summary.json").read_text())["steps"] == 2
     # and it is the same as a run in an empty folder
     fresh = tmp_path / "fresh"
-    assert main([*tiny_training_overrides(fresh, synthetic_cache), "train.max_steps=2", "train.save_every=1"]) == 0
+    assert main_vae([*tiny_training_overrides(fresh, synthetic_cache), "train.max_steps=2", "train.save_every=1"]) == 0
     assert_same_weights(read_exported_weights(output_dir), read_exported_weights(fresh))
 
 
@@ -313,14 +313,14 @@ def test_the_stop_path_decides_from_the_run_s_own_state_not_a_directory_listing(
     monkeypatch.setattr(checkpoints_module, "list_checkpoints", stale_listing)
     monkeypatch.setattr("radiodiff.training.trainer.list_checkpoints", stale_listing)
     with pytest.raises(KeyboardInterrupt, match=f"stopped at step {stop_at}; checkpoint saved"):
-        train(load_config(None, tiny_training_overrides(output_dir, synthetic_cache)))
+        train_vae(load_vae_config(None, tiny_training_overrides(output_dir, synthetic_cache)))
     # save_every=4: a stop at 4 finds its checkpoint already written, a stop at 3 writes one, each exactly once
     assert saved == [stop_at]
 
 
 def test_num_sample_images_0_trains_without_sample_sheets(tmp_path, synthetic_cache):
     output_dir = tmp_path / "no-samples"
-    train(load_config(None, tiny_training_overrides(output_dir, synthetic_cache) + [
+    train_vae(load_vae_config(None, tiny_training_overrides(output_dir, synthetic_cache) + [
         "train.num_sample_images=0", "train.max_steps=4"]))
     assert (output_dir / "vae" / "config.json").is_file()
     assert not (output_dir / "samples").exists() or not list((output_dir / "samples").iterdir())
@@ -330,11 +330,11 @@ def test_a_learned_log_variance_is_checkpointed_as_safetensors_and_nothing_is_un
     tmp_path, synthetic_cache, monkeypatch
 ):
     from radiodiff.training.checkpoints import TENSORS_FILE
-    from radiodiff.training.vae_trainer import build_trainer
+    from radiodiff.training.vae_trainer import build_vae_trainer
 
     output_dir = tmp_path / "logvar"
-    config = load_config(None, tiny_training_overrides(output_dir, synthetic_cache) + ["loss.learn_logvar=true"])
-    train(config)
+    config = load_vae_config(None, tiny_training_overrides(output_dir, synthetic_cache) + ["loss.learn_logvar=true"])
+    train_vae(config)
     checkpoint = list_checkpoints(output_dir)[-1][1]
     # no pickled loss module (with LPIPS's VGG, ~59 MB when the perceptual loss is on)
     assert not list(checkpoint.glob("custom_checkpoint*"))
@@ -349,7 +349,7 @@ def test_a_learned_log_variance_is_checkpointed_as_safetensors_and_nothing_is_un
         return original_load(*args, **kwargs)
 
     monkeypatch.setattr(torch, "load", recording_load)
-    trainer = build_trainer(load_config(None, tiny_training_overrides(output_dir, synthetic_cache) + [
+    trainer = build_vae_trainer(load_vae_config(None, tiny_training_overrides(output_dir, synthetic_cache) + [
         "loss.learn_logvar=true"]))
     assert trainer.loss_fn.logvar.item() == 0.0
     trainer.resume(checkpoint)
@@ -363,9 +363,9 @@ def gradients_at_optimizer_steps(config, grad_scaler=None) -> dict[str, torch.Te
     """Run one real training step and return every gradient as each optimizer's ``step`` sees it."""
     from accelerate.optimizer import AcceleratedOptimizer
 
-    from radiodiff.training.vae_trainer import build_trainer
+    from radiodiff.training.vae_trainer import build_vae_trainer
 
-    trainer = build_trainer(config)
+    trainer = build_vae_trainer(config)
     seen = {}
     names = {id(p): f"vae.{k}" for k, p in trainer.raw_vae.named_parameters()}
     names.update({id(p): f"discriminator.{k}" for k, p in trainer.raw_discriminator.named_parameters()})
@@ -399,8 +399,8 @@ def test_fp16_with_clipping_unscales_each_optimizer_exactly_once(tmp_path, synth
     overrides = tiny_training_overrides(tmp_path / "fp16", synthetic_cache) + [
         "loss.disc_start=0", f"train.max_grad_norm={max_grad_norm}", f"train.optimizer={optimizer}"
     ]
-    true_gradients = gradients_at_optimizer_steps(load_config(None, overrides))
-    scaled_gradients = gradients_at_optimizer_steps(load_config(None, overrides), GradScaler("cpu", init_scale=2.0**10))
+    true_gradients = gradients_at_optimizer_steps(load_vae_config(None, overrides))
+    scaled_gradients = gradients_at_optimizer_steps(load_vae_config(None, overrides), GradScaler("cpu", init_scale=2.0**10))
     assert any(name.startswith("discriminator.") for name in true_gradients)
     assert scaled_gradients.keys() == true_gradients.keys()
     for name, gradient in true_gradients.items():
@@ -408,9 +408,9 @@ def test_fp16_with_clipping_unscales_each_optimizer_exactly_once(tmp_path, synth
 
 
 def test_compile_is_regional_and_leaves_the_adaptive_weight_s_layer_eager(tmp_path, synthetic_cache):
-    from radiodiff.training.vae_trainer import build_trainer
+    from radiodiff.training.vae_trainer import build_vae_trainer
 
-    trainer = build_trainer(load_config(None, tiny_training_overrides(tmp_path / "compiled", synthetic_cache) + [
+    trainer = build_vae_trainer(load_vae_config(None, tiny_training_overrides(tmp_path / "compiled", synthetic_cache) + [
         "train.compile=true"]))
     vae = trainer.raw_vae
     # a whole-model graph would make each autograd.grad at conv_out run the entire compiled backward
@@ -425,17 +425,17 @@ def test_resuming_an_earlier_checkpoint_sets_the_abandoned_branch_aside_and_prun
 ):
     output_dir = tmp_path / "branch"
     overrides = tiny_training_overrides(output_dir, synthetic_cache)
-    train(load_config(None, overrides))
+    train_vae(load_vae_config(None, overrides))
     abandoned = (output_dir / "checkpoints" / "checkpoint-8" / "trainer_state.json").read_text()
     # resumed from step 4 by path, with the later checkpoint-8 of the first run still in the folder
-    resumed = load_config(None, overrides + ["train.max_steps=6", "train.save_every=1", "train.checkpoints_total_limit=2"])
-    train(resumed, resume=str(output_dir / "checkpoints" / "checkpoint-4"))
+    resumed = load_vae_config(None, overrides + ["train.max_steps=6", "train.save_every=1", "train.checkpoints_total_limit=2"])
+    train_vae(resumed, resume=str(output_dir / "checkpoints" / "checkpoint-4"))
     assert "resuming from step 4: the checkpoints of later steps (8) belong to the branch" in capsys.readouterr().out
     assert [step for step, _ in list_checkpoints(output_dir)] == [5, 6]
     # kept whole, where neither --resume latest nor pruning looks
     (aside,) = (output_dir / "checkpoints").glob("abandoned-4-*")
     assert (aside / "checkpoint-8" / "trainer_state.json").read_text() == abandoned
     # so that --resume latest continues the new branch, not the abandoned one
-    train(load_config(None, overrides + ["train.max_steps=7", "train.save_every=1"]), resume="latest")
+    train_vae(load_vae_config(None, overrides + ["train.max_steps=7", "train.save_every=1"]), resume="latest")
     assert f"Resumed from {output_dir / 'checkpoints' / 'checkpoint-6'} at step 6" in capsys.readouterr().out
     assert [step for step, _ in list_checkpoints(output_dir)][-1] == 7

@@ -33,7 +33,7 @@ def test_defaults_are_the_paper_model_with_55_3m_parameters():
 
 
 def test_original_ddconfig_gives_the_same_model_and_latent_shapes():
-    vae = RadioDiffVAE.from_ldm_config(ORIGINAL_DDCONFIG, embed_dim=3)
+    vae = RadioDiffVAE.from_compvis_config(ORIGINAL_DDCONFIG, embed_dim=3)
     assert parameter_count(vae) == 55_307_453
     assert vae.latent_shape(256, 256) == (3, 64, 64)
     assert vae.latent_shape(320, 320) == (3, 80, 80)
@@ -59,7 +59,7 @@ def test_paper_model_encodes_a_256_map_to_a_3x64x64_latent():
 )
 def test_original_ddconfig_that_diffusers_cannot_express_is_refused(change, message):
     with pytest.raises(ValueError, match=message):
-        RadioDiffVAE.from_ldm_config({**ORIGINAL_DDCONFIG, **change}, embed_dim=3)
+        RadioDiffVAE.from_compvis_config({**ORIGINAL_DDCONFIG, **change}, embed_dim=3)
 
 
 def test_training_forward_returns_reconstruction_posterior_and_latent(tiny_vae, gain_maps):
@@ -116,9 +116,9 @@ def test_last_layer_weight_is_the_decoder_output_convolution(tiny_vae):
 
 
 def test_the_config_s_model_defaults_are_the_model_s_defaults():
-    from radiodiff.config import VAEConfig
+    from radiodiff.config import VAEModelConfig
 
-    from_config = RadioDiffVAE.from_block_channels(**VAEConfig().architecture(), sample_size=256)
+    from_config = RadioDiffVAE.from_block_channels(**VAEModelConfig().architecture(), sample_size=256)
     defaults = RadioDiffVAE().config
     assert {key: value for key, value in from_config.config.items() if key != "_use_default_values"} == {
         key: value for key, value in defaults.items() if key != "_use_default_values"
@@ -127,14 +127,14 @@ def test_the_config_s_model_defaults_are_the_model_s_defaults():
 
 
 def test_attention_levels_add_self_attention_at_those_levels_of_encoder_and_decoder(gain_maps, tmp_path):
-    from radiodiff.config import ConfigError, load_config
+    from radiodiff.config import ConfigError, load_vae_config
 
-    config = load_config(None, ["model.block_out_channels=[8,16,16]", "model.norm_num_groups=4", "model.attention_levels=[2]"])
+    config = load_vae_config(None, ["model.block_out_channels=[8,16,16]", "model.norm_num_groups=4", "model.attention_levels=[2]"])
     vae = RadioDiffVAE.from_block_channels(**config.model.architecture(), sample_size=gain_maps.shape[-1])
     assert vae.config.down_block_types == ("DownEncoderBlock2D", "DownEncoderBlock2D", "AttnDownEncoderBlock2D")
     # the decoder runs its levels from the lowest resolution up
     assert vae.config.up_block_types == ("AttnUpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D")
-    plain_config = load_config(None, ["model.block_out_channels=[8,16,16]", "model.norm_num_groups=4"])
+    plain_config = load_vae_config(None, ["model.block_out_channels=[8,16,16]", "model.norm_num_groups=4"])
     plain = RadioDiffVAE.from_block_channels(**plain_config.model.architecture(), sample_size=64)
     assert parameter_count(vae) > parameter_count(plain)
     vae.eval().save_pretrained(tmp_path)
@@ -142,4 +142,4 @@ def test_attention_levels_add_self_attention_at_those_levels_of_encoder_and_deco
         torch.testing.assert_close(AutoencoderKL.from_pretrained(tmp_path).eval()(gain_maps).sample, vae(gain_maps).sample)
     for levels in ("[3]", "[1,1]", "[-1]"):
         with pytest.raises(ConfigError, match=r"model\.attention_levels: .*expected distinct levels from 0 to 2"):
-            load_config(None, ["model.block_out_channels=[8,16,16]", "model.norm_num_groups=4", f"model.attention_levels={levels}"])
+            load_vae_config(None, ["model.block_out_channels=[8,16,16]", "model.norm_num_groups=4", f"model.attention_levels={levels}"])

@@ -13,15 +13,14 @@ Every other module receives these typed objects and never digs through nested di
 from .errors import ConfigError
 from .loading import (
     config_from_dict,
-    load_config,
     load_data_config,
-    read_config,
+    load_vae_config,
     read_ldm_config,
+    read_vae_config,
     read_yaml,
     save_config,
 )
 from .schema import (
-    Config,
     DataConfig,
     DenoiserConfig,
     DiffusionConfig,
@@ -30,15 +29,15 @@ from .schema import (
     LatentsConfig,
     LDMConfig,
     LDMTrainConfig,
-    LossConfig,
     SyntheticConfig,
     TrainConfig,
     VAEConfig,
+    VAEGANLossConfig,
+    VAEModelConfig,
     VAETrainConfig,
 )
 
 __all__ = [
-    "Config",
     "ConfigError",
     "DataConfig",
     "DenoiserConfig",
@@ -48,16 +47,17 @@ __all__ = [
     "LDMConfig",
     "LDMTrainConfig",
     "LatentsConfig",
-    "LossConfig",
     "SyntheticConfig",
     "TrainConfig",
     "VAEConfig",
+    "VAEGANLossConfig",
+    "VAEModelConfig",
     "VAETrainConfig",
     "config_from_dict",
-    "load_config",
     "load_data_config",
-    "read_config",
+    "load_vae_config",
     "read_ldm_config",
+    "read_vae_config",
     "read_yaml",
     "save_config",
 ]

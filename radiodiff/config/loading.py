@@ -8,16 +8,16 @@ from typing import Any, Mapping
 
 import yaml
 
-from ..files import write_atomically
+from ..file_writing import write_atomically
 from .checks import check_ranges
 from .errors import ConfigError
 from .original import is_original_config, translate_original_config
-from .schema import Config, DataConfig, LDMConfig
+from .schema import DataConfig, LDMConfig, VAEConfig
 from .typed import build
 
 
-def config_from_dict(values: Mapping[str, Any], schema: type = Config) -> Any:
-    """Validate a nested mapping (as read from YAML) into a :class:`Config` (or an :class:`LDMConfig`)."""
+def config_from_dict(values: Mapping[str, Any], schema: type = VAEConfig) -> Any:
+    """Validate a nested mapping (as read from YAML) into a :class:`VAEConfig` (or an :class:`LDMConfig`)."""
     if not isinstance(values, Mapping):
         raise ConfigError(f"expected a mapping at the top of the config, got {type(values).__name__}")
     config = build(schema, values)
@@ -74,7 +74,7 @@ def load_data_config(path: str | Path, overrides: list[str] | None = None) -> Da
         raise ConfigError(f"{path}: {error}") from None
 
 
-def read_config(path: str | Path | None = None, overrides: list[str] | None = None) -> tuple[Config, list[str]]:
+def read_vae_config(path: str | Path | None = None, overrides: list[str] | None = None) -> tuple[VAEConfig, list[str]]:
     """Read ``path`` (ours or the original RadioDiff YAML), apply ``overrides`` and validate.
 
     Returns the config and, for an original RadioDiff YAML, one note per original key saying what it became.
@@ -84,7 +84,7 @@ def read_config(path: str | Path | None = None, overrides: list[str] | None = No
     if is_original_config(values):
         values, notes = translate_original_config(values)
     overrides = overrides or []
-    return _validated(apply_overrides(values, overrides), Config, path, overrides), notes
+    return _validated(apply_overrides(values, overrides), VAEConfig, path, overrides), notes
 
 
 def _validated(values: dict[str, Any], schema: type, path: str | Path | None, overrides: list[str]) -> Any:
@@ -105,9 +105,9 @@ def _where_set(key: str | None, path: str | Path | None, overrides: list[str]) -
     return f"{path}: " if path else ""
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+def load_vae_config(path: str | Path | None = None, overrides: list[str] | None = None) -> VAEConfig:
     """Read ``path`` (or the defaults), apply ``overrides`` and validate."""
-    return read_config(path, overrides)[0]
+    return read_vae_config(path, overrides)[0]
 
 
 def read_ldm_config(path: str | Path | None = None, overrides: list[str] | None = None) -> tuple[LDMConfig, list[str]]:
@@ -117,6 +117,6 @@ def read_ldm_config(path: str | Path | None = None, overrides: list[str] | None 
     return _validated(values, LDMConfig, path, overrides), []
 
 
-def save_config(config: Config | LDMConfig, path: str | Path) -> None:
+def save_config(config: VAEConfig | LDMConfig, path: str | Path) -> None:
     """Write ``config`` as YAML, replacing ``path`` atomically."""
     write_atomically(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -47,7 +47,7 @@ _LOSS = "radiodiff.losses.vae_gan:VAEGANLoss.__init__"
 
 
 @dataclass
-class VAEConfig:
+class VAEModelConfig:
     """The RadioDiff VAE (see :class:`radiodiff.RadioDiffVAE`); defaults are its own, the paper's 55.3M model."""
 
     in_channels: int = model_default(_VAE, "in_channels", POSITIVE)
@@ -98,7 +98,7 @@ class DiscriminatorConfig:
 
 
 @dataclass
-class LossConfig:
+class VAEGANLossConfig:
     """The VAE-GAN objective (see :class:`radiodiff.VAEGANLoss`); defaults are its own."""
 
     kl_weight: float = model_default(_LOSS, "kl_weight", WEIGHT)
@@ -223,13 +223,13 @@ class VAETrainConfig(TrainConfig):
 
 
 @dataclass
-class Config:
+class VAEConfig:
     """A whole first-stage run."""
 
     output_dir: str = "outputs/radiodiff-vae"
-    model: VAEConfig = field(default_factory=VAEConfig)
+    model: VAEModelConfig = field(default_factory=VAEModelConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: VAEGANLossConfig = field(default_factory=VAEGANLossConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: VAETrainConfig = field(default_factory=VAETrainConfig)
 

@@ -3,13 +3,13 @@ pipeline (generated maps beside the VAE ceiling and a physics baseline), and of 
 (``compare``: one table on the same maps).
 
 Plain torch device handling, no accelerate and no training code: the trainer calls :func:`evaluate_vae` and
-:func:`write_metrics` at the end of a run, the ``radiodiff evaluate`` command calls them on any split.
+:func:`write_vae_metrics` at the end of a run, the ``radiodiff evaluate`` command calls them on any split.
 """
 
-from .batches import default_device, default_variant, load_vae, spread_subset
-from .evaluate import EvaluationResult, evaluate_vae, train_subset_summary, write_metrics
+from .inference import default_device, default_variant, load_vae, spread_subset
+from .evaluate import VAEEvaluationResult, evaluate_vae, train_subset_summary, write_vae_metrics
 from .baseline import log_distance_map
-from .gallery import gallery_indices, save_gallery
+from .gallery import gallery_indices, save_vae_gallery
 from .latent_scale import RADIODIFF_SCALING_FACTOR, LatentStats, latent_statistics, write_latent_scale
 from .metrics import DATA_RANGE, normalized_mse, reconstruction_metrics, summarize, to_unit_range
 from .pipeline import (
@@ -23,30 +23,30 @@ from .regions import building_edges, map_regions
 
 __all__ = [
     "DATA_RANGE",
-    "EvaluationResult",
     "LatentStats",
     "PipelineEvaluationResult",
     "RADIODIFF_SCALING_FACTOR",
+    "VAEEvaluationResult",
     "building_edges",
     "default_device",
+    "default_variant",
     "evaluate_pipeline",
     "evaluate_vae",
     "format_pipeline_summary",
     "gallery_indices",
     "latent_statistics",
-    "log_distance_map",
-    "default_variant",
     "load_vae",
+    "log_distance_map",
     "map_regions",
     "normalized_mse",
     "reconstruction_metrics",
-    "save_gallery",
-    "spread_subset",
     "save_pipeline_gallery",
+    "save_vae_gallery",
+    "spread_subset",
     "summarize",
     "to_unit_range",
     "train_subset_summary",
     "write_latent_scale",
-    "write_metrics",
     "write_pipeline_metrics",
+    "write_vae_metrics",
 ]

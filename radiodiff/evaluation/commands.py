@@ -6,13 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 import datasets
 
-from ..config import load_config, load_data_config
+from ..config import load_data_config, load_vae_config
 from ..data import build_dataset, prepare_data, unaugmented
+from ..file_names import PIPELINE_INDEX_FILE, RUN_CONFIG_FILE
+from ..file_writing import refuse_existing
 from ..latents import encode_latents
 from ..schedulers import RadioDiffScheduler, check_eta
-from .batches import default_variant, load_vae
-from .evaluate import EvaluationResult, evaluate_vae, metrics_paths, train_subset_summary, write_metrics
-from .gallery import save_gallery
+from .evaluate import VAEEvaluationResult, evaluate_vae, metrics_paths, train_subset_summary, write_vae_metrics
+from .gallery import save_vae_gallery
+from .inference import default_variant, load_vae
 from .latent_scale import LatentStats, latent_statistics, write_latent_scale
 from .pipeline import (
     PipelineEvaluationResult,
@@ -40,7 +42,7 @@ def resolve_config(model_dir: str | Path, config_path: str | None) -> str:
     """``config_path``, or the run's own ``config.yaml`` beside ``model_dir`` (``OUTPUT_DIR/vae``)."""
     if config_path is not None:
         return config_path
-    run_config = Path(model_dir).parent / "config.yaml"
+    run_config = Path(model_dir).parent / RUN_CONFIG_FILE
     if not run_config.is_file():
         raise FileNotFoundError(
             f"{run_config}: not found, so the maps to use are unknown; give --config (the training config YAML)"
@@ -50,7 +52,7 @@ def resolve_config(model_dir: str | Path, config_path: str | None) -> str:
 
 def is_pipeline_folder(model_dir: str | Path) -> bool:
     """A saved diffusers pipeline (``OUTPUT_DIR/pipeline``) rather than a VAE folder."""
-    return (Path(model_dir) / "model_index.json").is_file()
+    return (Path(model_dir) / PIPELINE_INDEX_FILE).is_file()
 
 
 def default_evaluation_out(model_dir: str | Path, variant: str | None, split: str) -> Path:
@@ -61,13 +63,13 @@ def default_evaluation_out(model_dir: str | Path, variant: str | None, split: st
 def split_dataset(config_path: str, overrides: list[str], split: str, *, with_conditions: bool = False):
     """The maps of ``split`` as the config describes them (the synthetic cache is generated on first use), each
     once and as it is: ``data.augment`` is for training, not for measuring or encoding maps."""
-    config = load_config(config_path, overrides)
+    config = load_vae_config(config_path, overrides)
     prepare_data(config.data)
     dataset = build_dataset(config.data, split, with_conditions=with_conditions)
     return unaugmented(dataset), config.data.num_workers
 
 
-def format_summary(result: EvaluationResult) -> str:
+def format_vae_summary(result: VAEEvaluationResult) -> str:
     """The numbers of ``metrics.json`` as a few lines for the terminal."""
     summary = result.summary()
     lines = [f"{summary['num_maps']} maps of split {summary['split']!r} (weights: {summary['variant'] or 'main'})"]
@@ -87,7 +89,7 @@ def format_summary(result: EvaluationResult) -> str:
     return "\n".join(lines)
 
 
-def format_train_subset(validation: EvaluationResult, train_subset: EvaluationResult) -> str:
+def format_train_subset(validation: VAEEvaluationResult, train_subset: VAEEvaluationResult) -> str:
     """The ``train_subset`` block of ``metrics.json`` as one line beside the validation figures."""
     block = train_subset_summary(validation, train_subset)
     means = {name: stats["mean"] for name, stats in block["metrics"].items()}
@@ -116,7 +118,7 @@ def run_evaluate(
     steps: int | None = None,
     seed: int = 0,
     eta: float | None = None,
-) -> EvaluationResult | PipelineEvaluationResult:
+) -> VAEEvaluationResult | PipelineEvaluationResult:
     """Evaluate a saved VAE, or a saved pipeline (a folder with ``model_index.json``), on a split; write ``out``
     (metrics JSON), ``per_image.csv`` and, with ``gallery``, ``gallery.png``.
 
@@ -141,25 +143,19 @@ def run_evaluate(
     variant = resolve_variant(model_dir, variant)
     config_path = resolve_config(model_dir, config_path)
     target = Path(out) if out is not None else default_evaluation_out(model_dir, variant, split)
-    json_path, csv_path = refuse_existing(target, overwrite)
+    json_path, csv_path = metrics_paths(target)
+    refuse_existing([json_path], overwrite)
     vae = load_vae(model_dir, variant)
     dataset, num_workers = split_dataset(config_path, overrides or [], split)
     result = evaluate_vae(vae, dataset, batch_size=batch_size, device=device, sample_posterior=sample_posterior,
                           num_workers=num_workers, split=split, variant=variant, seed=seed)
-    write_metrics(result, json_path)
-    print(format_summary(result))
+    write_vae_metrics(result, json_path)
+    print(format_vae_summary(result))
     print(f"wrote {json_path} and {csv_path}")
     if gallery > 0:
-        print(f"wrote {save_gallery(vae, dataset, result, json_path.parent / 'gallery.png', count=gallery, device=device)}")
+        gallery_path = json_path.parent / "gallery.png"
+        print(f"wrote {save_vae_gallery(vae, dataset, result, gallery_path, count=gallery, device=device)}")
     return result
-
-
-def refuse_existing(target: Path, overwrite: bool) -> tuple[Path, Path]:
-    """``(metrics.json, per_image.csv)`` of ``target``, once it is clear that nothing is replaced unasked."""
-    json_path, csv_path = metrics_paths(target)
-    if json_path.exists() and not overwrite:
-        raise FileExistsError(f"{json_path} exists; give --overwrite to replace it, or another --out")
-    return json_path, csv_path
 
 
 def run_evaluate_pipeline(
@@ -195,7 +191,8 @@ def run_evaluate_pipeline(
         Path(pipeline_dir).parent / EVALUATION_FOLDER
         / f"pipeline-{split}-{steps}steps{'' if eta is None else '-eta' + format(eta, 'g')}"
     )
-    json_path, csv_path = refuse_existing(target, overwrite)
+    json_path, csv_path = metrics_paths(target)
+    refuse_existing([json_path], overwrite)
     if eta is not None:
         if pipeline.formulation != "radiodiff":
             raise ValueError(f"--eta: {pipeline_dir} samples by flow matching, whose Euler sampler draws no noise; "

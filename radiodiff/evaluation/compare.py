@@ -26,10 +26,11 @@ from torch.utils.data import Dataset, default_collate
 
 from ..config import DataConfig, load_data_config, read_yaml
 from ..data import build_dataset, prepare_data, unaugmented
-from ..files import write_atomically
+from ..file_names import CONFIG_FILE, PIPELINE_INDEX_FILE, RUN_CONFIG_FILE, TRAINING_SUMMARY_FILE
+from ..file_writing import write_atomically
 from ..pipelines.pipeline_radiodiff import DEFAULT_NUM_INFERENCE_STEPS
 from .baseline import log_distance_map, transmitter_positions
-from .batches import batches, default_variant, inference, load_vae, spread_subset
+from .inference import batches, default_variant, inference, load_vae, spread_subset
 from .commands import resolve_config
 from .metrics import METRIC_NAMES, normalized_mse, reconstruction_metrics, summarize, to_unit_range
 from .pipeline import generate, load_pipeline, map_generators, pipeline_inference, synchronize, vae_round_trip
@@ -298,11 +299,11 @@ class ModelFolder:
 def resolve_model_folder(folder: str) -> ModelFolder:
     """A pipeline folder, a second-stage run (its ``pipeline/``) or a first-stage run (its ``vae/``)."""
     path = Path(folder)
-    if (path / "model_index.json").is_file():
+    if (path / PIPELINE_INDEX_FILE).is_file():
         return ModelFolder(folder, "pipeline", path)
-    if (path / "pipeline" / "model_index.json").is_file():
+    if (path / "pipeline" / PIPELINE_INDEX_FILE).is_file():
         return ModelFolder(folder, "pipeline", path / "pipeline")
-    if (path / "vae" / "config.json").is_file():
+    if (path / "vae" / CONFIG_FILE).is_file():
         return ModelFolder(folder, "vae", path / "vae")
     raise FileNotFoundError(
         f"{folder}: neither a pipeline folder (with model_index.json) nor a run folder with an exported pipeline/ "
@@ -355,7 +356,7 @@ def common_data(folders: list[ModelFolder], config_path: str | None) -> DataConf
 
 def run_wall_time(run_dir: Path) -> float | None:
     """``wall_time_s`` of a run's ``training_summary.json``, ``None`` when the run did not record one."""
-    summary = run_dir / "training_summary.json"
+    summary = run_dir / TRAINING_SUMMARY_FILE
     if not summary.is_file():
         return None
     return json.loads(summary.read_text()).get("wall_time_s")
@@ -364,7 +365,7 @@ def run_wall_time(run_dir: Path) -> float | None:
 def first_stage_run(run_dir: Path) -> Path | None:
     """The run folder of the VAE a second-stage run was trained on: its ``config.yaml``'s ``vae.path`` (a ``vae/``
     folder), as it was written at training time; ``None`` for a run without one, or a Hub id."""
-    config = run_dir / "config.yaml"
+    config = run_dir / RUN_CONFIG_FILE
     # only this key: the run's other sections follow a schema (a second stage's, a RadioUNet's) this need not know
     vae_path = (read_yaml(config).get("vae") or {}).get("path") if config.is_file() else None
     return Path(vae_path).parent if vae_path and Path(vae_path).is_dir() else None

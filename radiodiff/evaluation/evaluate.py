@@ -14,16 +14,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..files import write_atomically
+from ..file_names import METRICS_FILE, PER_IMAGE_CSV
+from ..file_writing import write_atomically
 from ..losses import kl_to_standard_normal
-from .batches import batches, inference, model_input, posterior_latent, seeded_generator
+from .inference import batches, inference, model_input, posterior_latent, seeded_generator
 from .metrics import METRIC_NAMES, reconstruction_metrics, summarize, to_unit_range
-
-PER_IMAGE_CSV = "per_image.csv"
 
 
 @dataclass
-class EvaluationResult:
+class VAEEvaluationResult:
     """Per-map metrics of one split, in dataset order, and what the latent costs.
 
     Args:
@@ -83,7 +82,7 @@ def evaluate_vae(
     split: str = "val",
     variant: str | None = None,
     seed: int = 0,
-) -> EvaluationResult:
+) -> VAEEvaluationResult:
     """Reconstruct every gain map of ``dataset`` and measure it on the [0, 1] scale.
 
     ``dataset`` yields dicts with ``"gain_map"`` (1, H, W) in [-1, 1] and ``"name"``. Reconstructions decode
@@ -104,7 +103,7 @@ def evaluate_vae(
                 columns[name].append(values.cpu().numpy())
             kl_per_map.append((kl_to_standard_normal(posterior) / latent[0].numel()).cpu().numpy())
             names.extend(batch["name"])
-    return EvaluationResult(
+    return VAEEvaluationResult(
         names=names,
         per_image={name: np.concatenate(values).astype(np.float64) for name, values in columns.items()},
         input_shape=tuple(gain_map.shape[1:]),
@@ -115,7 +114,7 @@ def evaluate_vae(
     )
 
 
-def train_subset_summary(validation: EvaluationResult, train_subset: EvaluationResult) -> dict[str, Any]:
+def train_subset_summary(validation: VAEEvaluationResult, train_subset: VAEEvaluationResult) -> dict[str, Any]:
     """The ``train_subset`` block of ``metrics.json``: the same weights on training maps, and the gap to
     validation (training minus validation mean; a PSNR far above validation means memorised training maps)."""
     metrics = {name: summarize(train_subset.per_image[name]) for name in METRIC_NAMES}
@@ -131,12 +130,12 @@ def train_subset_summary(validation: EvaluationResult, train_subset: EvaluationR
 def metrics_paths(output_dir_or_file: str | Path) -> tuple[Path, Path]:
     """``(metrics.json, per_image.csv)`` for an output folder, or for a ``.json`` file and the CSV beside it."""
     target = Path(output_dir_or_file)
-    json_path = target if target.suffix == ".json" else target / "metrics.json"
+    json_path = target if target.suffix == ".json" else target / METRICS_FILE
     return json_path, json_path.parent / PER_IMAGE_CSV
 
 
-def write_metrics(
-    result: EvaluationResult, output_dir_or_file: str | Path, train_subset: EvaluationResult | None = None
+def write_vae_metrics(
+    result: VAEEvaluationResult, output_dir_or_file: str | Path, train_subset: VAEEvaluationResult | None = None
 ) -> Path:
     """Write ``metrics.json`` (summary; strict JSON, no NaN or Infinity) and ``per_image.csv`` beside it.
 

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..files import write_atomically
-from .batches import inference
-from .evaluate import EvaluationResult
+from ..file_writing import write_atomically
+from .evaluate import VAEEvaluationResult
+from .inference import inference
 from .metrics import to_unit_range
 
 
@@ -28,10 +28,10 @@ def gallery_indices(nmse: np.ndarray, count: int) -> dict[str, list[int]]:
     }
 
 
-def save_gallery(
+def save_vae_gallery(
     vae: torch.nn.Module,
     dataset: Dataset,
-    result: EvaluationResult,
+    result: VAEEvaluationResult,
     path: str | Path,
     *,
     count: int,

@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from ..files import write_atomically
-from .batches import batches, inference, model_input, posterior_latent, seeded_generator
+from ..file_names import CONFIG_FILE
+from ..file_writing import write_atomically
+from .inference import batches, inference, model_input, posterior_latent, seeded_generator
 
 RADIODIFF_SCALING_FACTOR = 0.3
 
@@ -96,7 +97,7 @@ def write_latent_scale(model_dir: str | Path, scaling_factor: float, shift_facto
     folder, and unset ``latents_mean``/``latents_std``: diffusers pipelines that read those would normalise a
     second time, per channel. The weights are left untouched; the file is replaced atomically.
     """
-    config_path = Path(model_dir) / "config.json"
+    config_path = Path(model_dir) / CONFIG_FILE
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path}: not found; expected a saved VAE folder")
     if not scaling_factor > 0:

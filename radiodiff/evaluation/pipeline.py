@@ -22,10 +22,11 @@ from diffusers import DiffusionPipeline
 from torch.utils.data import Dataset
 
 from .. import pipelines
+from ..file_names import PIPELINE_INDEX_FILE
 from .baseline import log_distance_map
-from .batches import batches, inference
 from .evaluate import write_summary_and_table
 from .gallery import Panel, draw_gallery, gallery_indices
+from .inference import batches, inference, load_saved_folder
 from .metrics import METRIC_NAMES, reconstruction_metrics, summarize, to_unit_range
 
 # the rows of the table, in the order they are printed and written
@@ -91,7 +92,7 @@ class PipelineEvaluationResult:
 def pipeline_class(pipeline_dir: str | Path) -> type[DiffusionPipeline]:
     """The class of radiodiff's pipelines that ``model_index.json``'s ``_class_name`` names (a folder saved with its
     code names ``[file, class]``); the package's class is used, never the folder's code."""
-    index_path = Path(pipeline_dir) / "model_index.json"
+    index_path = Path(pipeline_dir) / PIPELINE_INDEX_FILE
     name = json.loads(index_path.read_text()).get("_class_name")
     name = name[-1] if isinstance(name, list) else name
     exported = {member: getattr(pipelines, member) for member in pipelines.__all__}
@@ -108,13 +109,10 @@ def load_pipeline(pipeline_dir: str | Path, variant: str | None = None) -> Diffu
 
     ``variant="ema"`` reads the components' ``*.ema.safetensors`` weights where the folder has them.
     """
-    expected = "expected a saved pipeline folder with model_index.json and its components' safetensors weights"
-    if not (Path(pipeline_dir) / "model_index.json").is_file():
-        raise FileNotFoundError(f"{pipeline_dir}: no model_index.json; {expected}")
-    try:
-        return pipeline_class(pipeline_dir).from_pretrained(pipeline_dir, variant=variant, use_safetensors=True)
-    except OSError as error:
-        raise FileNotFoundError(f"{pipeline_dir}: {expected} ({str(error).splitlines()[0]})") from error
+    expected = f"expected a saved pipeline folder with {PIPELINE_INDEX_FILE} and its components' safetensors weights"
+    if not (Path(pipeline_dir) / PIPELINE_INDEX_FILE).is_file():
+        raise FileNotFoundError(f"{pipeline_dir}: no {PIPELINE_INDEX_FILE}; {expected}")
+    return load_saved_folder(pipeline_class(pipeline_dir), pipeline_dir, variant, PIPELINE_INDEX_FILE, expected)
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDis
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
 
 # The keys of the original RadioDiff / latent-diffusion ``ddconfig`` that we can express.
-LDM_DDCONFIG_KEYS = (
+COMPVIS_DDCONFIG_KEYS = (
     "double_z",
     "z_channels",
     "resolution",
@@ -173,14 +173,14 @@ class RadioDiffVAE(AutoencoderKL):
         return cls(block_out_channels=tuple(block_out_channels), down_block_types=down, up_block_types=up, **kwargs)
 
     @classmethod
-    def from_ldm_config(cls, ddconfig: Mapping[str, Any], embed_dim: int, **kwargs: Any) -> "RadioDiffVAE":
+    def from_compvis_config(cls, ddconfig: Mapping[str, Any], embed_dim: int, **kwargs: Any) -> "RadioDiffVAE":
         """Build the VAE from the original RadioDiff (latent-diffusion) ``ddconfig`` and ``embed_dim``.
 
         Raises ``ValueError`` for settings that diffusers' ``AutoencoderKL`` cannot express.
         """
-        unknown = sorted(set(ddconfig) - set(LDM_DDCONFIG_KEYS))
+        unknown = sorted(set(ddconfig) - set(COMPVIS_DDCONFIG_KEYS))
         if unknown:
-            raise ValueError(f"ddconfig: unknown keys {unknown}; expected a subset of {list(LDM_DDCONFIG_KEYS)}")
+            raise ValueError(f"ddconfig: unknown keys {unknown}; expected a subset of {list(COMPVIS_DDCONFIG_KEYS)}")
         missing = sorted({"ch", "ch_mult", "num_res_blocks", "z_channels"} - set(ddconfig))
         if missing:
             raise ValueError(f"ddconfig: missing required keys {missing}")

@@ -11,7 +11,7 @@ from typing import Any
 
 from .analysis import Analysis, analyse
 from .diagnosis import Finding, diagnose
-from ..files import find_samples
+from ..file_names import find_samples
 from .figures import write_figures
 from .markdown import render_markdown
 from .parse import TrainingLog, parse_log

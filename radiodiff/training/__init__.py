@@ -2,10 +2,10 @@
 knows accelerate."""
 
 from .checkpoints import CheckpointError
-from .entry import main, main_ldm
+from .entry import main_ldm, main_vae
 from .ldm_trainer import LDMTrainer, train_ldm
 from .trainer import Trainer, TrainingError
-from .vae_trainer import VAETrainer, train
+from .vae_trainer import VAETrainer, train_vae
 
 __all__ = [
     "CheckpointError",
@@ -13,8 +13,8 @@ __all__ = [
     "Trainer",
     "TrainingError",
     "VAETrainer",
-    "main",
     "main_ldm",
-    "train",
+    "main_vae",
     "train_ldm",
+    "train_vae",
 ]

@@ -31,12 +31,10 @@ from diffusers.training_utils import EMAModel
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..file_names import CONFIG_FILE, STATE_FILE, TENSORS_FILE, WEIGHTS_FILE
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
-STATE_FILE = "trainer_state.json"
 EMA_FOLDER = "ema"
-TENSORS_FILE = "trainer_tensors.safetensors"
-EMA_WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 
 
 class CheckpointError(RuntimeError):
@@ -289,9 +287,9 @@ def _load_ema(ema: EMAModel, ema_path: Path) -> None:
     """Restore what ``EMAModel.save_pretrained`` wrote: the averaged weights, and the EMA's own state (decay,
     step count) stored among the model's config keys. Read directly rather than with ``EMAModel.from_pretrained``,
     which warns on every resume about those extra config keys and about passing a path to ``from_config``."""
-    stored_config = json.loads((ema_path / "config.json").read_text())
+    stored_config = json.loads((ema_path / CONFIG_FILE).read_text())
     averaged = ema.model_cls.from_config(ema.model_config)
-    averaged.load_state_dict(load_file(ema_path / EMA_WEIGHTS_FILE))
+    averaged.load_state_dict(load_file(ema_path / WEIGHTS_FILE))
     state = {key: stored_config[key] for key in ema.state_dict() if key in stored_config}
     ema.load_state_dict({**state, "shadow_params": [parameter.detach() for parameter in averaged.parameters()]})
 

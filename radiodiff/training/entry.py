@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..arguments import parse_arguments
-from ..config import ConfigError, read_config, read_ldm_config
+from ..config import ConfigError, read_ldm_config, read_vae_config
 from ..notices import show_warnings_as_lines
 from .checkpoints import CheckpointError, error_summary, newest_checkpoint_note
 
@@ -36,8 +36,8 @@ VAE_COMMAND = StageCommand(
     config_help="a YAML config (ours, or the original RadioDiff first-stage YAML)",
     overrides_example="train.max_steps=200 output_dir=outputs/run loss.disc_start=100",
     exported="vae/, discriminator/",
-    read_config=read_config,
-    trainer="train",
+    read_config=read_vae_config,
+    trainer="train_vae",
 )
 LDM_COMMAND = StageCommand(
     description="Train RadioDiff's second stage (the latent diffusion model) on a frozen first-stage VAE. Launch "
@@ -88,7 +88,7 @@ def collective_failure_message(error: RuntimeError, config: Any) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def main_vae(argv: list[str] | None = None) -> int:
     """``train_vae.py``: the first stage."""
     return run_command(VAE_COMMAND, argv)
 

@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 
 from ..config import TrainConfig, save_config
 from ..data import prepare_data
-from ..files import sample_file_name, write_atomically
+from ..file_names import RUN_CONFIG_FILE, TRAINING_SUMMARY_FILE, sample_file_name
+from ..file_writing import write_atomically
 from ..hub import push_to_hub
 from .checkpoints import (
     STATE_FILE,
@@ -322,7 +323,7 @@ class Trainer:
             raise TrainingError("the trained model has non-finite weights; nothing was exported")
         try:
             self.export_models()
-            save_config(self.config, self.output_dir / "config.yaml")
+            save_config(self.config, self.output_dir / RUN_CONFIG_FILE)
             self.write_summary()
         except OSError as error:
             raise TrainingError(
@@ -351,7 +352,7 @@ class Trainer:
             ),
             "parameters": {name: sum(p.numel() for p in module.parameters()) for name, module in self.trained_modules().items()},
         }
-        write_atomically(self.output_dir / "training_summary.json", json.dumps(summary, indent=2))
+        write_atomically(self.output_dir / TRAINING_SUMMARY_FILE, json.dumps(summary, indent=2))
 
     # ---- construction -----------------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from accelerate import Accelerator
 from diffusers.training_utils import EMAModel
 from torch.utils.data import Dataset
 
-from ..config import Config
+from ..config import VAEConfig
 from ..data import build_dataset, unaugmented
 from ..evaluation import (
     default_variant,
@@ -25,10 +25,10 @@ from ..evaluation import (
     load_vae,
     spread_subset,
     write_latent_scale,
-    write_metrics,
+    write_vae_metrics,
 )
-from ..evaluation.commands import format_summary, format_train_subset
-from ..hub import write_model_card
+from ..evaluation.commands import format_train_subset, format_vae_summary
+from ..hub import write_vae_model_card
 from ..losses import VAEGANLoss
 from ..models import PatchGANDiscriminator, RadioDiffVAE
 from .checkpoints import error_summary, staged_directory
@@ -39,7 +39,7 @@ from .trainer import Trainer, TrainingError, run_training
 DISCRIMINATOR_LOGS = ("disc_loss", "logits_real", "logits_fake")
 
 
-def build_vae(config: Config) -> RadioDiffVAE:
+def build_vae(config: VAEConfig) -> RadioDiffVAE:
     model = config.model
     if model.pretrained:
         try:
@@ -56,7 +56,7 @@ def build_vae(config: Config) -> RadioDiffVAE:
     )
 
 
-def build_discriminator(config: Config) -> PatchGANDiscriminator:
+def build_discriminator(config: VAEConfig) -> PatchGANDiscriminator:
     return PatchGANDiscriminator(**dataclasses.asdict(config.discriminator))
 
 
@@ -79,7 +79,7 @@ class VAETrainer(Trainer):
     tracker_project = "radiodiff-vae"
     exported_folders = ("vae", "discriminator")
 
-    def __init__(self, config: Config, accelerator: Accelerator, train_set: Dataset, val_set: Dataset):
+    def __init__(self, config: VAEConfig, accelerator: Accelerator, train_set: Dataset, val_set: Dataset):
         super().__init__(config, accelerator, train_set, val_set)
         train = config.train
         device = accelerator.device
@@ -135,7 +135,7 @@ class VAETrainer(Trainer):
         self.sample_names = [item["name"] for item in sample_items]
 
     @classmethod
-    def datasets(cls, config: Config) -> tuple[Dataset, Dataset]:
+    def datasets(cls, config: VAEConfig) -> tuple[Dataset, Dataset]:
         return build_dataset(config.data, "train"), build_dataset(config.data, "val")
 
     def trained_modules(self) -> dict[str, torch.nn.Module]:
@@ -217,10 +217,12 @@ class VAETrainer(Trainer):
 
     def finish(self) -> None:
         scale_and_evaluate_exported_vae(self.config, self.train_set, self.val_set, self.accelerator.device)
-        self.publish(write_model_card)
+        self.publish(write_vae_model_card)
 
 
-def scale_and_evaluate_exported_vae(config: Config, train_set: Dataset, val_set: Dataset, device: torch.device) -> None:
+def scale_and_evaluate_exported_vae(
+    config: VAEConfig, train_set: Dataset, val_set: Dataset, device: torch.device
+) -> None:
     """The exported VAE, loaded once as users will load it (its EMA weights when it has them):
 
     - the latents of up to ``train.latent_scale_maps`` training maps set the shift factor (their mean) and the
@@ -247,16 +249,16 @@ def scale_and_evaluate_exported_vae(config: Config, train_set: Dataset, val_set:
         train_subset = evaluate_vae(
             vae, spread_subset(train_maps, len(val_set)), split="train", variant=variant, **shared
         )
-        write_metrics(validation, config.output_dir, train_subset=train_subset)
-        print(format_summary(validation))
+        write_vae_metrics(validation, config.output_dir, train_subset=train_subset)
+        print(format_vae_summary(validation))
         print(format_train_subset(validation, train_subset))
 
 
-def build_trainer(config: Config) -> VAETrainer:
+def build_vae_trainer(config: VAEConfig) -> VAETrainer:
     """The first stage's trainer on every process, with accelerate, seeds and data set up."""
     return VAETrainer.build(config)
 
 
-def train(config: Config, resume: str | None = None, overwrite: bool = False) -> Path:
+def train_vae(config: VAEConfig, resume: str | None = None, overwrite: bool = False) -> Path:
     """Train the VAE-GAN described by ``config``; returns the output folder (see :func:`.trainer.run_training`)."""
     return run_training(VAETrainer, config, resume, overwrite)

@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 
-from radiodiff.training import main
+from radiodiff.training import main_vae
 from radiodiff.training.vae_trainer import VAETrainer as Trainer
 
 FAULT = os.environ["RADIODIFF_TEST_FAULT"]
@@ -31,4 +31,4 @@ def fail_on_rank_one(train_step):
 
 if __name__ == "__main__":
     Trainer.train_step = fail_on_rank_one(Trainer.train_step)
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main_vae(sys.argv[1:]))

@@ -15,7 +15,7 @@ from PIL import Image
 from conftest import REPO, subprocess_env, tiny_training_overrides
 from errors import the_error_line
 from radiodiff.cli import main as radiodiff_main
-from radiodiff.training import main
+from radiodiff.training import main_vae
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 
@@ -35,7 +35,7 @@ def finished_run(tmp_path_factory, synthetic_cache):
     """A finished 2-step run: checkpoints/checkpoint-2/ and vae/ to spoil."""
     output_dir = tmp_path_factory.mktemp("finished") / "run"
     overrides = tiny_training_overrides(output_dir, synthetic_cache) + ["train.max_steps=2", "train.save_every=2"]
-    assert main(overrides) == 0
+    assert main_vae(overrides) == 0
     return output_dir
 
 
@@ -48,7 +48,7 @@ def radiomapseer_copy(tmp_path, synthetic_cache, finished_run):
 
 
 def run_and_read_the_error(argv, capsys) -> str:
-    assert main(argv) == 2
+    assert main_vae(argv) == 2
     return the_error_line(capsys.readouterr().err)
 
 

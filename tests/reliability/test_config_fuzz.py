@@ -7,7 +7,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from radiodiff.config import Config, ConfigError, config_from_dict, load_config, read_config
+from radiodiff.config import ConfigError, VAEConfig, config_from_dict, load_vae_config, read_vae_config
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -19,7 +19,7 @@ def dotted_keys(values: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-CONFIG_KEYS = dotted_keys(Config().to_dict())
+CONFIG_KEYS = dotted_keys(VAEConfig().to_dict())
 ORIGINAL_KEYS = [
     "model.embed_dim", "model.ddconfig.ch", "model.ddconfig.ch_mult", "model.ddconfig.dropout",
     "model.ddconfig.attn_resolutions", "model.ddconfig.z_channels", "model.ddconfig.double_z",
@@ -57,7 +57,7 @@ def loads_or_raises_config_error(load) -> None:
 def test_arbitrary_text_as_a_config_file_loads_or_raises_config_error(tmp_path, text):
     path = tmp_path / "config.yaml"
     path.write_text(text)
-    loads_or_raises_config_error(lambda: read_config(path))
+    loads_or_raises_config_error(lambda: read_vae_config(path))
 
 
 @FUZZ
@@ -65,20 +65,20 @@ def test_arbitrary_text_as_a_config_file_loads_or_raises_config_error(tmp_path, 
 def test_arbitrary_bytes_as_a_config_file_load_or_raise_config_error(tmp_path, data):
     path = tmp_path / "config.yaml"
     path.write_bytes(data)
-    loads_or_raises_config_error(lambda: read_config(path))
+    loads_or_raises_config_error(lambda: read_vae_config(path))
 
 
 @FUZZ
 @given(overrides=st.lists(st.text(max_size=40), max_size=4))
 def test_arbitrary_override_strings_load_or_raise_config_error(overrides):
-    loads_or_raises_config_error(lambda: load_config(None, overrides))
+    loads_or_raises_config_error(lambda: load_vae_config(None, overrides))
 
 
 @FUZZ
 @given(key=st.sampled_from(CONFIG_KEYS), value=values)
 def test_any_value_for_a_real_key_loads_or_raises_config_error(key, value):
     override = f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
-    loads_or_raises_config_error(lambda: load_config(None, [override]))
+    loads_or_raises_config_error(lambda: load_vae_config(None, [override]))
     loads_or_raises_config_error(lambda: config_from_dict(nest(key, value)))
 
 
@@ -87,7 +87,7 @@ def test_any_value_for_a_real_key_loads_or_raises_config_error(key, value):
 def test_arbitrary_mappings_load_or_raise_config_error(tmp_path, tree):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(tree))
-    loads_or_raises_config_error(lambda: read_config(path))
+    loads_or_raises_config_error(lambda: read_vae_config(path))
 
 
 @FUZZ
@@ -102,7 +102,7 @@ def test_arbitrary_original_radiodiff_configs_translate_or_raise_config_error(tm
         node[leaf] = value
     path = tmp_path / "original.yaml"
     path.write_text(yaml.safe_dump(tree))
-    loads_or_raises_config_error(lambda: read_config(path))
+    loads_or_raises_config_error(lambda: read_vae_config(path))
 
 
 @pytest.mark.parametrize(
@@ -120,10 +120,10 @@ def test_known_awkward_configs_raise_config_error(tmp_path, text):
     path = tmp_path / "config.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError):
-        read_config(path)
+        read_vae_config(path)
 
 
 def test_non_finite_numbers_are_refused_with_the_key_named():
     with pytest.raises(ConfigError, match="train.lr: expected a finite number, got nan"):
-        load_config(None, ["train.lr=.nan"])
-    assert math.isfinite(load_config(None, ["train.lr=1e-4"]).train.lr)
+        load_vae_config(None, ["train.lr=.nan"])
+    assert math.isfinite(load_vae_config(None, ["train.lr=1e-4"]).train.lr)

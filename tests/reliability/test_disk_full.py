@@ -10,7 +10,7 @@ import radiodiff.training.vae_trainer as vae_trainer_module
 from conftest import tiny_training_overrides
 from errors import the_error_line
 from radiodiff.models import RadioDiffVAE
-from radiodiff.training import main
+from radiodiff.training import main_vae
 from radiodiff.training.checkpoints import list_checkpoints
 
 
@@ -43,7 +43,7 @@ def test_a_full_disk_at_step_8_stops_with_one_error_line_and_keeps_checkpoint_4(
 ):
     monkeypatch.setattr(owner, name, disk_full_on_call(2, getattr(owner, name)))
     output_dir = tmp_path / "full"
-    assert main(tiny_training_overrides(output_dir, synthetic_cache)) == 2
+    assert main_vae(tiny_training_overrides(output_dir, synthetic_cache)) == 2
 
     message = the_error_line(capsys.readouterr().err)
     assert "No space left on device" in message and "checkpoint-4, is intact" in message
@@ -58,7 +58,7 @@ def test_a_full_disk_during_export_keeps_the_checkpoints_and_resuming_exports(
     monkeypatch.setattr(RadioDiffVAE, "save_pretrained", disk_full_on_call(4, RadioDiffVAE.save_pretrained))
     output_dir = tmp_path / "full"
     overrides = tiny_training_overrides(output_dir, synthetic_cache)
-    assert main(overrides) == 2
+    assert main_vae(overrides) == 2
 
     message = the_error_line(capsys.readouterr().err)
     assert f"could not export the trained model to {output_dir}" in message
@@ -68,6 +68,6 @@ def test_a_full_disk_during_export_keeps_the_checkpoints_and_resuming_exports(
     assert [step for step, _ in list_checkpoints(output_dir)] == [4, 8]
 
     monkeypatch.undo()
-    assert main(["--resume", "latest", *overrides]) == 0
+    assert main_vae(["--resume", "latest", *overrides]) == 0
     assert (output_dir / "vae" / "diffusion_pytorch_model.ema.safetensors").is_file()
     assert (output_dir / "discriminator" / "diffusion_pytorch_model.safetensors").is_file()

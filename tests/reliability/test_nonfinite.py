@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from conftest import read_exported_weights, tiny_training_overrides
 from errors import the_error_line
 from radiodiff.losses import VAEGANLoss
-from radiodiff.training import main
+from radiodiff.training import main_vae
 from radiodiff.training.checkpoints import STATE_FILE, list_checkpoints
 from radiodiff.training.vae_trainer import VAETrainer as Trainer
 
@@ -33,7 +33,7 @@ def test_nan_weights_are_never_checkpointed_or_exported_and_the_run_resumes_from
     monkeypatch.setattr(Trainer, "optimizer_steps", nan_weights_after_step_5)
     output_dir = tmp_path / "nan"
     overrides = tiny_training_overrides(output_dir, synthetic_cache) + ["train.max_nonfinite_steps=10"]
-    assert main(overrides) == 2
+    assert main_vae(overrides) == 2
 
     assert the_error_line(capsys.readouterr().err) == (
         "error: step 8: the weights are not finite; refusing to checkpoint them"
@@ -48,7 +48,7 @@ def test_nan_weights_are_never_checkpointed_or_exported_and_the_run_resumes_from
     assert [line.split("[Train Step] ")[1].split("/")[0] for line in skipped] == ["2", "6", "7", "8"]
 
     monkeypatch.undo()
-    assert main(["--resume", "latest", *overrides]) == 0
+    assert main_vae(["--resume", "latest", *overrides]) == 0
     assert all(torch.isfinite(tensor).all() for tensor in read_exported_weights(output_dir).values())
     # the step skipped before checkpoint 4 is still counted; the ones after it were redone
     assert json.loads((output_dir / "training_summary.json").read_text())["skipped_steps"] == 1

@@ -2,7 +2,7 @@
 
 A child is forked from a multiprocessing fork server that imported torch and radiodiff once, so a run starts
 in a fraction of a second instead of the ~10 s an import costs on a loaded CI machine; it runs the same
-``main`` as ``train_vae.py``. Each child uses one thread, like the subprocesses of the other tests, so the
+``main_vae`` as ``train_vae.py``. Each child uses one thread, like the subprocesses of the other tests, so the
 weights of a killed-and-resumed run and an uninterrupted one can be compared bit for bit.
 """
 
@@ -44,9 +44,9 @@ def _train(argv: list[str], stderr_path: str, hold_checkpoint_step: int | None) 
     os.dup2(os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), 2)
     if hold_checkpoint_step is not None:
         _hold_inside_checkpoint_write(hold_checkpoint_step, Path(stderr_path).with_name(INSIDE_CHECKPOINT_WRITE))
-    from radiodiff.training import main
+    from radiodiff.training import main_vae
 
-    sys.exit(main(argv))
+    sys.exit(main_vae(argv))
 
 
 class TrainingProcess:

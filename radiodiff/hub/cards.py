@@ -1,6 +1,6 @@
-"""Publishing a training run of either stage: its model card (``output_dir/README.md``) and its upload to the
-Hugging Face Hub. A first-stage run holds ``vae/``; a second-stage run holds ``pipeline/`` (the whole diffusers
-pipeline, its VAE included).
+"""The model cards of a training run of either stage (``output_dir/README.md``): a first-stage run holds ``vae/``
+(the VAE card); a second-stage run holds ``pipeline/``, the whole diffusers pipeline, its VAE included (the
+pipeline card).
 
 Everything here reads the files a run leaves in its output folder (``config.yaml``, ``vae/``,
 ``discriminator/``, ``samples/``, ``metrics.json``, ``training_summary.json``); nothing imports the trainer.
@@ -8,39 +8,35 @@ Everything here reads the files a run leaves in its output folder (``config.yaml
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from diffusers.utils.dynamic_modules_utils import get_relative_imports
-from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData, constants, get_token
-from huggingface_hub.errors import HfHubHTTPError, HFValidationError
-from huggingface_hub.utils import filter_repo_objects, validate_repo_id
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from safetensors import safe_open
 
-from .config import Config, ConfigError, DataConfig, load_config, load_data_config, read_yaml
-from .files import find_samples, write_atomically
-from .models import downsampling_factor
-from .pipelines.pipeline_radiodiff import DEFAULT_NUM_INFERENCE_STEPS
+from ..config import ConfigError, DataConfig, VAEConfig, load_data_config, load_vae_config, read_yaml
+from ..file_names import (
+    CARD_FILE,
+    CONFIG_FILE,
+    EMA_WEIGHTS_FILE,
+    METRICS_FILE,
+    PIPELINE_INDEX_FILE,
+    RUN_CONFIG_FILE,
+    TRAINING_SUMMARY_FILE,
+    WEIGHTS_FILE,
+    find_samples,
+)
+from ..file_writing import write_atomically
+from ..models import downsampling_factor
+from ..pipelines.pipeline_radiodiff import DEFAULT_NUM_INFERENCE_STEPS
 
-CARD_TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
-CARD_TAGS = ["radio-map", "vae", "radiodiff", "autoencoderkl", "latent-diffusion", "pathloss"]
+TEMPLATES = Path(__file__).parent.parent / "templates"
+VAE_CARD_TEMPLATE = TEMPLATES / "vae_model_card.md"
+VAE_CARD_TAGS = ["radio-map", "vae", "radiodiff", "autoencoderkl", "latent-diffusion", "pathloss"]
 LICENSE = "mit"
-CARD_FILE = "README.md"
-# what a push uploads besides the card; checkpoints/ (optimizer states), logs/ and config.yaml (local paths) never match
-UPLOAD_PATTERNS = [
-    "vae/config.json",
-    "vae/*.safetensors",
-    "samples/*.png",
-    "metrics.json",
-    "training_summary.json",
-]
-DISCRIMINATOR_PATTERNS = ["discriminator/config.json", "discriminator/*.safetensors"]
-WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
-EMA_WEIGHTS_FILE = "diffusion_pytorch_model.ema.safetensors"
 # how each metric of metrics.json is shown, and which way is better
 METRICS = {
     "nmse": ("NMSE", "lower"),
@@ -51,31 +47,19 @@ METRICS = {
 PLACEHOLDER_REPO_ID = "USER/NAME"
 
 
-def _unreachable_errors() -> tuple[type[Exception], ...]:
-    """What a request raises when the Hub cannot be reached: a socket error, or a transport error of the HTTP
-    library huggingface_hub uses (httpx up to huggingface_hub 1.x, httpx2 from 2.0)."""
-    errors: list[type[Exception]] = [OSError]
-    for library in ("httpx2", "httpx"):
-        try:
-            errors.append(importlib.import_module(library).TransportError)
-        except ImportError:
-            continue
-    return tuple(errors)
-
-
 class HubError(ValueError):
     """A card or a push that cannot be made: a folder that is not a training run, no token, offline mode."""
 
 
 @dataclass
-class TrainingRun:
-    """What a model card says about one run, as read from its output folder."""
+class VAETrainingRun:
+    """What the VAE card says about one first-stage run, as read from its output folder."""
 
     output_dir: Path
     vae_config: dict[str, Any]
     vae_parameters: int
     has_ema_weights: bool
-    config: Config | None
+    config: VAEConfig | None
     summary: dict[str, Any] | None
     evaluation: dict[str, Any] | None
     sample: str | None
@@ -128,22 +112,22 @@ def latest_sample(output_dir: Path) -> str | None:
     return samples[-1][1].relative_to(output_dir).as_posix() if samples else None
 
 
-def read_training_run(output_dir: str | Path) -> TrainingRun:
+def read_vae_training_run(output_dir: str | Path) -> VAETrainingRun:
     """Collect what the card needs from ``output_dir``; only ``vae/`` is required."""
     output_dir = Path(output_dir)
-    vae_config = _read_json(output_dir / "vae" / "config.json")
+    vae_config = _read_json(output_dir / "vae" / CONFIG_FILE)
     weights = output_dir / "vae" / WEIGHTS_FILE
     if vae_config is None or not weights.is_file():
-        raise HubError(f"{output_dir}: expected a training run with vae/config.json and vae/{WEIGHTS_FILE}")
-    config_file = output_dir / "config.yaml"
-    return TrainingRun(
+        raise HubError(f"{output_dir}: expected a training run with vae/{CONFIG_FILE} and vae/{WEIGHTS_FILE}")
+    config_file = output_dir / RUN_CONFIG_FILE
+    return VAETrainingRun(
         output_dir=output_dir,
         vae_config=vae_config,
         vae_parameters=count_parameters(weights),
         has_ema_weights=(output_dir / "vae" / EMA_WEIGHTS_FILE).is_file(),
-        config=load_config(config_file) if config_file.is_file() else None,
-        summary=_read_json(output_dir / "training_summary.json"),
-        evaluation=_read_json(output_dir / "metrics.json"),
+        config=load_vae_config(config_file) if config_file.is_file() else None,
+        summary=_read_json(output_dir / TRAINING_SUMMARY_FILE),
+        evaluation=_read_json(output_dir / METRICS_FILE),
         sample=latest_sample(output_dir),
     )
 
@@ -196,7 +180,7 @@ def _metric_results(metrics: dict[str, Any], data: DataConfig | None, split: str
     ]
 
 
-def _eval_results(run: TrainingRun) -> list[EvalResult] | None:
+def _vae_eval_results(run: VAETrainingRun) -> list[EvalResult] | None:
     if not run.evaluation:
         return None
     return _metric_results(run.evaluation["metrics"], run.config.data if run.config else None,
@@ -204,11 +188,11 @@ def _eval_results(run: TrainingRun) -> list[EvalResult] | None:
                            f"{run.evaluation.get('variant') or 'plain'} weights")
 
 
-def model_card_data(run: TrainingRun, model_name: str) -> ModelCardData:
+def vae_model_card_data(run: VAETrainingRun, model_name: str) -> ModelCardData:
     """The card's YAML metadata: library, tags, license, data and ``model-index`` when evaluated."""
     data = run.config.data if run.config else None
     dataset_id = _hub_dataset_id(data) if data else None
-    tags = CARD_TAGS + ([data.source] if data and data.source != "datasets" else [])
+    tags = VAE_CARD_TAGS + ([data.source] if data and data.source != "datasets" else [])
     return ModelCardData(
         library_name="diffusers",
         license=LICENSE,
@@ -216,7 +200,7 @@ def model_card_data(run: TrainingRun, model_name: str) -> ModelCardData:
         datasets=[dataset_id] if dataset_id else None,
         metrics=[name for name in METRICS if run.evaluation and name in run.evaluation["metrics"]] or None,
         model_name=model_name,
-        eval_results=_eval_results(run),
+        eval_results=_vae_eval_results(run),
     )
 
 
@@ -228,7 +212,7 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
 
 
-def _training_rows(run: TrainingRun) -> list[tuple[str, str]]:
+def _vae_training_rows(run: VAETrainingRun) -> list[tuple[str, str]]:
     """The training setup as (setting, value) rows: config highlights, then what the run measured."""
     rows: list[tuple[str, str]] = []
     if run.config is not None:
@@ -266,7 +250,7 @@ def _summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def _evaluation_rows(run: TrainingRun) -> list[tuple[str, str, str, str]]:
+def _vae_evaluation_rows(run: VAETrainingRun) -> list[tuple[str, str, str, str]]:
     """(metric, mean ± std, 95% interval, better) rows of ``metrics.json``."""
     if not run.evaluation:
         return []
@@ -284,7 +268,7 @@ def _evaluation_rows(run: TrainingRun) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def _train_subset_sentence(run: TrainingRun) -> str | None:
+def _train_subset_sentence(run: VAETrainingRun) -> str | None:
     """The training-subset figures of ``metrics.json`` beside validation: how much the model memorises."""
     block = (run.evaluation or {}).get("train_subset")
     if not block or block["metrics"]["psnr"]["mean"] is None or block["gap"]["psnr"] is None:
@@ -298,9 +282,9 @@ def _train_subset_sentence(run: TrainingRun) -> str | None:
     )
 
 
-def render_model_card(output_dir: str | Path, repo_id: str | None = None) -> ModelCard:
+def render_vae_model_card(output_dir: str | Path, repo_id: str | None = None) -> ModelCard:
     """The model card of the run in ``output_dir``; loading examples name ``repo_id`` (or the config's)."""
-    run = read_training_run(output_dir)
+    run = read_vae_training_run(output_dir)
     repo_id = repo_id or (run.config.train.hub_repo_id if run.config else None)
     model_name = repo_id.split("/")[-1] if repo_id else run.output_dir.resolve().name
     _, data_description = describe_data(run.config.data if run.config else None)
@@ -308,8 +292,8 @@ def render_model_card(output_dir: str | Path, repo_id: str | None = None) -> Mod
         data_description += ", each training map also under the 7 other flips and quarter turns of the square"
     parameters = (run.summary or {}).get("parameters", {})
     return ModelCard.from_template(
-        model_card_data(run, model_name),
-        template_path=str(CARD_TEMPLATE),
+        vae_model_card_data(run, model_name),
+        template_path=str(VAE_CARD_TEMPLATE),
         model_name=model_name,
         repo_id=repo_id or PLACEHOLDER_REPO_ID,
         vae=run.vae_config,
@@ -322,34 +306,31 @@ def render_model_card(output_dir: str | Path, repo_id: str | None = None) -> Mod
         has_ema_weights=run.has_ema_weights,
         data_source=run.config.data.source if run.config else None,
         data_description=data_description,
-        training_rows=_training_rows(run),
+        training_rows=_vae_training_rows(run),
         evaluation=run.evaluation,
-        evaluation_rows=_evaluation_rows(run),
+        evaluation_rows=_vae_evaluation_rows(run),
         train_subset_sentence=_train_subset_sentence(run),
         sample=run.sample,
     )
 
 
-def write_model_card(output_dir: str | Path, repo_id: str | None = None) -> Path:
+def write_vae_model_card(output_dir: str | Path, repo_id: str | None = None) -> Path:
     """Write the run's card to ``output_dir/README.md`` (replaced atomically) and return that path."""
-    return write_atomically(Path(output_dir) / CARD_FILE, str(render_model_card(output_dir, repo_id)))
+    return write_atomically(Path(output_dir) / CARD_FILE, str(render_vae_model_card(output_dir, repo_id)))
 
 
 # --- the second stage: a run whose output folder holds pipeline/ ---------------------------------------------------
 
 PIPELINE_DIR = "pipeline"
-PIPELINE_CARD_TEMPLATE = Path(__file__).parent / "templates" / "pipeline_model_card.md"
+PIPELINE_CARD_TEMPLATE = TEMPLATES / "pipeline_model_card.md"
 PIPELINE_CARD_TAGS = ["radio-map", "radiodiff", "latent-diffusion", "pathloss", "image-to-image"]
-# beside the pipeline's own files, which go to the root of the repository so that from_pretrained(repo_id) loads it
-PIPELINE_RUN_PATTERNS = ["samples/*.png", "metrics.json", "training_summary.json"]
-PIPELINE_FILE_PATTERNS = ["model_index.json", "*/config.json", "*/scheduler_config.json", "*/*.safetensors"]
 # the reference rows of a pipeline's metrics.json; model-index holds the model's row only
 PIPELINE_ROWS = {"model": "model", "vae_ceiling": "VAE ceiling (its own round trip)",
                  "physics_baseline": "physics baseline (log-distance, no learning)"}
 
 
 def is_pipeline_run(output_dir: str | Path) -> bool:
-    return (Path(output_dir) / PIPELINE_DIR / "model_index.json").is_file()
+    return (Path(output_dir) / PIPELINE_DIR / PIPELINE_INDEX_FILE).is_file()
 
 
 @dataclass
@@ -383,16 +364,16 @@ class PipelineRun:
 
 def _component(pipeline_dir: Path, name: str) -> tuple[dict[str, Any], int]:
     """A component's config and parameter count; its weights must be safetensors."""
-    config = _read_json(pipeline_dir / name / "config.json")
+    config = _read_json(pipeline_dir / name / CONFIG_FILE)
     weights = pipeline_dir / name / WEIGHTS_FILE
     if config is None or not weights.is_file():
-        raise HubError(f"{pipeline_dir}: expected {name}/config.json and {name}/{WEIGHTS_FILE}")
+        raise HubError(f"{pipeline_dir}: expected {name}/{CONFIG_FILE} and {name}/{WEIGHTS_FILE}")
     return config, count_parameters(weights)
 
 
 def _run_settings(output_dir: Path) -> tuple[DataConfig | None, dict[str, Any]]:
     """The data section and the raw ``train`` section of the run's ``config.yaml`` (either stage's schema)."""
-    config_file = output_dir / "config.yaml"
+    config_file = output_dir / RUN_CONFIG_FILE
     if not config_file.is_file():
         return None, {}
     try:
@@ -405,9 +386,9 @@ def read_pipeline_run(output_dir: str | Path) -> PipelineRun:
     """Collect what the second stage's card needs from ``output_dir``; only ``pipeline/`` is required."""
     output_dir = Path(output_dir)
     pipeline_dir = output_dir / PIPELINE_DIR
-    index = _read_json(pipeline_dir / "model_index.json")
+    index = _read_json(pipeline_dir / PIPELINE_INDEX_FILE)
     if index is None:
-        raise HubError(f"{output_dir}: expected a second-stage run with {PIPELINE_DIR}/model_index.json")
+        raise HubError(f"{output_dir}: expected a second-stage run with {PIPELINE_DIR}/{PIPELINE_INDEX_FILE}")
     components = {name: _component(pipeline_dir, name) for name in ("vae", "unet", "condition_encoder")}
     scheduler_class = index["scheduler"][1]
     data, train = _run_settings(output_dir)
@@ -423,8 +404,8 @@ def read_pipeline_run(output_dir: str | Path) -> PipelineRun:
         parameters={name: parameters for name, (_, parameters) in components.items()},
         data=data,
         train=train,
-        summary=_read_json(output_dir / "training_summary.json"),
-        evaluation=_read_json(output_dir / "metrics.json"),
+        summary=_read_json(output_dir / TRAINING_SUMMARY_FILE),
+        evaluation=_read_json(output_dir / METRICS_FILE),
         sample=latest_sample(output_dir),
     )
 
@@ -519,19 +500,11 @@ def write_pipeline_model_card(output_dir: str | Path, repo_id: str | None = None
     return write_atomically(Path(output_dir) / CARD_FILE, str(render_pipeline_model_card(output_dir, repo_id)))
 
 
-def _without_local_paths(config_file: Path) -> bytes:
-    """A component's JSON as uploaded: diffusers records the folder a component was loaded from in
-    ``_name_or_path``, a machine-local path that must not leave the machine."""
-    config = json.loads(config_file.read_text())
-    config.pop("_name_or_path", None)
-    return (json.dumps(config, indent=2, sort_keys=True) + "\n").encode("utf-8")
-
-
 def shipped_code(pipeline_dir: Path) -> list[str]:
     """The code files that ``model_index.json`` names and the folder holds, as diffusers fetches them for
-    ``trust_remote_code``: ``<_class_name[0]>.py`` at the root with the modules it imports from beside it,
-    ``<component>/<entry[0]>.py`` in a component's folder."""
-    index = _read_json(pipeline_dir / "model_index.json") or {}
+    ``trust_remote_code``: ``<_class_name[0]>.py`` at the root, ``<component>/<entry[0]>.py`` in a component's
+    folder."""
+    index = _read_json(pipeline_dir / PIPELINE_INDEX_FILE) or {}
     pipeline_class = index.get("_class_name")
     named = [f"{pipeline_class[0]}.py"] if isinstance(pipeline_class, list) else []
     if named and (pipeline_dir / named[0]).is_file():
@@ -539,100 +512,3 @@ def shipped_code(pipeline_dir: Path) -> list[str]:
     named += [f"{name}/{entry[0]}.py" for name, entry in index.items()
               if not name.startswith("_") and isinstance(entry, list) and isinstance(entry[0], str)]
     return [name for name in named if (pipeline_dir / name).is_file()]
-
-
-def pipeline_upload_operations(output_dir: Path) -> list[CommitOperationAdd]:
-    """The pipeline's files at the repository's root (JSON without local paths, the code it ships), then samples
-    and metrics."""
-    pipeline_dir = output_dir / PIPELINE_DIR
-    pipeline_files = sorted(p.relative_to(pipeline_dir).as_posix() for p in pipeline_dir.rglob("*") if p.is_file())
-    operations = []
-    patterns = PIPELINE_FILE_PATTERNS + shipped_code(pipeline_dir)
-    for name in filter_repo_objects(pipeline_files, allow_patterns=patterns):
-        content = _without_local_paths(pipeline_dir / name) if name.endswith(".json") else str(pipeline_dir / name)
-        operations.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=content))
-    run_files = sorted(p.relative_to(output_dir).as_posix() for p in output_dir.rglob("*") if p.is_file())
-    for name in filter_repo_objects(run_files, allow_patterns=PIPELINE_RUN_PATTERNS):
-        operations.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(output_dir / name)))
-    return operations
-
-
-def upload_patterns(include_discriminator: bool) -> list[str]:
-    """The files of an output folder that a push uploads besides the card (``filter_repo_objects`` patterns)."""
-    return UPLOAD_PATTERNS + (DISCRIMINATOR_PATTERNS if include_discriminator else [])
-
-
-def files_to_upload(output_dir: Path, include_discriminator: bool) -> list[str]:
-    """The run's files a push sends, relative to ``output_dir``, besides the card."""
-    files = sorted(path.relative_to(output_dir).as_posix() for path in output_dir.rglob("*") if path.is_file())
-    return list(filter_repo_objects(files, allow_patterns=upload_patterns(include_discriminator)))
-
-
-def _check_can_push(output_dir: Path, repo_id: str, include_discriminator: bool, token: str | None) -> str:
-    """The token to push with, once everything a push needs is there; raises ``HubError`` otherwise."""
-    if is_pipeline_run(output_dir):
-        read_pipeline_run(output_dir)
-        if include_discriminator:
-            raise HubError(f"{output_dir}: --include-discriminator: a second-stage run has no discriminator")
-    else:
-        read_training_run(output_dir)
-    if include_discriminator and not (output_dir / "discriminator" / "config.json").is_file():
-        raise HubError(f"{output_dir}: --include-discriminator, but there is no discriminator/config.json")
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as error:
-        raise HubError(f"repo id {repo_id!r}: {error}") from None
-    if "/" not in repo_id:
-        raise HubError(f"repo id {repo_id!r}: expected USER/NAME (or ORGANIZATION/NAME)")
-    if constants.is_offline_mode():
-        raise HubError("HF_HUB_OFFLINE is set, so nothing can be pushed; unset it (and be online) to push")
-    token = token or get_token()
-    if not token:
-        raise HubError("no Hugging Face token: log in with `hf auth login` or set HF_TOKEN, then push again")
-    return token
-
-
-def push_to_hub(
-    output_dir: str | Path,
-    repo_id: str,
-    private: bool = False,
-    include_discriminator: bool = False,
-    token: str | None = None,
-) -> str:
-    """Create ``repo_id`` (if needed) and upload the run: ``vae/``, the card, samples and metrics.
-
-    A second-stage run (``output_dir/pipeline/model_index.json``) uploads its pipeline at the repository's root,
-    so that ``RadioDiffPipeline.from_pretrained(repo_id)`` loads it, with component configs stripped of the
-    local paths diffusers records in them.
-
-    ``discriminator/`` goes too with ``include_discriminator``; checkpoints, optimizer states, logs and the
-    config (which holds local paths) never do. The card, whose examples name ``repo_id``, is uploaded from
-    memory in the same commit and written to ``output_dir/README.md`` only once the push succeeded. Raises
-    ``HubError`` without a token, in offline mode, or when the Hub cannot be reached or refuses the push;
-    the local files are then untouched.
-
-    Returns:
-        The URL of the repository.
-    """
-    output_dir = Path(output_dir)
-    token = _check_can_push(output_dir, repo_id, include_discriminator, token)
-    if is_pipeline_run(output_dir):
-        card = str(render_pipeline_model_card(output_dir, repo_id))
-        files = pipeline_upload_operations(output_dir)
-    else:
-        card = str(render_model_card(output_dir, repo_id))
-        files = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(output_dir / name))
-                 for name in files_to_upload(output_dir, include_discriminator)]
-    operations = [CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=card.encode("utf-8"))] + files
-    api = HfApi(token=token)
-    try:
-        url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        api.create_commit(repo_id=repo_id, repo_type="model", operations=operations,
-                          commit_message="Upload RadioDiff pipeline" if is_pipeline_run(output_dir)
-                          else "Upload RadioDiff VAE")
-    except HfHubHTTPError as error:
-        raise HubError(f"pushing {output_dir} to {repo_id} failed: {error}") from None
-    except _unreachable_errors() as error:
-        raise HubError(f"pushing {output_dir} to {repo_id} failed: the Hub cannot be reached ({error})") from None
-    write_atomically(output_dir / CARD_FILE, card)
-    return str(url)

@@ -1,4 +1,5 @@
-"""Running a VAE over a dataset of gain maps: batches, devices and inference mode, shared by every pass."""
+"""Loading a saved VAE and running a model over a dataset of gain maps: weights, devices, batches and inference
+mode, shared by every pass."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from diffusers import AutoencoderKL
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from ..file_names import CONFIG_FILE, EMA_VARIANT, EMA_WEIGHTS_FILE, weights_file
+
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -20,23 +23,29 @@ def load_vae(model_dir: str | Path, variant: str | None = None) -> AutoencoderKL
     """A saved VAE folder, read with plain ``AutoencoderKL`` so that any KL autoencoder can be evaluated.
 
     ``variant="ema"`` reads ``diffusion_pytorch_model.ema.safetensors``, the EMA weights the trainer saves.
-    Local folders and safetensors only: a missing path must not turn into a Hub download, nor a missing
-    safetensors file into unpickling a ``.bin``.
     """
-    weights = "diffusion_pytorch_model" + (f".{variant}" if variant else "") + ".safetensors"
-    expected = f"expected a saved VAE folder with config.json and {weights}"
-    if not (Path(model_dir) / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir}: no config.json; {expected}")
+    expected = f"expected a saved VAE folder with {CONFIG_FILE} and {weights_file(variant)}"
+    return load_saved_folder(AutoencoderKL, model_dir, variant, CONFIG_FILE, expected)
+
+
+def load_saved_folder(loader: Any, folder: str | Path, variant: str | None, marker: str, expected: str) -> Any:
+    """``loader.from_pretrained(folder)`` of a saved model or pipeline folder, whose ``marker`` file must exist.
+
+    Local folders and safetensors only: a missing path must not turn into a Hub download, nor a missing
+    safetensors file into unpickling a ``.bin``. Either ends as ``FileNotFoundError`` saying what was ``expected``.
+    """
+    if not (Path(folder) / marker).is_file():
+        raise FileNotFoundError(f"{folder}: no {marker}; {expected}")
     try:
-        return AutoencoderKL.from_pretrained(model_dir, variant=variant, use_safetensors=True)
+        return loader.from_pretrained(folder, variant=variant, use_safetensors=True)
     except OSError as error:
-        raise FileNotFoundError(f"{model_dir}: {expected} ({error})") from error
+        raise FileNotFoundError(f"{folder}: {expected} ({str(error).splitlines()[0]})") from error
 
 
 def default_variant(model_dir: str | Path) -> str | None:
     """The weights a run's users load by default, as the trainer evaluates them: ``"ema"`` when the folder has
     EMA weights, else the plain ones (``None``)."""
-    return "ema" if (Path(model_dir) / "diffusion_pytorch_model.ema.safetensors").is_file() else None
+    return EMA_VARIANT if (Path(model_dir) / EMA_WEIGHTS_FILE).is_file() else None
 
 
 def spread_subset(dataset: Dataset, count: int) -> Dataset:

@@ -1,0 +1,24 @@
+"""Publishing a training run of either stage: its model card (``cards``) and its upload to the Hugging Face Hub
+(``push``). A first-stage run holds ``vae/``; a second-stage run holds ``pipeline/``."""
+
+from .cards import (
+    LICENSE,
+    HubError,
+    is_pipeline_run,
+    render_pipeline_model_card,
+    render_vae_model_card,
+    write_pipeline_model_card,
+    write_vae_model_card,
+)
+from .push import push_to_hub
+
+__all__ = [
+    "HubError",
+    "LICENSE",
+    "is_pipeline_run",
+    "push_to_hub",
+    "render_pipeline_model_card",
+    "render_vae_model_card",
+    "write_pipeline_model_card",
+    "write_vae_model_card",
+]
