@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from diffusers.utils.dynamic_modules_utils import get_relative_imports
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from safetensors import safe_open
 
@@ -502,8 +503,8 @@ def write_pipeline_model_card(output_dir: str | Path, repo_id: str | None = None
 
 def shipped_code(pipeline_dir: Path) -> list[str]:
     """The code files that ``model_index.json`` names and the folder holds, as diffusers fetches them for
-    ``trust_remote_code``: ``<_class_name[0]>.py`` at the root, ``<component>/<entry[0]>.py`` in a component's
-    folder."""
+    ``trust_remote_code``: ``<_class_name[0]>.py`` at the root with the modules it imports from beside it,
+    ``<component>/<entry[0]>.py`` in a component's folder."""
     index = _read_json(pipeline_dir / PIPELINE_INDEX_FILE) or {}
     pipeline_class = index.get("_class_name")
     named = [f"{pipeline_class[0]}.py"] if isinstance(pipeline_class, list) else []
