@@ -232,7 +232,9 @@ def check_manifest(path: Path, stored: dict[str, dict[str, Any]], expected: dict
     discriminator or an EMA, would fail deep in torch or, worse, load.
     """
     stored, expected = _trained_files(stored), _trained_files(expected)
-    for file in sorted(stored.keys() | expected.keys()):
+    kinds = {file: entry["kind"] for file, entry in {**stored, **expected}.items()}
+    # the models first: a checkpoint of another stage is named by its first model, not by its EMA
+    for file in sorted(kinds, key=lambda file: (TRAINED_KINDS.index(kinds[file]), file)):
         if file not in expected:
             problem = f"its {file} holds {_describe(stored[file])}, which this run does not train"
         elif file not in stored:
