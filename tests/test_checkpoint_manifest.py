@@ -133,3 +133,13 @@ def test_a_checkpoint_written_before_the_manifest_trains_on_and_is_rewritten_wit
     trained = load_file(output_dir / "vae" / "diffusion_pytorch_model.safetensors")
     before = load_file(FIXTURE / "model.safetensors")
     assert trained.keys() == before.keys() and not all(torch.equal(trained[k], before[k]) for k in before)
+
+
+def test_a_manifest_that_is_not_one_is_refused_naming_the_file(tmp_path, synthetic_cache):
+    path, _ = saved_manifest(tmp_path / "run", synthetic_cache)
+    state = json.loads((path / "trainer_state.json").read_text())
+    (path / "trainer_state.json").write_text(json.dumps({**state, "files": ["model.safetensors"]}))
+    trainer = build_trainer(fixture_run_config(tmp_path / "other", synthetic_cache))
+    with pytest.raises(CheckpointError, match=f"^{path / 'trainer_state.json'}: files: expected the manifest"):
+        trainer.resume(path)
+    trainer.accelerator.end_training()

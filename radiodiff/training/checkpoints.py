@@ -102,10 +102,15 @@ class TrainerState:
     @classmethod
     def from_file(cls, path: Path) -> "TrainerState":
         try:
-            values = json.loads(path.read_text())
-            return cls(**values)
+            state = cls(**json.loads(path.read_text()))
         except (OSError, ValueError, TypeError) as error:
             raise CheckpointError(f"{path}: not a readable trainer state ({error})") from error
+        files = state.files
+        if files is not None and not (
+            isinstance(files, dict) and all(isinstance(entry, dict) and "kind" in entry for entry in files.values())
+        ):
+            raise CheckpointError(f"{path}: files: expected the manifest, a file name -> {{\"kind\": ...}} mapping")
+        return state
 
 
 def checkpoints_root(output_dir: str | Path) -> Path:
@@ -210,17 +215,17 @@ def _trained_files(files: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]
 
 def _describe(entry: dict[str, Any]) -> str:
     if entry["kind"] == "ema":
-        return f"the EMA of a {entry['class']}"
+        return f"the EMA of a {entry.get('class')}"
     if entry["kind"] == "extra trained tensors":
-        return f"the extra trained tensors {', '.join(entry['names'])}"
-    return f"the {entry['kind']} {entry['name']} ({entry['class']})"
+        return f"the extra trained tensors {', '.join(map(str, entry.get('names') or []))}"
+    return f"the {entry['kind']} {entry.get('name')} ({entry.get('class')})"
 
 
 def stored_model_config(path: Path, name: str) -> dict[str, Any] | None:
     """The config of the model ``name`` as the manifest of the checkpoint at ``path`` records it; None when the
     checkpoint has no manifest or no such model."""
     files = TrainerState.from_file(path / STATE_FILE).files or {}
-    models = [entry for entry in files.values() if entry["kind"] == "model" and entry["name"] == name]
+    models = [entry for entry in files.values() if entry["kind"] == "model" and entry.get("name") == name]
     return models[0].get("config") if models else None
 
 
@@ -228,8 +233,8 @@ def check_manifest(path: Path, stored: dict[str, dict[str, Any]], expected: dict
     """Refuse a checkpoint whose files hold other models, optimizers, EMA or extra tensors than the run trains.
 
     ``stored`` is the checkpoint's manifest, ``expected`` the run's (:func:`checkpoint_manifest`). Without this,
-    accelerate would load the files by position: a checkpoint of another stage, or of a run with(out) a
-    discriminator or an EMA, would fail deep in torch or, worse, load.
+    accelerate would load the files by position: a checkpoint of another stage, or of a run with another optimizer
+    or with(out) an EMA, would fail deep in torch or, worse, load.
     """
     stored, expected = _trained_files(stored), _trained_files(expected)
     kinds = {file: entry["kind"] for file, entry in {**stored, **expected}.items()}
