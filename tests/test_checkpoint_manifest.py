@@ -28,7 +28,8 @@ VAE_CHECKPOINT_BEFORE_MANIFEST = [
 
 
 def fixture_run_config(output_dir, cache, *overrides):
-    return load_config(None, tiny_training_overrides(output_dir, cache) + VAE_CHECKPOINT_BEFORE_MANIFEST + list(overrides))
+    overrides = tiny_training_overrides(output_dir, cache) + VAE_CHECKPOINT_BEFORE_MANIFEST + list(overrides)
+    return load_config(None, overrides)
 
 
 def saved_manifest(output_dir, cache, *overrides) -> tuple[Path, dict]:
@@ -66,7 +67,8 @@ def test_the_manifest_names_what_every_file_of_a_checkpoint_holds(tmp_path, synt
     "override, message",
     [
         ("train.use_ema=false", "its ema/ holds the EMA of a RadioDiffVAE, which this run does not train"),
-        ("loss.learn_logvar=false", "its trainer_tensors.safetensors holds the extra trained tensors loss.logvar, which"),
+        ("loss.learn_logvar=false",
+         "its trainer_tensors.safetensors holds the extra trained tensors loss.logvar, which this run does not train"),
         ("train.optimizer=muon", "its optimizer.bin holds the optimizer vae.adamw (AdamW), where this run keeps the "
                                  "optimizer vae.muon (Muon)"),
     ],

@@ -155,6 +155,10 @@ def test_two_processes_keep_identical_weights(tmp_path, synthetic_cache):
     checkpoint = list_checkpoints(output_dir)[-1][1]
     streams = [load_file(checkpoint / f"generator_{rank}.safetensors")["state"] for rank in (0, 1)]
     assert not torch.equal(*streams)
+    # the manifest, written by the main process, names every process's files
+    files = json.loads((checkpoint / "trainer_state.json").read_text())["files"]
+    assert set(files) == {item.name + ("/" if item.is_dir() else "") for item in checkpoint.iterdir()}
+    assert {files[f"random_states_{rank}.pkl"]["process"] for rank in (0, 1)} == {0, 1}
 
     # two processes resumed from the step-4 checkpoint end with exactly the weights of the straight run
     resumed = tmp_path / "ddp_resumed"

@@ -15,8 +15,8 @@ loop is one method, :meth:`Trainer.build_trained_parts`, which builds what the s
 
 The stage prepares its models and optimizers with :meth:`Trainer.prepare`, whose order is the order of
 accelerate's checkpoint files. The base class stores the bundle as ``self.parts`` and drives everything from it:
-learning rates, the EMA update, checkpoints (whose ``trainer_state.json`` carries a manifest of what each file
-holds, checked on resume) and the finite-weights check. The stage adds :meth:`Trainer.train_step` (one optimizer
+learning rates, discarded gradients, the EMA update and checkpoints (whose ``trainer_state.json`` carries a
+manifest of what each file holds, checked on resume). The stage adds :meth:`Trainer.train_step` (one optimizer
 step), what its log lines and sample sheets show, and what it exports. Everything else — exact resume, the run's
 own generator, the stop path, the refusal of a used ``output_dir``, non-finite steps, staged export,
 ``training_summary.json`` and trackers — is written once here. :func:`run_training` runs a stage from a config;
@@ -68,10 +68,13 @@ class TrainingError(RuntimeError):
     """The run cannot go on; the message says why and what was kept."""
 
 
-def trained_optimizers(model: str, optimizers: list[torch.optim.Optimizer], base_lr: float) -> dict[str, TrainedOptimizer]:
+def trained_optimizers(
+    model: str, optimizers: list[torch.optim.Optimizer], base_lr: float
+) -> dict[str, TrainedOptimizer]:
     """``model``'s optimizers (from :func:`.optim.build_optimizers`) by name, ``<model>.<optimizer class>``."""
     return {
-        f"{model}.{type(optimizer).__name__.lower()}": TrainedOptimizer(optimizer, model, base_lr) for optimizer in optimizers
+        f"{model}.{type(optimizer).__name__.lower()}": TrainedOptimizer(optimizer, model, base_lr)
+        for optimizer in optimizers
     }
 
 
@@ -230,9 +233,9 @@ class Trainer:
         return rates[0]
 
     def updates_of(self, *models: str) -> list[tuple[torch.optim.Optimizer, torch.nn.Module]]:
-        """The ``(optimizer, model)`` pairs of the optimizers that update the named models, for :meth:`optimizer_steps`."""
-        parts = self.parts
-        return [(trained.optimizer, parts.models[trained.model]) for trained in parts.optimizers.values() if trained.model in models]
+        """The ``(optimizer, model)`` pairs of the optimizers of the named models, for :meth:`optimizer_steps`."""
+        chosen = [trained for trained in self.parts.optimizers.values() if trained.model in models]
+        return [(trained.optimizer, self.parts.models[trained.model]) for trained in chosen]
 
     def optimizer_steps(self, updates: list[tuple[torch.optim.Optimizer, torch.nn.Module]]) -> None:
         """Clip and step each ``(optimizer, model)`` of the step.
