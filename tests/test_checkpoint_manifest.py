@@ -27,6 +27,12 @@ VAE_CHECKPOINT_BEFORE_MANIFEST = [
 ]
 
 
+@pytest.fixture(scope="module")
+def cache_16(tmp_path_factory):
+    """The fixture run's 16x16 synthetic maps, apart from the session's cache (whose tests expect one size there)."""
+    return tmp_path_factory.mktemp("synthetic-cache-16")
+
+
 def fixture_run_config(output_dir, cache, *overrides):
     overrides = tiny_training_overrides(output_dir, cache) + VAE_CHECKPOINT_BEFORE_MANIFEST + list(overrides)
     return load_config(None, overrides)
@@ -40,8 +46,8 @@ def saved_manifest(output_dir, cache, *overrides) -> tuple[Path, dict]:
     return path, json.loads((path / "trainer_state.json").read_text())["files"]
 
 
-def test_the_manifest_names_what_every_file_of_a_checkpoint_holds(tmp_path, synthetic_cache):
-    path, files = saved_manifest(tmp_path / "run", synthetic_cache)
+def test_the_manifest_names_what_every_file_of_a_checkpoint_holds(tmp_path, cache_16):
+    path, files = saved_manifest(tmp_path / "run", cache_16)
     on_disk = {item.name + ("/" if item.is_dir() else "") for item in path.iterdir()}
     assert set(files) == on_disk
     assert files["model.safetensors"]["name"] == "vae" and files["model.safetensors"]["class"] == "RadioDiffVAE"
@@ -56,7 +62,7 @@ def test_the_manifest_names_what_every_file_of_a_checkpoint_holds(tmp_path, synt
     assert files["generator_0.safetensors"] == {"kind": "training generator", "process": 0}
 
     # Muon beside AdamW: the VAE's two optimizers come first, as accelerate numbers their files
-    _, files = saved_manifest(tmp_path / "muon", synthetic_cache, "train.optimizer=muon")
+    _, files = saved_manifest(tmp_path / "muon", cache_16, "train.optimizer=muon")
     optimizers = {name: files[name]["name"] for name in ("optimizer.bin", "optimizer_1.bin", "optimizer_2.bin")}
     assert optimizers == {
         "optimizer.bin": "vae.muon", "optimizer_1.bin": "vae.adamw", "optimizer_2.bin": "discriminator.adamw"
@@ -74,31 +80,31 @@ def test_the_manifest_names_what_every_file_of_a_checkpoint_holds(tmp_path, synt
     ],
 )
 def test_a_checkpoint_of_other_parts_than_the_run_trains_is_refused_naming_the_file(
-    tmp_path, synthetic_cache, override, message
+    tmp_path, cache_16, override, message
 ):
-    path, _ = saved_manifest(tmp_path / "run", synthetic_cache)
-    trainer = build_trainer(fixture_run_config(tmp_path / "other", synthetic_cache, override))
+    path, _ = saved_manifest(tmp_path / "run", cache_16)
+    trainer = build_trainer(fixture_run_config(tmp_path / "other", cache_16, override))
     with pytest.raises(CheckpointError) as error:
         trainer.resume(path)
     assert str(error.value).startswith(f"{path}: {message}")
     trainer.accelerator.end_training()
 
 
-def test_a_first_stage_checkpoint_resumed_into_the_second_stage_is_one_error_line(tmp_path, synthetic_cache, capsys):
-    path, _ = saved_manifest(tmp_path / "vae-run", synthetic_cache)
+def test_a_first_stage_checkpoint_resumed_into_the_second_stage_is_one_error_line(tmp_path, cache_16, capsys):
+    path, _ = saved_manifest(tmp_path / "vae-run", cache_16)
     RadioDiffVAE.from_block_channels(**TINY_VAE).save_pretrained(tmp_path / "vae")
     second_stage = [f"output_dir={tmp_path / 'ldm'}", f"vae.path={tmp_path / 'vae'}", "denoiser.preset=tiny"]
-    assert main_ldm(["--resume", str(path), *second_stage, *tiny_loop_overrides(synthetic_cache)]) == 2
+    assert main_ldm(["--resume", str(path), *second_stage, *tiny_loop_overrides(cache_16)]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"error: {path}: its model.safetensors holds the model vae (RadioDiffVAE), where this run "
                            "keeps the model denoiser (ConditionedDenoiser)")
 
 
-def test_a_checkpoint_written_before_the_manifest_resumes_to_exactly_the_state_it_holds(tmp_path, synthetic_cache):
+def test_a_checkpoint_written_before_the_manifest_resumes_to_exactly_the_state_it_holds(tmp_path, cache_16):
     """Files mapped by the order of that version: model.safetensors the VAE, model_1 the discriminator,
     optimizer.bin the VAE's AdamW, optimizer_1.bin the discriminator's."""
     assert "files" not in json.loads((FIXTURE / "trainer_state.json").read_text())
-    trainer = build_trainer(fixture_run_config(tmp_path / "run", synthetic_cache))
+    trainer = build_trainer(fixture_run_config(tmp_path / "run", cache_16))
     trainer.resume(FIXTURE)
     parts = trainer.parts
 
@@ -123,11 +129,11 @@ def test_a_checkpoint_written_before_the_manifest_resumes_to_exactly_the_state_i
     trainer.accelerator.end_training()
 
 
-def test_a_checkpoint_written_before_the_manifest_trains_on_and_is_rewritten_with_one(tmp_path, synthetic_cache):
+def test_a_checkpoint_written_before_the_manifest_trains_on_and_is_rewritten_with_one(tmp_path, cache_16):
     output_dir = tmp_path / "run"
     (output_dir / "checkpoints").mkdir(parents=True)
     shutil.copytree(FIXTURE, output_dir / "checkpoints" / "checkpoint-2")
-    train(fixture_run_config(output_dir, synthetic_cache, "train.max_steps=4"), resume="latest")
+    train(fixture_run_config(output_dir, cache_16, "train.max_steps=4"), resume="latest")
 
     assert [step for step, _ in list_checkpoints(output_dir)] == [2, 4]
     files = json.loads((output_dir / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())["files"]
@@ -137,11 +143,11 @@ def test_a_checkpoint_written_before_the_manifest_trains_on_and_is_rewritten_wit
     assert trained.keys() == before.keys() and not all(torch.equal(trained[k], before[k]) for k in before)
 
 
-def test_a_manifest_that_is_not_one_is_refused_naming_the_file(tmp_path, synthetic_cache):
-    path, _ = saved_manifest(tmp_path / "run", synthetic_cache)
+def test_a_manifest_that_is_not_one_is_refused_naming_the_file(tmp_path, cache_16):
+    path, _ = saved_manifest(tmp_path / "run", cache_16)
     state = json.loads((path / "trainer_state.json").read_text())
     (path / "trainer_state.json").write_text(json.dumps({**state, "files": ["model.safetensors"]}))
-    trainer = build_trainer(fixture_run_config(tmp_path / "other", synthetic_cache))
+    trainer = build_trainer(fixture_run_config(tmp_path / "other", cache_16))
     with pytest.raises(CheckpointError, match=f"^{path / 'trainer_state.json'}: files: expected the manifest"):
         trainer.resume(path)
     trainer.accelerator.end_training()
