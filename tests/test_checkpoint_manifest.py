@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch.amp import GradScaler
 
 from conftest import TINY_VAE, tiny_loop_overrides, tiny_training_overrides
 from radiodiff import RadioDiffVAE
@@ -38,9 +39,10 @@ def fixture_run_config(output_dir, cache, *overrides):
     return load_config(None, overrides)
 
 
-def saved_manifest(output_dir, cache, *overrides) -> tuple[Path, dict]:
+def saved_manifest(output_dir, cache, *overrides, grad_scaler=None) -> tuple[Path, dict]:
     """A real checkpoint of the fixture's run at step 0 (no training needed to know what its files hold)."""
     trainer = build_trainer(fixture_run_config(output_dir, cache, *overrides))
+    trainer.accelerator.scaler = grad_scaler  # what accelerate sets up for fp16 on a GPU
     path = trainer.save_checkpoint()
     trainer.accelerator.end_training()
     return path, json.loads((path / "trainer_state.json").read_text())["files"]
@@ -61,8 +63,10 @@ def test_the_manifest_names_what_every_file_of_a_checkpoint_holds(tmp_path, cach
     assert files["random_states_0.pkl"] == {"kind": "random states", "process": 0}
     assert files["generator_0.safetensors"] == {"kind": "training generator", "process": 0}
 
-    # Muon beside AdamW: the VAE's two optimizers come first, as accelerate numbers their files
-    _, files = saved_manifest(tmp_path / "muon", cache_16, "train.optimizer=muon")
+    # Muon beside AdamW: the VAE's two optimizers come first, as accelerate numbers their files; fp16's scaler
+    path, files = saved_manifest(tmp_path / "muon", cache_16, "train.optimizer=muon", grad_scaler=GradScaler("cpu"))
+    assert set(files) == {item.name + ("/" if item.is_dir() else "") for item in path.iterdir()}
+    assert files["scaler.pt"] == {"kind": "gradient scaler"}
     optimizers = {name: files[name]["name"] for name in ("optimizer.bin", "optimizer_1.bin", "optimizer_2.bin")}
     assert optimizers == {
         "optimizer.bin": "vae.muon", "optimizer_1.bin": "vae.adamw", "optimizer_2.bin": "discriminator.adamw"
