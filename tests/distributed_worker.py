@@ -28,8 +28,9 @@ def main(stage: str, output_dir: str, overrides: list[str]) -> None:
         for name, module in trainer.trained_modules().items()
         for k, p in module.named_parameters()
     }
-    weights.update({f"ema.{i}": p.contiguous() for i, p in enumerate(trainer.ema.shadow_params)} if trainer.ema else {})
-    weights.update({name: tensor.detach().reshape(-1) for name, tensor in trainer.trained_tensors.items()})
+    parts = trainer.parts
+    weights.update({f"ema.{i}": p.contiguous() for i, p in enumerate(parts.ema.shadow_params)} if parts.ema else {})
+    weights.update({name: tensor.detach().reshape(-1) for name, tensor in parts.extra_trained_tensors.items()})
     save_file(weights, str(Path(output_dir) / f"rank{rank}.safetensors"))
     accelerator.wait_for_everyone()
     accelerator.end_training()

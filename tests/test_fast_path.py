@@ -79,10 +79,10 @@ def test_bf16_autocast_trains_on_the_cpu(tmp_path, synthetic_cache):
 
 def test_optimizers_are_fused_by_default_and_plain_on_request(tmp_path, synthetic_cache):
     fused = tiny_trainer(tmp_path, synthetic_cache)
-    (optimizer_g,) = fused.optimizers_g
-    assert optimizer_g.optimizer.defaults["fused"] and fused.optimizer_d.optimizer.defaults["fused"]
+    assert list(fused.parts.optimizers) == ["vae.adamw", "discriminator.adamw"]
+    assert all(trained.optimizer.optimizer.defaults["fused"] for trained in fused.parts.optimizers.values())
     plain = tiny_trainer(tmp_path, synthetic_cache, ["train.fused_optimizer=false"])
-    assert not plain.optimizers_g[0].optimizer.defaults["fused"]
+    assert not plain.parts.optimizers["vae.adamw"].optimizer.optimizer.defaults["fused"]
 
 
 def test_a_nonfinite_discriminator_loss_skips_the_step_and_leaves_every_weight(tmp_path, synthetic_cache, monkeypatch):

@@ -171,12 +171,14 @@ def test_the_vae_is_frozen_and_only_the_denoiser_and_condition_encoder_train(tmp
 
     overrides = tiny_ldm_overrides(tmp_path / "frozen", synthetic_cache, vae_dir)
     trainer = build_ldm_trainer(ldm_config(*overrides, f"train.optimizer={optimizer}"))
-    assert len(trainer.denoiser_optimizers) == {"adamw": 1, "muon": 2}[optimizer]
+    expected = {"adamw": ["denoiser.adamw"], "muon": ["denoiser.muon", "denoiser.adamw"]}[optimizer]
+    assert list(trainer.parts.optimizers) == expected
     vae_before = {k: v.clone() for k, v in trainer.vae.state_dict().items()}
     trained_before = {k: v.clone() for k, v in trainer.raw_model.state_dict().items()}
     assert trainer.train_step(trainer.micro_batches()) is not None
     assert not any(p.requires_grad for p in trainer.vae.parameters()) and not trainer.vae.training
-    optimized = [id(p) for o in trainer.denoiser_optimizers for group in o.param_groups for p in group["params"]]
+    optimizers = [trained.optimizer for trained in trainer.parts.optimizers.values()]
+    optimized = [id(p) for o in optimizers for group in o.param_groups for p in group["params"]]
     assert sorted(optimized) == sorted(id(p) for p in trainer.raw_model.parameters())
     assert all(torch.equal(v, vae_before[k]) for k, v in trainer.vae.state_dict().items())
     moved = {k.split(".")[0] for k, v in trainer.raw_model.state_dict().items() if not torch.equal(v, trained_before[k])}

@@ -155,6 +155,10 @@ def test_two_processes_keep_identical_weights(tmp_path, synthetic_cache):
     checkpoint = list_checkpoints(output_dir)[-1][1]
     streams = [load_file(checkpoint / f"generator_{rank}.safetensors")["state"] for rank in (0, 1)]
     assert not torch.equal(*streams)
+    # the manifest, written by the main process, names every process's files
+    files = json.loads((checkpoint / "trainer_state.json").read_text())["files"]
+    assert set(files) == {item.name + ("/" if item.is_dir() else "") for item in checkpoint.iterdir()}
+    assert {files[f"random_states_{rank}.pkl"]["process"] for rank in (0, 1)} == {0, 1}
 
     # two processes resumed from the step-4 checkpoint end with exactly the weights of the straight run
     resumed = tmp_path / "ddp_resumed"
@@ -369,7 +373,8 @@ def gradients_at_optimizer_steps(config, grad_scaler=None) -> dict[str, torch.Te
     seen = {}
     names = {id(p): f"vae.{k}" for k, p in trainer.raw_vae.named_parameters()}
     names.update({id(p): f"discriminator.{k}" for k, p in trainer.raw_discriminator.named_parameters()})
-    for optimizer in [*trainer.optimizers_g, trainer.optimizer_d]:
+    optimizers = trainer.parts.optimizers
+    for optimizer in (trained.optimizer for trained in optimizers.values()):
         def recording_step(*args, _optimizer=optimizer.optimizer, _step=optimizer.optimizer.step, **kwargs):
             parameters = [p for group in _optimizer.param_groups for p in group["params"] if p.grad is not None]
             seen.update({names[id(p)]: p.grad.clone() for p in parameters})
@@ -380,12 +385,9 @@ def gradients_at_optimizer_steps(config, grad_scaler=None) -> dict[str, torch.Te
         # what accelerate sets up for fp16 on a GPU; on CPU it makes no scaler, so the test installs one
         accelerator = trainer.accelerator
         accelerator.scaler, accelerator.native_amp, accelerator.state._mixed_precision = grad_scaler, True, "fp16"
-        wrapped = [
-            AcceleratedOptimizer(optimizer.optimizer, device_placement=False, scaler=grad_scaler)
-            for optimizer in (*trainer.optimizers_g, trainer.optimizer_d)
-        ]
-        *trainer.optimizers_g, trainer.optimizer_d = wrapped
-        accelerator._optimizers = wrapped
+        for trained in optimizers.values():
+            trained.optimizer = AcceleratedOptimizer(trained.optimizer.optimizer, device_placement=False, scaler=grad_scaler)
+        accelerator._optimizers = [trained.optimizer for trained in optimizers.values()]
     assert trainer.train_step(trainer.micro_batches()) is not None
     return seen
 

@@ -1,14 +1,19 @@
 """Checkpoints: written atomically, found again by ``--resume latest``, pruned to the last K.
 
-A checkpoint is ``output_dir/checkpoints/checkpoint-<step>/``: accelerate's state (models as safetensors,
-optimizers, schedulers, global RNG per process), the run's own generator per process
-(``generator_<rank>.safetensors``), the tensors trained outside the prepared models
-(``trainer_tensors.safetensors``, e.g. the learned log-variance), the EMA weights as a ``save_pretrained``
-folder, and ``trainer_state.json``. Nothing in it is a pickle that is loaded unrestricted: accelerate reads its
-optimizer, scheduler and RNG files with ``torch.load(weights_only=True)``; the rest is safetensors and JSON.
-Everything is written into ``.tmp-checkpoint-<step>`` first and renamed into place only when complete, so a
-crash, a kill or a full disk never leaves a half-written checkpoint that looks valid, and the previous one stays
-usable.
+A checkpoint is ``output_dir/checkpoints/checkpoint-<step>/``: what a stage trains (its :class:`TrainedParts`:
+the models and optimizers in accelerate's files, the EMA weights as a ``save_pretrained`` folder, the tensors
+trained outside the models in ``trainer_tensors.safetensors``), the global RNG (accelerate's) and the run's own
+generator (``generator_<rank>.safetensors``) per process, and ``trainer_state.json``: the loop's
+:class:`TrainerState` and a manifest of what each file holds (:func:`checkpoint_manifest`). accelerate names its
+files by position (``model.safetensors``, ``model_1.safetensors``, ``optimizer.bin``, ...); the manifest names
+the model or optimizer each one is, and a resume checks it against the run's parts before it reads anything.
+A checkpoint without a manifest (written before radiodiff recorded one) is read in the order of the run's parts,
+the order those versions wrote.
+
+Nothing in it is a pickle that is loaded unrestricted: accelerate reads its optimizer, scheduler and RNG files
+with ``torch.load(weights_only=True)``; the rest is safetensors and JSON. Everything is written into
+``.tmp-checkpoint-<step>`` first and renamed into place only when complete, so a crash, a kill or a full disk never
+leaves a half-written checkpoint that looks valid, and the previous one stays usable.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ import pickle
 import re
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils.constants import OPTIMIZER_NAME, RNG_STATE_NAME, SAFE_WEIGHTS_NAME, SCALER_NAME
+from diffusers.configuration_utils import ConfigMixin
 from diffusers.training_utils import EMAModel
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -39,6 +46,34 @@ EMA_FOLDER = "ema"
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be written or read."""
+
+
+@dataclass
+class TrainedOptimizer:
+    """A prepared optimizer, the name of the model whose parameters it updates, and its base learning rate."""
+
+    optimizer: torch.optim.Optimizer
+    model: str
+    base_lr: float
+
+
+@dataclass
+class TrainedParts:
+    """Everything a stage trains, by name: what its checkpoints hold besides the loop's state and the RNG.
+
+    Args:
+        models: the prepared models (DDP-wrapped under several processes), in the order accelerate prepared and
+            saves them: the first is ``model.safetensors``, the second ``model_1.safetensors``, ...
+        optimizers: the prepared optimizers, in accelerate's order likewise (``optimizer.bin``, ``optimizer_1.bin``).
+        ema: the EMA of the stage's main model (``ema/``), or None.
+        extra_trained_tensors: trained tensors outside the models (``trainer_tensors.safetensors``), e.g. the VAE
+            loss's learned log-variance ``loss.logvar``.
+    """
+
+    models: dict[str, torch.nn.Module]
+    optimizers: dict[str, TrainedOptimizer]
+    ema: EMAModel | None = None
+    extra_trained_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -55,6 +90,9 @@ class TrainerState:
     # the precision the run trained in (accelerate's ``no``/``fp16``/``bf16``), stamped when a checkpoint is written,
     # so that a resumed ``auto`` keeps it; None in checkpoints from before it was recorded
     mixed_precision: str | None = None
+    # the manifest: what each file of the checkpoint holds (:func:`checkpoint_manifest`), stamped when a checkpoint
+    # is written; None in checkpoints from before it was recorded
+    files: dict[str, dict[str, Any]] | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -62,10 +100,15 @@ class TrainerState:
     @classmethod
     def from_file(cls, path: Path) -> "TrainerState":
         try:
-            values = json.loads(path.read_text())
-            return cls(**values)
+            state = cls(**json.loads(path.read_text()))
         except (OSError, ValueError, TypeError) as error:
             raise CheckpointError(f"{path}: not a readable trainer state ({error})") from error
+        files = state.files
+        if files is not None and not (
+            isinstance(files, dict) and all(isinstance(entry, dict) and "kind" in entry for entry in files.values())
+        ):
+            raise CheckpointError(f"{path}: files: expected the manifest, a file name -> {{\"kind\": ...}} mapping")
+        return state
 
 
 def checkpoints_root(output_dir: str | Path) -> Path:
@@ -108,6 +151,105 @@ def resolve_resume(output_dir: str | Path, resume: str | None) -> Path | None:
 
 def generator_file(rank: int) -> str:
     return f"generator_{rank}.safetensors"
+
+
+def _model_file(index: int) -> str:
+    """The file accelerate's ``save_state`` writes the ``index``-th prepared model to."""
+    return SAFE_WEIGHTS_NAME if index == 0 else SAFE_WEIGHTS_NAME.replace(".", f"_{index}.")
+
+
+def _optimizer_file(index: int) -> str:
+    """The file accelerate's ``save_state`` writes the ``index``-th prepared optimizer to."""
+    return f"{OPTIMIZER_NAME}.bin" if index == 0 else f"{OPTIMIZER_NAME}_{index}.bin"
+
+
+def _model_entry(name: str, model: torch.nn.Module) -> dict[str, Any]:
+    entry = {"kind": "model", "name": name, "class": type(model).__name__}
+    if isinstance(model, ConfigMixin):
+        # what the weights are for (channels, sizes), readable without opening them
+        config = json.loads(model.to_json_string())
+        entry["config"] = {key: value for key, value in config.items() if not key.startswith("_")}
+    return entry
+
+
+def checkpoint_manifest(accelerator: Accelerator, parts: TrainedParts) -> dict[str, dict[str, Any]]:
+    """What each file of a checkpoint of ``parts`` holds, by file name (a folder's name ends with ``/``).
+
+    Each entry has a ``kind``: ``model`` (with its ``name``, ``class`` and diffusers ``config``), ``optimizer``
+    (its ``name``, ``class`` and the model it ``updates``), ``ema`` (the ``class`` it averages), ``extra trained
+    tensors`` (their ``names``), ``gradient scaler``, ``random states`` and ``training generator`` (of a
+    ``process``), ``trainer state``.
+    """
+    files = {
+        _model_file(index): _model_entry(name, accelerator.unwrap_model(model))
+        for index, (name, model) in enumerate(parts.models.items())
+    }
+    for index, (name, trained) in enumerate(parts.optimizers.items()):
+        optimizer = getattr(trained.optimizer, "optimizer", trained.optimizer)  # accelerate's wrapper holds it
+        files[_optimizer_file(index)] = {
+            "kind": "optimizer", "name": name, "class": type(optimizer).__name__, "updates": trained.model
+        }
+    if accelerator.scaler is not None:
+        files[SCALER_NAME] = {"kind": "gradient scaler"}
+    for rank in range(accelerator.num_processes):
+        files[f"{RNG_STATE_NAME}_{rank}.pkl"] = {"kind": "random states", "process": rank}
+        files[generator_file(rank)] = {"kind": "training generator", "process": rank}
+    if parts.extra_trained_tensors:
+        files[TENSORS_FILE] = {"kind": "extra trained tensors", "names": sorted(parts.extra_trained_tensors)}
+    if parts.ema is not None:
+        files[f"{EMA_FOLDER}/"] = {"kind": "ema", "class": parts.ema.model_cls.__name__}
+    files[STATE_FILE] = {"kind": "trainer state"}
+    return files
+
+
+# what a resume compares: the files that hold what the run trains, and what each of them is
+TRAINED_KINDS = ("model", "optimizer", "ema", "extra trained tensors")
+IDENTITY_KEYS = ("kind", "name", "class", "updates", "names")
+
+
+def _trained_files(files: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: entry for name, entry in files.items() if entry["kind"] in TRAINED_KINDS}
+
+
+def _describe(entry: dict[str, Any]) -> str:
+    if entry["kind"] == "ema":
+        return f"the EMA of a {entry.get('class')}"
+    if entry["kind"] == "extra trained tensors":
+        return f"the extra trained tensors {', '.join(map(str, entry.get('names') or []))}"
+    return f"the {entry['kind']} {entry.get('name')} ({entry.get('class')})"
+
+
+def stored_model_config(path: Path, name: str) -> dict[str, Any] | None:
+    """The config of the model ``name`` as the manifest of the checkpoint at ``path`` records it; None when the
+    checkpoint has no manifest or no such model."""
+    files = TrainerState.from_file(path / STATE_FILE).files or {}
+    models = [entry for entry in files.values() if entry["kind"] == "model" and entry.get("name") == name]
+    return models[0].get("config") if models else None
+
+
+def check_manifest(path: Path, stored: dict[str, dict[str, Any]], expected: dict[str, dict[str, Any]]) -> None:
+    """Refuse a checkpoint whose files hold other models, optimizers, EMA or extra tensors than the run trains.
+
+    ``stored`` is the checkpoint's manifest, ``expected`` the run's (:func:`checkpoint_manifest`). Without this,
+    accelerate would load the files by position: a checkpoint of another stage, or of a run with another optimizer
+    or with(out) an EMA, would fail deep in torch or, worse, load.
+    """
+    stored, expected = _trained_files(stored), _trained_files(expected)
+    kinds = {file: entry["kind"] for file, entry in {**stored, **expected}.items()}
+    # the models first: a checkpoint of another stage is named by its first model, not by its EMA
+    for file in sorted(kinds, key=lambda file: (TRAINED_KINDS.index(kinds[file]), file)):
+        if file not in expected:
+            problem = f"its {file} holds {_describe(stored[file])}, which this run does not train"
+        elif file not in stored:
+            problem = f"it holds no {file}, where this run keeps {_describe(expected[file])}"
+        elif any(stored[file].get(key) != expected[file].get(key) for key in IDENTITY_KEYS):
+            problem = f"its {file} holds {_describe(stored[file])}, where this run keeps {_describe(expected[file])}"
+        else:
+            continue
+        raise CheckpointError(
+            f"{path}: {problem}; expected a checkpoint of this stage with the same models, optimizers, EMA and "
+            f"loss settings (see the manifest in its {STATE_FILE})"
+        )
 
 
 def run_generator(seed: int, rank: int, device: torch.device) -> torch.Generator:
@@ -232,14 +374,13 @@ def save_checkpoint(
     output_dir: str | Path,
     state: TrainerState,
     generator: torch.Generator,
-    tensors: dict[str, torch.Tensor],
-    ema: EMAModel | None,
+    parts: TrainedParts,
     keep_last: int | None,
 ) -> Path:
     """Write the full training state for ``state.step``; every process must call this.
 
-    ``generator`` is this process's :func:`run_generator`; ``tensors`` are trained tensors that live outside
-    the prepared models (the same on every process).
+    ``generator`` is this process's :func:`run_generator`; ``parts`` what the stage trains (its extra tensors are
+    the same on every process).
     """
     root = checkpoints_root(output_dir)
     final = root / f"checkpoint-{state.step}"
@@ -253,14 +394,17 @@ def save_checkpoint(
         save_file({"state": generator.get_state()}, staging / generator_file(accelerator.process_index))
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            if tensors:
-                stored = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
+            if parts.extra_trained_tensors:
+                stored = {name: tensor.detach().cpu().contiguous() for name, tensor in parts.extra_trained_tensors.items()}
                 save_file(stored, staging / TENSORS_FILE)
-            if ema is not None:
-                ema.save_pretrained(str(staging / EMA_FOLDER))
+            if parts.ema is not None:
+                parts.ema.save_pretrained(str(staging / EMA_FOLDER))
             # written last: its presence marks the checkpoint as complete
             written = dataclasses.replace(
-                state, last_checkpoint_step=state.step, mixed_precision=accelerator.mixed_precision
+                state,
+                last_checkpoint_step=state.step,
+                mixed_precision=accelerator.mixed_precision,
+                files=checkpoint_manifest(accelerator, parts),
             )
             (staging / STATE_FILE).write_text(written.to_json())
     except OSError as error:
@@ -298,15 +442,16 @@ def load_checkpoint(
     accelerator: Accelerator,
     path: Path,
     generator: torch.Generator,
-    tensors: dict[str, torch.Tensor],
-    ema: EMAModel | None,
+    parts: TrainedParts,
 ) -> TrainerState:
-    """Restore models, optimizers, schedulers, RNG, ``generator``, ``tensors`` (in place) and EMA from ``path``.
+    """Restore ``parts`` (in place), the RNG and ``generator`` from ``path``, once its manifest matches ``parts``.
 
     Returns the loop's state.
     """
     state = TrainerState.from_file(path / STATE_FILE)
     state.last_checkpoint_step = state.step
+    if state.files is not None:
+        check_manifest(path, state.files, checkpoint_manifest(accelerator, parts))
     generator_path = path / generator_file(accelerator.process_index)
     if not generator_path.is_file():
         raise CheckpointError(
@@ -316,10 +461,10 @@ def load_checkpoint(
     try:
         accelerator.load_state(str(path))
         generator.set_state(load_file(generator_path)["state"])
-        if tensors:
+        if parts.extra_trained_tensors:
             stored = load_file(path / TENSORS_FILE)
             with torch.no_grad():
-                for name, tensor in tensors.items():
+                for name, tensor in parts.extra_trained_tensors.items():
                     tensor.copy_(stored[name])
     except (SafetensorError, EOFError, pickle.UnpicklingError) as error:
         raise CheckpointError(
@@ -330,13 +475,13 @@ def load_checkpoint(
             f"{path}: could not restore the training state ({error_summary(error)}). Was it written by a run with "
             "another model, discriminator or optimizer configuration?"
         ) from error
-    if ema is not None:
+    if parts.ema is not None:
         ema_path = path / EMA_FOLDER
         if not ema_path.is_dir():
             raise CheckpointError(f"{path}: train.use_ema is on but the checkpoint holds no {EMA_FOLDER}/ folder")
         try:
-            _load_ema(ema, ema_path)
+            _load_ema(parts.ema, ema_path)
         except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as error:
             raise CheckpointError(f"{ema_path}: the EMA weights cannot be read ({error_summary(error)})") from error
-        ema.to(accelerator.device)
+        parts.ema.to(accelerator.device)
     return state

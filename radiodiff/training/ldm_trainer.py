@@ -18,7 +18,6 @@ from accelerate import Accelerator
 from diffusers import AutoencoderKL
 from diffusers.training_utils import EMAModel
 from diffusers.utils.torch_utils import randn_tensor
-from safetensors import safe_open
 from torch.utils.data import Dataset
 
 from ..config import FrozenVAEConfig, LDMConfig
@@ -31,10 +30,10 @@ from ..latents import EncodedLatentsDataset, latent_shape_of
 from ..models import ConditionedDenoiser, downsampling_factor, normalize_latents
 from ..pipelines import RadioDiffPipeline
 from ..schedulers import RadioDiffScheduler, build_scheduler, flow_matching_noisy_sample
-from .checkpoints import error_summary, staged_directory
+from .checkpoints import TrainedParts, error_summary, staged_directory, stored_model_config
 from .samples import save_generation_sheet
 from .optim import build_optimizers
-from .trainer import Trainer, TrainingError, run_training
+from .trainer import Trainer, TrainingError, run_training, trained_optimizers
 
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -128,15 +127,28 @@ class LDMTrainer(Trainer):
 
     def __init__(self, config: LDMConfig, accelerator: Accelerator, train_set: Dataset, val_set: Dataset):
         super().__init__(config, accelerator, train_set, val_set)
+        self.model = self.parts.models["denoiser"]
+        self.scheduler = build_scheduler(config.denoiser.formulation)
+        if isinstance(self.scheduler, RadioDiffScheduler):
+            self.scheduler = RadioDiffScheduler(
+                split_last_step=config.diffusion.split_last_step, eta=config.diffusion.eta
+            )
+        # spread over the split, so that the sheet shows several cities rather than one city's transmitters
+        count = min(config.train.num_sample_images, len(val_set))
+        self.sample_items = [val_set[i * len(val_set) // count] for i in range(count)]
+
+    def build_trained_parts(self) -> TrainedParts:
+        """The denoiser (condition encoder + UNet) on the frozen VAE's latents, its optimizers and its EMA."""
+        config, accelerator = self.config, self.accelerator
         train, device = config.train, accelerator.device
         # frozen: never prepared, so never in the optimizer, DDP or the checkpoints
         self.vae = load_frozen_vae(config.vae).to(device)
-        check_data_fits_vae(self.vae, val_set[0], "data (validation split)")
-        if isinstance(train_set, EncodedLatentsDataset):
+        check_data_fits_vae(self.vae, self.val_set[0], "data (validation split)")
+        if isinstance(self.train_set, EncodedLatentsDataset):
             maps = build_dataset(config.data, "train", with_conditions=True)
-            check_encoded_latents(self.vae, train_set, maps, f"latents.dir {config.latents.dir}")
+            check_encoded_latents(self.vae, self.train_set, maps, f"latents.dir {config.latents.dir}")
         else:
-            check_data_fits_vae(self.vae, train_set[0], "data (training split)")
+            check_data_fits_vae(self.vae, self.train_set[0], "data (training split)")
         factor = downsampling_factor(self.vae.config.block_out_channels)
         model = ConditionedDenoiser.from_preset(
             config.denoiser.preset,
@@ -148,28 +160,21 @@ class LDMTrainer(Trainer):
         if train.gradient_checkpointing:
             model.unet.enable_gradient_checkpointing()
         optimizers = build_optimizers(list(model.named_parameters()), train, train.lr, ConditionedDenoiser.edge_layers)
-        self.model, *self.denoiser_optimizers = accelerator.prepare(model, *optimizers)
-        self.optimizers = [(optimizer, train.lr) for optimizer in self.denoiser_optimizers]
-        self.raw_model: ConditionedDenoiser = accelerator.unwrap_model(self.model)
+        models, optimizers = self.prepare({"denoiser": model}, trained_optimizers("denoiser", optimizers, train.lr))
+        self.raw_model: ConditionedDenoiser = accelerator.unwrap_model(models["denoiser"])
         if train.compile:
             self.raw_model.compile_repeated_blocks(dynamic=False)
+        ema = None
         if train.use_ema:
-            self.ema = EMAModel(
+            ema = EMAModel(
                 self.raw_model.parameters(),
                 decay=train.ema_decay,
                 foreach=True,
                 model_cls=ConditionedDenoiser,
                 model_config=self.raw_model.config,
             )
-            self.ema.to(device)
-        self.scheduler = build_scheduler(config.denoiser.formulation)
-        if isinstance(self.scheduler, RadioDiffScheduler):
-            self.scheduler = RadioDiffScheduler(
-                split_last_step=config.diffusion.split_last_step, eta=config.diffusion.eta
-            )
-        # spread over the split, so that the sheet shows several cities rather than one city's transmitters
-        count = min(train.num_sample_images, len(val_set))
-        self.sample_items = [val_set[i * len(val_set) // count] for i in range(count)]
+            ema.to(device)
+        return TrainedParts(models, optimizers, ema)
 
     @classmethod
     def datasets(cls, config: LDMConfig) -> tuple[Dataset, Dataset]:
@@ -244,7 +249,7 @@ class LDMTrainer(Trainer):
         if not self.all_finite(finite):
             self.discard_gradients()
             return None
-        self.optimizer_steps([(optimizer, self.model) for optimizer in self.denoiser_optimizers])
+        self.optimizer_steps(self.updates_of("denoiser"))
         self.update_ema(self.raw_model)
         return logs
 
@@ -253,9 +258,9 @@ class LDMTrainer(Trainer):
     def pipeline(self) -> RadioDiffPipeline:
         """The pipeline of the frozen VAE and the trained denoiser: its EMA weights when the run keeps an EMA."""
         model = self.raw_model
-        if self.ema is not None:
+        if self.parts.ema is not None:
             model = ConditionedDenoiser.from_config(self.raw_model.config).to(self.accelerator.device).eval()
-            self.ema.copy_to(model.parameters())
+            self.parts.ema.copy_to(model.parameters())
         pipeline = RadioDiffPipeline(
             vae=self.vae, unet=model.unet, condition_encoder=model.condition_encoder, scheduler=self.scheduler,
             default_num_inference_steps=self.config.diffusion.sampling_steps,
@@ -274,20 +279,19 @@ class LDMTrainer(Trainer):
         self.raw_model.train()
         gain_maps = torch.stack([item["gain_map"] for item in items])
         names = [item["name"] for item in items]
-        weights = "EMA weights" if self.ema is not None else "weights"
+        weights = "EMA weights" if self.parts.ema is not None else "weights"
         save_generation_sheet(buildings, transmitter, gain_maps, generated, names, path, title=f"{title} ({weights})")
 
     def resume(self, path: Path) -> None:
         # a checkpoint of a run on another VAE would fail deep in torch's load_state_dict: name the cause instead
-        with safe_open(str(path / "model.safetensors"), "pt") as stored:
-            stored_shape = stored.get_slice("unet.conv_in.weight").get_shape() if "unet.conv_in.weight" in stored.keys() else None
-        expected = list(self.raw_model.unet.conv_in.weight.shape)
-        if stored_shape is not None and stored_shape != expected:
+        stored = stored_model_config(path, "denoiser")  # None in checkpoints written before the manifest
+        expected = self.raw_model.unet.config.in_channels
+        if stored is not None and stored["unet_config"]["in_channels"] != expected:
             condition_channels = self.raw_model.condition_encoder.config.out_channels
             raise TrainingError(
-                f"--resume {path}: its denoiser takes {stored_shape[1] - condition_channels} latent channels, but the VAE "
-                f"at vae.path {self.config.vae.path} has {self.vae.config.latent_channels}; expected a checkpoint of a run "
-                f"on this VAE"
+                f"--resume {path}: its denoiser takes {stored['unet_config']['in_channels'] - condition_channels} "
+                f"latent channels, but the VAE at vae.path {self.config.vae.path} has {self.vae.config.latent_channels}; "
+                f"expected a checkpoint of a run on this VAE"
             )
         super().resume(path)
 

@@ -1,11 +1,27 @@
 """The training loop both stages share: accelerate, data order, the step loop, logs, samples, checkpoints, export.
 
-A stage is a :class:`Trainer` subclass that builds its models and optimizers in ``__init__`` and fills in the
-hooks marked *stage hook* below: :meth:`Trainer.train_step` (one optimizer step), what its log lines and sample
-sheets show, and what it exports. Everything else — exact resume, the run's own generator, the stop path, the
-refusal of a used ``output_dir``, non-finite steps, staged export, ``training_summary.json`` and trackers — is
-written once here. :func:`run_training` runs a stage from a config; ``vae_trainer.train`` and
-``ldm_trainer.train_ldm`` are the two stages' entries. This package is the only place that knows accelerate.
+A stage is a :class:`Trainer` subclass that fills in the hooks marked *stage hook* below. Its contract with the
+loop is one method, :meth:`Trainer.build_trained_parts`, which builds what the stage trains and returns it as a
+:class:`~.checkpoints.TrainedParts`:
+
+- ``models``: the prepared models by name (the first stage's ``vae`` and ``discriminator``, the second stage's
+  ``denoiser``);
+- ``optimizers``: the prepared optimizers by name (``vae.adamw``, ``vae.muon``, ``discriminator.adamw``,
+  ``denoiser.adamw``, ...), each a :class:`~.checkpoints.TrainedOptimizer` with the model it updates and its base
+  learning rate;
+- ``ema``: the EMA of the stage's main model, or None;
+- ``extra_trained_tensors``: trained tensors outside the models (the first stage's learned log-variance
+  ``loss.logvar``).
+
+The stage prepares its models and optimizers with :meth:`Trainer.prepare`, whose order is the order of
+accelerate's checkpoint files. The base class stores the bundle as ``self.parts`` and drives everything from it:
+learning rates, discarded gradients, the EMA update and checkpoints (whose ``trainer_state.json`` carries a
+manifest of what each file holds, checked on resume). The stage adds :meth:`Trainer.train_step` (one optimizer
+step), what its log lines and sample sheets show, and what it exports. Everything else — exact resume, the run's
+own generator, the stop path, the refusal of a used ``output_dir``, non-finite steps, staged export,
+``training_summary.json`` and trackers — is written once here. :func:`run_training` runs a stage from a config;
+``vae_trainer.train`` and ``ldm_trainer.train_ldm`` are the two stages' entries. This package is the only place
+that knows accelerate.
 """
 
 from __future__ import annotations
@@ -23,7 +39,6 @@ from typing import Any, Callable, Iterator
 import torch
 from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration, set_seed
-from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -34,6 +49,8 @@ from ..file_writing import write_atomically
 from ..hub import push_to_hub
 from .checkpoints import (
     STATE_FILE,
+    TrainedOptimizer,
+    TrainedParts,
     TrainerState,
     check_output_dir,
     list_checkpoints,
@@ -50,6 +67,16 @@ from .schedule import ResumableShuffleSampler, learning_rate
 
 class TrainingError(RuntimeError):
     """The run cannot go on; the message says why and what was kept."""
+
+
+def trained_optimizers(
+    model: str, optimizers: list[torch.optim.Optimizer], base_lr: float
+) -> dict[str, TrainedOptimizer]:
+    """``model``'s optimizers (from :func:`.optim.build_optimizers`) by name, ``<model>.<optimizer class>``."""
+    return {
+        f"{model}.{type(optimizer).__name__.lower()}": TrainedOptimizer(optimizer, model, base_lr)
+        for optimizer in optimizers
+    }
 
 
 def parameters_are_finite(module: torch.nn.Module) -> bool:
@@ -82,9 +109,8 @@ class StopRequest:
 class Trainer:
     """The loop and its bookkeeping; a stage subclasses it (see the module's docstring).
 
-    A subclass's ``__init__`` calls this one first, then builds and prepares its models and sets
-    ``self.optimizers`` (each prepared optimizer with its base learning rate), ``self.ema`` and
-    ``self.trained_tensors`` (trained tensors outside the prepared models, checkpointed as safetensors).
+    ``__init__`` sets up the run's generator, data order and log, then calls the stage's
+    :meth:`build_trained_parts` and keeps its bundle as ``self.parts``.
     """
 
     # the tracker's project name, and the folders a run exports (what ``--overwrite`` deletes besides
@@ -102,9 +128,6 @@ class Trainer:
         # every random draw of a training step comes from here, never from the global RNG, so that checkpoints,
         # samples and evaluations (which draw from the global RNG, or advance it inside libraries) never shift it
         self.generator = run_generator(train.seed, accelerator.process_index, device)
-        self.optimizers: list[tuple[torch.optim.Optimizer, float]] = []
-        self.ema: EMAModel | None = None
-        self.trained_tensors: dict[str, torch.Tensor] = {}
         self.sampler = ResumableShuffleSampler(
             len(train_set), train.batch_size, train.seed, accelerator.num_processes, accelerator.process_index
         )
@@ -122,8 +145,14 @@ class Trainer:
         )
         self.state = TrainerState()
         self.runlog = RunLog(self.output_dir / "logs", config.to_dict(), enabled=accelerator.is_main_process)
+        self.parts = self.build_trained_parts()
 
     # ---- stage hooks ------------------------------------------------------------------------------------------
+
+    def build_trained_parts(self) -> TrainedParts:
+        """Build, :meth:`prepare` and return what the stage trains (see the module's docstring); the stage may keep
+        its own handles on them (unwrapped modules, its loss) as attributes."""
+        raise NotImplementedError
 
     def trained_modules(self) -> dict[str, torch.nn.Module]:
         """The unwrapped modules the run trains, by name: checked for finite weights, counted in the summary."""
@@ -160,6 +189,21 @@ class Trainer:
         if train.push_to_hub:
             print(f"pushed to {push_to_hub(self.config.output_dir, train.hub_repo_id)}")
 
+    def prepare(
+        self, models: dict[str, torch.nn.Module], optimizers: dict[str, TrainedOptimizer]
+    ) -> tuple[dict[str, torch.nn.Module], dict[str, TrainedOptimizer]]:
+        """``accelerator.prepare`` of the stage's models, then its optimizers, each dict in its order: the order that
+        names accelerate's checkpoint files (``model.safetensors``, ``model_1.safetensors``, ...; ``optimizer.bin``,
+        ``optimizer_1.bin``, ...), recorded in each checkpoint's manifest."""
+        prepared = self.accelerator.prepare(*models.values(), *(trained.optimizer for trained in optimizers.values()))
+        prepared = prepared if isinstance(prepared, tuple) else (prepared,)  # one object comes back bare
+        prepared_models = dict(zip(models, prepared[: len(models)]))
+        prepared_optimizers = {
+            name: dataclasses.replace(trained, optimizer=optimizer)
+            for (name, trained), optimizer in zip(optimizers.items(), prepared[len(models):])
+        }
+        return prepared_models, prepared_optimizers
+
     # ---- the loop ---------------------------------------------------------------------------------------------
 
     def micro_batches(self) -> Iterator[dict[str, torch.Tensor]]:
@@ -183,11 +227,16 @@ class Trainer:
     def set_learning_rates(self, step: int) -> float:
         """Each optimizer's rate for ``step`` from its base rate; returns the first optimizer's."""
         rates = []
-        for optimizer, base_lr in self.optimizers:
-            rates.append(learning_rate(step, base_lr, self.config.train))
-            for group in optimizer.param_groups:
+        for trained in self.parts.optimizers.values():
+            rates.append(learning_rate(step, trained.base_lr, self.config.train))
+            for group in trained.optimizer.param_groups:
                 group["lr"] = rates[-1]
         return rates[0]
+
+    def updates_of(self, *models: str) -> list[tuple[torch.optim.Optimizer, torch.nn.Module]]:
+        """The ``(optimizer, model)`` pairs of the optimizers of the named models, for :meth:`optimizer_steps`."""
+        chosen = [trained for trained in self.parts.optimizers.values() if trained.model in models]
+        return [(trained.optimizer, self.parts.models[trained.model]) for trained in chosen]
 
     def optimizer_steps(self, updates: list[tuple[torch.optim.Optimizer, torch.nn.Module]]) -> None:
         """Clip and step each ``(optimizer, model)`` of the step.
@@ -216,12 +265,12 @@ class Trainer:
 
     def update_ema(self, module: torch.nn.Module) -> None:
         """After the optimizer step: the EMA of ``module`` every ``train.ema_update_every`` steps."""
-        if self.ema is not None and (self.state.step + 1) % self.config.train.ema_update_every == 0:
-            self.ema.step(module.parameters())
+        if self.parts.ema is not None and (self.state.step + 1) % self.config.train.ema_update_every == 0:
+            self.parts.ema.step(module.parameters())
 
     def discard_gradients(self) -> None:
-        for optimizer, _ in self.optimizers:
-            optimizer.zero_grad(set_to_none=True)
+        for trained in self.parts.optimizers.values():
+            trained.optimizer.zero_grad(set_to_none=True)
 
     def run(self) -> None:
         train = self.config.train
@@ -301,15 +350,16 @@ class Trainer:
             self.output_dir,
             self.state,
             self.generator,
-            self.trained_tensors,
-            self.ema,
+            self.parts,
             self.config.train.checkpoints_total_limit,
         )
         self.runlog.note(f"Saved checkpoint {path}")
         return path
 
     def resume(self, path: Path) -> None:
-        self.state = load_checkpoint(self.accelerator, path, self.generator, self.trained_tensors, self.ema)
+        self.state = load_checkpoint(self.accelerator, path, self.generator, self.parts)
+        if self.state.files is None:
+            self.runlog.note(f"{path} has no manifest (written before radiodiff recorded one): read in this run's order")
         self.runlog.note(f"Resumed from {path} at step {self.state.step}")
         self.accelerator.print(f"Resumed from {path} at step {self.state.step}")
 

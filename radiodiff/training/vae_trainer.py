@@ -31,10 +31,10 @@ from ..evaluation.commands import format_train_subset, format_vae_summary
 from ..hub import write_vae_model_card
 from ..losses import VAEGANLoss
 from ..models import PatchGANDiscriminator, RadioDiffVAE
-from .checkpoints import error_summary, staged_directory
+from .checkpoints import TrainedParts, error_summary, staged_directory
 from .samples import save_sample_sheet
 from .optim import build_optimizers
-from .trainer import Trainer, TrainingError, run_training
+from .trainer import Trainer, TrainingError, run_training, trained_optimizers
 
 DISCRIMINATOR_LOGS = ("disc_loss", "logits_real", "logits_fake")
 
@@ -81,58 +81,65 @@ class VAETrainer(Trainer):
 
     def __init__(self, config: VAEConfig, accelerator: Accelerator, train_set: Dataset, val_set: Dataset):
         super().__init__(config, accelerator, train_set, val_set)
-        train = config.train
-        device = accelerator.device
+        self.vae, self.discriminator = self.parts.models["vae"], self.parts.models["discriminator"]
+        train, device = config.train, accelerator.device
+        # spread over the split, so that the sheet shows several cities rather than one city's transmitters
+        sample_count = min(train.num_sample_images, len(val_set))
+        sample_items = [val_set[i * len(val_set) // sample_count] for i in range(sample_count)]
+        self.sample_maps = [item["gain_map"].to(device) for item in sample_items]
+        self.sample_names = [item["name"] for item in sample_items]
 
+    def build_trained_parts(self) -> TrainedParts:
+        """The VAE and the discriminator, the VAE's optimizers (AdamW, or Muon beside AdamW) and the discriminator's
+        AdamW, the EMA of the VAE, and the loss's learned log-variance when it learns one."""
+        config, accelerator = self.config, self.accelerator
+        train = config.train
         vae, discriminator = build_vae(config), build_discriminator(config)
-        check_channels(vae, discriminator, train_set)
+        check_channels(vae, discriminator, self.train_set)
         if train.gradient_checkpointing:
             vae.enable_gradient_checkpointing()
         if train.channels_last:
             vae.to(memory_format=torch.channels_last)
             discriminator.to(memory_format=torch.channels_last)
-        self.loss_fn = VAEGANLoss(**dataclasses.asdict(config.loss)).to(device)
-        # trained tensors outside the prepared models, checkpointed as safetensors (LPIPS's frozen VGG is not)
-        self.trained_tensors = {"loss.logvar": self.loss_fn.logvar} if config.loss.learn_logvar else {}
-        vae_parameters = list(vae.named_parameters())
-        if config.loss.learn_logvar:
-            vae_parameters.append(("loss.logvar", self.loss_fn.logvar))
-        # the VAE's optimizers (AdamW, or Muon beside AdamW), and the discriminator's AdamW whatever train.optimizer
-        optimizers_g = build_optimizers(vae_parameters, train, train.lr, edge_layers=RadioDiffVAE.edge_layers)
-        (optimizer_d,) = build_optimizers(
+        self.loss_fn = VAEGANLoss(**dataclasses.asdict(config.loss)).to(accelerator.device)
+        # trained outside the prepared models, checkpointed as safetensors (LPIPS's frozen VGG is not)
+        extra_trained_tensors = {"loss.logvar": self.loss_fn.logvar} if config.loss.learn_logvar else {}
+        vae_parameters = list(vae.named_parameters()) + list(extra_trained_tensors.items())
+        vae_optimizers = build_optimizers(vae_parameters, train, train.lr, edge_layers=RadioDiffVAE.edge_layers)
+        # the discriminator's AdamW whatever train.optimizer
+        discriminator_optimizers = build_optimizers(
             list(discriminator.named_parameters()),
             dataclasses.replace(train, optimizer="adamw"),
             train.disc_lr or train.lr,
         )
-        # prepared in this order so that an AdamW run's checkpoint files keep their names (optimizer.bin: the VAE's)
-        self.vae, self.discriminator, *self.optimizers_g, self.optimizer_d = accelerator.prepare(
-            vae, discriminator, *optimizers_g, optimizer_d
+        # in this order, so that checkpoints written before the manifest read the same (optimizer.bin: the VAE's)
+        models, optimizers = self.prepare(
+            {"vae": vae, "discriminator": discriminator},
+            {
+                **trained_optimizers("vae", vae_optimizers, train.lr),
+                **trained_optimizers("discriminator", discriminator_optimizers, train.disc_lr or train.lr),
+            },
         )
-        self.optimizers = [(optimizer, train.lr) for optimizer in self.optimizers_g]
-        self.optimizers.append((self.optimizer_d, train.disc_lr or train.lr))
         # the unwrapped modules: parameters for the adaptive weight, EMA and export, and a discriminator
         # that the generator loss can run without touching DDP's gradient synchronisation
-        self.raw_vae: RadioDiffVAE = accelerator.unwrap_model(self.vae)
-        self.raw_discriminator: PatchGANDiscriminator = accelerator.unwrap_model(self.discriminator)
+        self.raw_vae: RadioDiffVAE = accelerator.unwrap_model(models["vae"])
+        self.raw_discriminator: PatchGANDiscriminator = accelerator.unwrap_model(models["discriminator"])
         if train.compile:
             # regionally: the encoder and decoder blocks compiled, ``decoder.conv_out`` eager, so that the adaptive
             # weight's two autograd.grad calls at conv_out stay small instead of each running the whole backward;
             # static shapes: each block sees one shape per level, and inductor failed on the dynamic-shape graph
             self.raw_vae.compile_repeated_blocks(dynamic=False)
+        ema = None
         if train.use_ema:
-            self.ema = EMAModel(
+            ema = EMAModel(
                 self.raw_vae.parameters(),
                 decay=train.ema_decay,
                 foreach=True,  # one batched update instead of a Python loop over ~200 tensors
                 model_cls=RadioDiffVAE,
                 model_config=self.raw_vae.config,
             )
-            self.ema.to(device)
-        # spread over the split, so that the sheet shows several cities rather than one city's transmitters
-        sample_count = min(train.num_sample_images, len(val_set))
-        sample_items = [val_set[i * len(val_set) // sample_count] for i in range(sample_count)]
-        self.sample_maps = [item["gain_map"].to(device) for item in sample_items]
-        self.sample_names = [item["name"] for item in sample_items]
+            ema.to(accelerator.device)
+        return TrainedParts(models, optimizers, ema, extra_trained_tensors)
 
     @classmethod
     def datasets(cls, config: VAEConfig) -> tuple[Dataset, Dataset]:
@@ -173,15 +180,12 @@ class VAETrainer(Trainer):
         if not self.all_finite(finite):
             self.discard_gradients()
             return None
-        if self.config.loss.learn_logvar and self.accelerator.num_processes > 1:
-            # logvar lives outside the DDP-wrapped VAE, so DDP does not average its gradient
-            logvar = self.loss_fn.logvar
-            logvar.grad = self.accelerator.reduce(logvar.grad, reduction="mean")
+        if self.accelerator.num_processes > 1:
+            # they live outside the DDP-wrapped VAE, so DDP does not average their gradients
+            for tensor in self.parts.extra_trained_tensors.values():
+                tensor.grad = self.accelerator.reduce(tensor.grad, reduction="mean")
         # no discriminator work before disc_start: not even weight decay (the original still applied it)
-        updates = [(optimizer, self.vae) for optimizer in self.optimizers_g]
-        if disc_active:
-            updates.append((self.optimizer_d, self.discriminator))
-        self.optimizer_steps(updates)
+        self.optimizer_steps(self.updates_of("vae", "discriminator") if disc_active else self.updates_of("vae"))
         self.update_ema(self.raw_vae)
         return logs
 
@@ -208,9 +212,9 @@ class VAETrainer(Trainer):
         # staged: a full disk or a kill leaves an earlier export whole, never a half-written one
         with staged_directory(self.output_dir / "vae") as vae_dir:
             self.raw_vae.save_pretrained(vae_dir)
-            if self.ema is not None:
+            if self.parts.ema is not None:
                 ema_vae = RadioDiffVAE.from_config(self.raw_vae.config)
-                self.ema.copy_to(ema_vae.parameters())
+                self.parts.ema.copy_to(ema_vae.parameters())
                 ema_vae.save_pretrained(vae_dir, variant="ema")
         with staged_directory(self.output_dir / "discriminator") as discriminator_dir:
             self.raw_discriminator.save_pretrained(discriminator_dir)
