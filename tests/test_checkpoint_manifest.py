@@ -13,10 +13,10 @@ from torch.amp import GradScaler
 
 from conftest import TINY_VAE, tiny_loop_overrides, tiny_training_overrides
 from radiodiff import RadioDiffVAE
-from radiodiff.config import load_config
-from radiodiff.training import CheckpointError, main_ldm, train
+from radiodiff.config import load_vae_config
+from radiodiff.training import CheckpointError, main_ldm, train_vae
 from radiodiff.training.checkpoints import list_checkpoints
-from radiodiff.training.vae_trainer import build_trainer
+from radiodiff.training.vae_trainer import build_vae_trainer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "vae_checkpoint_before_manifest"
 # with tiny_training_overrides, the run that wrote FIXTURE (see tests/fixtures/README.md)
@@ -36,12 +36,12 @@ def cache_16(tmp_path_factory):
 
 def fixture_run_config(output_dir, cache, *overrides):
     overrides = tiny_training_overrides(output_dir, cache) + VAE_CHECKPOINT_BEFORE_MANIFEST + list(overrides)
-    return load_config(None, overrides)
+    return load_vae_config(None, overrides)
 
 
 def saved_manifest(output_dir, cache, *overrides, grad_scaler=None) -> tuple[Path, dict]:
     """A real checkpoint of the fixture's run at step 0 (no training needed to know what its files hold)."""
-    trainer = build_trainer(fixture_run_config(output_dir, cache, *overrides))
+    trainer = build_vae_trainer(fixture_run_config(output_dir, cache, *overrides))
     trainer.accelerator.scaler = grad_scaler  # what accelerate sets up for fp16 on a GPU
     path = trainer.save_checkpoint()
     trainer.accelerator.end_training()
@@ -87,7 +87,7 @@ def test_a_checkpoint_of_other_parts_than_the_run_trains_is_refused_naming_the_f
     tmp_path, cache_16, override, message
 ):
     path, _ = saved_manifest(tmp_path / "run", cache_16)
-    trainer = build_trainer(fixture_run_config(tmp_path / "other", cache_16, override))
+    trainer = build_vae_trainer(fixture_run_config(tmp_path / "other", cache_16, override))
     with pytest.raises(CheckpointError) as error:
         trainer.resume(path)
     assert str(error.value).startswith(f"{path}: {message}")
@@ -108,7 +108,7 @@ def test_a_checkpoint_written_before_the_manifest_resumes_to_exactly_the_state_i
     """Files mapped by the order of that version: model.safetensors the VAE, model_1 the discriminator,
     optimizer.bin the VAE's AdamW, optimizer_1.bin the discriminator's."""
     assert "files" not in json.loads((FIXTURE / "trainer_state.json").read_text())
-    trainer = build_trainer(fixture_run_config(tmp_path / "run", cache_16))
+    trainer = build_vae_trainer(fixture_run_config(tmp_path / "run", cache_16))
     trainer.resume(FIXTURE)
     parts = trainer.parts
 
@@ -137,7 +137,7 @@ def test_a_checkpoint_written_before_the_manifest_trains_on_and_is_rewritten_wit
     output_dir = tmp_path / "run"
     (output_dir / "checkpoints").mkdir(parents=True)
     shutil.copytree(FIXTURE, output_dir / "checkpoints" / "checkpoint-2")
-    train(fixture_run_config(output_dir, cache_16, "train.max_steps=4"), resume="latest")
+    train_vae(fixture_run_config(output_dir, cache_16, "train.max_steps=4"), resume="latest")
 
     assert [step for step, _ in list_checkpoints(output_dir)] == [2, 4]
     files = json.loads((output_dir / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())["files"]
@@ -151,7 +151,7 @@ def test_a_manifest_that_is_not_one_is_refused_naming_the_file(tmp_path, cache_1
     path, _ = saved_manifest(tmp_path / "run", cache_16)
     state = json.loads((path / "trainer_state.json").read_text())
     (path / "trainer_state.json").write_text(json.dumps({**state, "files": ["model.safetensors"]}))
-    trainer = build_trainer(fixture_run_config(tmp_path / "other", cache_16))
+    trainer = build_vae_trainer(fixture_run_config(tmp_path / "other", cache_16))
     with pytest.raises(CheckpointError, match=f"^{path / 'trainer_state.json'}: files: expected the manifest"):
         trainer.resume(path)
     trainer.accelerator.end_training()
