@@ -24,6 +24,7 @@ from .config import Config, ConfigError, DataConfig, load_config, load_data_conf
 from .files import find_samples, write_atomically
 from .models import downsampling_factor
 from .pipelines.pipeline_radiodiff import DEFAULT_NUM_INFERENCE_STEPS
+from .schedulers import formulation_of
 
 CARD_TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 CARD_TAGS = ["radio-map", "vae", "radiodiff", "autoencoderkl", "latent-diffusion", "pathloss"]
@@ -400,6 +401,13 @@ def _run_settings(output_dir: Path) -> tuple[DataConfig | None, dict[str, Any]]:
         raise HubError(str(error)) from None
 
 
+def _formulation_name(output_dir: Path, scheduler_class: str) -> str:
+    try:
+        return formulation_of(scheduler_class).name
+    except ValueError as error:
+        raise HubError(f"{output_dir}: {PIPELINE_DIR}/model_index.json names the {error}") from None
+
+
 def read_pipeline_run(output_dir: str | Path) -> PipelineRun:
     """Collect what the second stage's card needs from ``output_dir``; only ``pipeline/`` is required."""
     output_dir = Path(output_dir)
@@ -412,7 +420,7 @@ def read_pipeline_run(output_dir: str | Path) -> PipelineRun:
     data, train = _run_settings(output_dir)
     return PipelineRun(
         output_dir=output_dir,
-        formulation="radiodiff" if scheduler_class == "RadioDiffScheduler" else "flow_matching",
+        formulation=_formulation_name(output_dir, scheduler_class),
         scheduler_class=scheduler_class,
         default_steps=index.get("default_num_inference_steps", DEFAULT_NUM_INFERENCE_STEPS),
         carries_code=bool(shipped_code(pipeline_dir)),

@@ -15,6 +15,7 @@ from conftest import (
 )
 from radiodiff import RadioDiffPipeline, RadioDiffVAE
 from radiodiff.config import FrozenVAEConfig, read_ldm_config
+from radiodiff.schedulers import formulation_of
 from radiodiff.training import main_ldm, train_ldm
 from radiodiff.training.checkpoints import list_checkpoints
 
@@ -158,7 +159,7 @@ def test_flow_matching_trains_and_exports_a_flow_matching_pipeline(tmp_path, syn
     output_dir = train_ldm(ldm_config(*tiny_ldm_overrides(tmp_path / "flow", synthetic_cache, vae_dir),
                                       "denoiser.formulation=flow_matching", "train.max_steps=2", "vae.variant=null"))
     pipe = RadioDiffPipeline.from_pretrained(output_dir / "pipeline")
-    assert isinstance(pipe.scheduler, FlowMatchEulerDiscreteScheduler) and pipe.formulation == "flow_matching"
+    assert isinstance(pipe.scheduler, FlowMatchEulerDiscreteScheduler) and formulation_of(pipe.scheduler).name == "flow_matching"
     assert pipe.unet.config.out_channels == pipe.vae.config.latent_channels
     # vae.variant null: the plain first-stage weights
     plain = AutoencoderKL.from_pretrained(vae_dir)

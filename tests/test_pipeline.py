@@ -13,10 +13,11 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 
+from map_fixtures import tiny_pipeline
 from radiodiff.models import RadioDiffVAE, RadioMapConditionEncoder, build_condition_encoder, build_denoiser
 from radiodiff.pipelines import RadioDiffPipeline, rasterize_transmitter
 from radiodiff.pipelines import pipeline_radiodiff as pipeline_module
-from radiodiff.schedulers import RadioDiffScheduler, build_scheduler
+from radiodiff.schedulers import RadioDiffScheduler, formulation_of
 
 SIZE = 32
 FORMULATIONS = ("radiodiff", "flow_matching")
@@ -33,12 +34,7 @@ def exported_vae(tmp_path_factory) -> AutoencoderKL:
 
 
 def make_pipeline(vae: AutoencoderKL, formulation: str) -> RadioDiffPipeline:
-    torch.manual_seed(1)
-    encoder = build_condition_encoder("tiny", downsampling_factor=4)
-    unet = build_denoiser("tiny", vae.config.latent_channels, encoder.config.out_channels, formulation, SIZE // 4)
-    pipe = RadioDiffPipeline(vae=vae, unet=unet, condition_encoder=encoder, scheduler=build_scheduler(formulation))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return tiny_pipeline(formulation, SIZE, vae=vae)
 
 
 @pytest.fixture(scope="module", params=FORMULATIONS)
@@ -119,12 +115,12 @@ def test_save_pretrained_writes_a_safetensors_folder_that_carries_its_code(pipe,
     assert index["vae"] == ["diffusers", "AutoencoderKL"]
     assert index["unet"] == ["diffusers", "UNet2DModel"]
     assert index["condition_encoder"] == ["condition_encoder", "RadioMapConditionEncoder"]
-    radiodiff_scheduler = pipe.formulation == "radiodiff"
+    radiodiff_scheduler = isinstance(pipe.scheduler, RadioDiffScheduler)
     assert index["scheduler"] == (["scheduling_radiodiff", "RadioDiffScheduler"] if radiodiff_scheduler
                                   else ["diffusers", "FlowMatchEulerDiscreteScheduler"])
     assert index["default_num_inference_steps"] == 5
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.suffix != ".json")
-    assert [f for f in files if "." in f] == sorted(shipped_code(pipe.formulation) + [
+    assert [f for f in files if "." in f] == sorted(shipped_code(pipe) + [
         f"{component}/diffusion_pytorch_model.safetensors" for component in ("condition_encoder", "unet", "vae")
     ])
     # the shipped files are the package's modules, verbatim
@@ -132,8 +128,8 @@ def test_save_pretrained_writes_a_safetensors_folder_that_carries_its_code(pipe,
     assert_round_trip(pipe, tmp_path, buildings)
 
 
-def shipped_code(formulation: str) -> list[str]:
-    scheduler = ["scheduler/scheduling_radiodiff.py"] if formulation == "radiodiff" else []
+def shipped_code(pipe) -> list[str]:
+    scheduler = ["scheduler/scheduling_radiodiff.py"] if isinstance(pipe.scheduler, RadioDiffScheduler) else []
     return sorted(["condition_encoder/condition_encoder.py", "pipeline_radiodiff.py", *scheduler])
 
 
@@ -156,7 +152,7 @@ def assert_round_trip(pipe, folder, buildings, loaders=("radiodiff", "diffusers"
             loaded = DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
             assert type(loaded).__name__ == "RadioDiffPipeline" and type(loaded) is not RadioDiffPipeline
         loaded.set_progress_bar_config(disable=True)
-        assert loaded.formulation == pipe.formulation
+        assert formulation_of(loaded.scheduler).name == formulation_of(pipe.scheduler).name
         for name in ("vae", "unet", "condition_encoder"):
             original, restored = getattr(pipe, name).state_dict(), getattr(loaded, name).state_dict()
             assert all(torch.equal(original[key], restored[key]) for key in original), name
@@ -182,7 +178,7 @@ def save_as_before_the_code_shipped(pipe, folder):
     index = json.loads((folder / "model_index.json").read_text())
     index.update(_class_name="RadioDiffPipeline",
                  condition_encoder=["radiodiff.models.condition_encoder", "RadioMapConditionEncoder"])
-    if pipe.formulation == "radiodiff":
+    if isinstance(pipe.scheduler, RadioDiffScheduler):
         index["scheduler"] = ["radiodiff.schedulers.scheduling_radiodiff", "RadioDiffScheduler"]
     del index["default_num_inference_steps"]
     (folder / "model_index.json").write_text(json.dumps(index))
@@ -199,7 +195,7 @@ def test_a_folder_saved_before_the_code_shipped_loads_with_radiodiff_and_re_savi
     assert old.config.default_num_inference_steps == 5
     old.save_pretrained(tmp_path / "upgraded")
     assert sorted(p.relative_to(tmp_path / "upgraded").as_posix()
-                  for p in (tmp_path / "upgraded").rglob("*.py")) == shipped_code(pipe.formulation)
+                  for p in (tmp_path / "upgraded").rglob("*.py")) == shipped_code(pipe)
     assert_round_trip(pipe, tmp_path / "upgraded", buildings)
 
 
@@ -404,10 +400,10 @@ def test_a_transmitter_on_a_building_is_warned_of_with_its_map_and_pixel(pipe, b
 
 def test_components_that_do_not_fit_together_are_refused(exported_vae):
     encoder = build_condition_encoder("tiny", downsampling_factor=4)
-    velocity_unet = build_denoiser("tiny", 3, encoder.config.out_channels, "flow_matching", SIZE // 4)
-    with pytest.raises(ValueError, match="the radiodiff formulation expects 6"):
+    velocity_unet = build_denoiser("tiny", 3, encoder.config.out_channels, 1, SIZE // 4)
+    with pytest.raises(ValueError, match=r"out_channels 3; the scheduler RadioDiffScheduler takes 2 prediction\(s\) per"):
         RadioDiffPipeline(exported_vae, velocity_unet, encoder, RadioDiffScheduler())
-    narrow_unet = build_denoiser("tiny", 3, 4, "flow_matching", SIZE // 4)
+    narrow_unet = build_denoiser("tiny", 3, 4, 1, SIZE // 4)
     with pytest.raises(ValueError, match="unet: in_channels 7; expected 3 latent"):
         RadioDiffPipeline(exported_vae, narrow_unet, encoder, FlowMatchEulerDiscreteScheduler())
     coarse_encoder = build_condition_encoder("tiny", downsampling_factor=8)

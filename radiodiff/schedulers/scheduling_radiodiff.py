@@ -47,8 +47,11 @@ class RadioDiffScheduler(SchedulerMixin, ConfigMixin):
     r"""The sampler and forward process of RadioDiff's second stage.
 
     ``timesteps`` are what the denoiser is given (``t * num_train_timesteps``, as diffusers' flow-matching
-    scheduler does with its sigmas); ``times`` are the continuous t they stand for. ``step`` takes one of
-    ``timesteps``; the training helpers (:meth:`sample_times`, :meth:`add_noise`, :meth:`loss_weights`) speak t.
+    scheduler does with its sigmas); ``times`` are the continuous t they stand for. Every method speaks
+    ``timesteps``, as diffusers' schedulers do: ``step`` takes one of ``self.timesteps``, the training helpers
+    (:meth:`sample_timesteps`, :meth:`add_noise`, :meth:`loss_weights`) any in ``(0, num_train_timesteps]``.
+    The denoiser's output is ``C_hat`` and ``eps_hat`` stacked along the channels (``outputs_per_latent_channel``
+    is 2), which ``step`` splits, as diffusers' ``DDPMScheduler`` splits a learned variance off its input.
 
     Args:
         num_train_timesteps (`int`, defaults to 1000): the scale from t in (0, 1] to the denoiser's timestep.
@@ -64,6 +67,10 @@ class RadioDiffScheduler(SchedulerMixin, ConfigMixin):
 
     config_name = "scheduler_config.json"
     order = 1
+    # the sampler starts from N(0, 1) at t = 1 and the denoiser takes x_t as it is (scale_model_input)
+    init_noise_sigma = 1.0
+    # what the pipeline reads to check that the UNet returns C_hat and eps_hat for each latent channel
+    outputs_per_latent_channel = 2
 
     @register_to_config
     def __init__(
@@ -95,6 +102,10 @@ class RadioDiffScheduler(SchedulerMixin, ConfigMixin):
         self.times = torch.tensor(times, dtype=torch.float64)
         self.timesteps = (self.times * self.config.num_train_timesteps).to(device=device, dtype=torch.float32)
 
+    def scale_model_input(self, sample: torch.Tensor, timestep: float | torch.Tensor | None = None) -> torch.Tensor:
+        """The denoiser's input at ``timestep``: x_t itself (the process needs no input scaling)."""
+        return sample
+
     def _index_of(self, timestep: float | torch.Tensor) -> int:
         matches = torch.isclose(self.timesteps, torch.as_tensor(timestep, dtype=torch.float32).to(self.timesteps))
         if not matches.any():
@@ -106,7 +117,7 @@ class RadioDiffScheduler(SchedulerMixin, ConfigMixin):
 
     def step(
         self,
-        model_output: tuple[torch.Tensor, torch.Tensor],
+        model_output: torch.Tensor,
         timestep: float | torch.Tensor,
         sample: torch.Tensor,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -116,19 +127,15 @@ class RadioDiffScheduler(SchedulerMixin, ConfigMixin):
         r"""One step from t to t - s.
 
         Args:
-            model_output (`tuple[torch.Tensor, torch.Tensor]`): the denoiser's ``(C_hat, eps_hat)``.
+            model_output (`torch.Tensor`): the denoiser's output, ``C_hat`` and ``eps_hat`` stacked along the
+                channels (:meth:`split_model_output`).
             timestep (`float` or `torch.Tensor`): one of ``self.timesteps``.
             sample (`torch.Tensor`): x_t.
             generator (`torch.Generator`, *optional*): the only source of the step's noise.
             return_dict (`bool`, defaults to `True`): return a [`RadioDiffSchedulerOutput`] rather than a tuple.
             eta (`float`, *optional*): this step's share of the posterior noise; the config's ``eta`` when None.
         """
-        if not isinstance(model_output, (tuple, list)) or len(model_output) != 2:
-            raise ValueError(
-                f"model_output: expected the pair (C_hat, eps_hat), got {type(model_output).__name__}; "
-                "split the denoiser's output in two along the channels"
-            )
-        pred_c, pred_eps = model_output
+        pred_c, pred_eps = self.split_model_output(model_output, sample)
         index = self._index_of(timestep)
         t = float(self.times[index])
         t_next = float(self.times[index + 1]) if index + 1 < len(self.times) else 0.0
@@ -148,32 +155,43 @@ class RadioDiffScheduler(SchedulerMixin, ConfigMixin):
             return prev_sample, pred_original_sample
         return RadioDiffSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
 
+    def split_model_output(
+        self, model_output: torch.Tensor, sample: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(C_hat, eps_hat)``: the denoiser's output split in two along the channels, each shaped like ``sample``."""
+        if model_output.shape[1] != 2 * sample.shape[1] or model_output.shape[2:] != sample.shape[2:]:
+            raise ValueError(
+                f"model_output: shape {tuple(model_output.shape)}; expected C_hat and eps_hat stacked along the "
+                f"channels, 2 x the sample's {tuple(sample.shape[1:])}"
+            )
+        return model_output.chunk(2, dim=1)
+
     # ---- training ------------------------------------------------------------------------------------------
 
-    def sample_times(
+    def times_of(self, timesteps: torch.Tensor) -> torch.Tensor:
+        """The continuous t that ``timesteps`` stand for."""
+        return torch.as_tensor(timesteps) / self.config.num_train_timesteps
+
+    def sample_timesteps(
         self, batch_size: int, generator: torch.Generator | None = None, device: str | torch.device | None = None
     ) -> torch.Tensor:
-        """t ~ U(t_min, 1), one per sample, drawn from ``generator``."""
+        """Training timesteps, one per sample: t ~ U(t_min, 1) from ``generator``, times ``num_train_timesteps``."""
         uniform = torch.rand(batch_size, generator=generator, device=device)
-        return self.config.t_min + (1.0 - self.config.t_min) * uniform
+        return (self.config.t_min + (1.0 - self.config.t_min) * uniform) * self.config.num_train_timesteps
 
-    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
-        """x_t = (1 - t) x0 + sqrt(t) eps, with ``times`` the continuous t per sample (B,) or one scalar."""
-        t = _per_sample(torch.as_tensor(times), original_samples)
+    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """x_t = (1 - t) x0 + sqrt(t) eps at ``timesteps`` (B,) or one scalar, in the units of ``self.timesteps``."""
+        t = _per_sample(self.times_of(timesteps), original_samples)
         return (1.0 - t) * original_samples + t.sqrt() * noise
-
-    def timesteps_for(self, times: torch.Tensor) -> torch.Tensor:
-        """The denoiser's timestep for continuous ``times`` (what ``self.timesteps`` holds at sampling)."""
-        return times * self.config.num_train_timesteps
 
     @staticmethod
     def training_targets(original_samples: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The denoiser's targets ``(C, eps) = (-x0, noise)``."""
         return -original_samples, noise
 
-    @staticmethod
-    def loss_weights(times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss_weights(self, timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """RadioDiff's per-sample weights ``w1 = 2 exp(1 - t)`` on C and ``w2 = exp(sqrt(t))`` on eps."""
+        times = self.times_of(timesteps)
         return 2.0 * torch.exp(1.0 - times), torch.exp(times.sqrt())
 
     def __len__(self) -> int:
