@@ -24,7 +24,7 @@ from .config import Config, ConfigError, DataConfig, load_config, load_data_conf
 from .files import find_samples, write_atomically
 from .models import downsampling_factor
 from .pipelines.pipeline_radiodiff import DEFAULT_NUM_INFERENCE_STEPS
-from .schedulers import formulation_of
+from .schedulers import Formulation, formulation_of
 
 CARD_TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 CARD_TAGS = ["radio-map", "vae", "radiodiff", "autoencoderkl", "latent-diffusion", "pathloss"]
@@ -357,7 +357,7 @@ class PipelineRun:
     """What a second-stage card says, as read from ``output_dir`` (``pipeline/`` is required)."""
 
     output_dir: Path
-    formulation: str
+    formulation: Formulation
     scheduler_class: str
     default_steps: int
     carries_code: bool
@@ -401,9 +401,9 @@ def _run_settings(output_dir: Path) -> tuple[DataConfig | None, dict[str, Any]]:
         raise HubError(str(error)) from None
 
 
-def _formulation_name(output_dir: Path, scheduler_class: str) -> str:
+def _formulation(output_dir: Path, scheduler_class: str) -> Formulation:
     try:
-        return formulation_of(scheduler_class).name
+        return formulation_of(scheduler_class)
     except ValueError as error:
         raise HubError(f"{output_dir}: {PIPELINE_DIR}/model_index.json names the {error}") from None
 
@@ -420,7 +420,7 @@ def read_pipeline_run(output_dir: str | Path) -> PipelineRun:
     data, train = _run_settings(output_dir)
     return PipelineRun(
         output_dir=output_dir,
-        formulation=_formulation_name(output_dir, scheduler_class),
+        formulation=_formulation(output_dir, scheduler_class),
         scheduler_class=scheduler_class,
         default_steps=index.get("default_num_inference_steps", DEFAULT_NUM_INFERENCE_STEPS),
         carries_code=bool(shipped_code(pipeline_dir)),
@@ -488,7 +488,7 @@ def render_pipeline_model_card(output_dir: str | Path, repo_id: str | None = Non
         library_name="diffusers",
         pipeline_tag="image-to-image",
         license=LICENSE,
-        tags=PIPELINE_CARD_TAGS + [run.formulation.replace("_", "-")] + (
+        tags=PIPELINE_CARD_TAGS + [run.formulation.name.replace("_", "-")] + (
             [run.data.source] if run.data and run.data.source != "datasets" else []),
         datasets=[dataset_type] if run.data and _hub_dataset_id(run.data) else None,
         metrics=[name for name in METRICS if _pipeline_eval_results(run)] or None,
@@ -500,7 +500,7 @@ def render_pipeline_model_card(output_dir: str | Path, repo_id: str | None = Non
         template_path=str(PIPELINE_CARD_TEMPLATE),
         model_name=model_name,
         repo_id=repo_id or PLACEHOLDER_REPO_ID,
-        formulation=run.formulation,
+        formulation_title=run.formulation.title,
         scheduler_class=run.scheduler_class,
         default_steps=run.default_steps,
         carries_code=run.carries_code,

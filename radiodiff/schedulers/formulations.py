@@ -45,7 +45,7 @@ class TrainingPair:
 class Formulation:
     """One way of training the second stage's denoiser and sampling with it.
 
-    A subclass sets ``name`` (its config name), ``scheduler_class`` and ``target_names`` (the denoiser predicts one
+    A subclass sets ``name`` (its config name), ``title``, ``scheduler_class`` and ``target_names`` (the denoiser predicts one
     latent-shaped tensor per name, stacked along the channels in that order), and writes :meth:`training_pair` and
     :meth:`loss`; it overrides :meth:`build_scheduler`, :meth:`function_evaluations` and ``takes_eta`` where its
     sampler differs from the defaults.
@@ -57,6 +57,8 @@ class Formulation:
     """
 
     name: ClassVar[str]
+    # how a model card names it
+    title: ClassVar[str]
     scheduler_class: ClassVar[type[SchedulerMixin]]
     target_names: ClassVar[tuple[str, ...]]
     # whether the sampler draws fresh noise in a share set by eta (diffusion.eta, pipe(eta=...))
@@ -111,6 +113,7 @@ class RadioDiffFormulation(Formulation):
     """RadioDiff's decoupled process (:class:`RadioDiffScheduler`): the denoiser predicts C = -x0 and the noise."""
 
     name = "radiodiff"
+    title = "RadioDiff (decoupled C and eps)"
     scheduler_class = RadioDiffScheduler
     target_names = ("C", "eps")
     takes_eta = True
@@ -142,6 +145,7 @@ class FlowMatchingFormulation(Formulation):
     the denoiser predicts the velocity ``noise - x0`` (MSE), sampling takes Euler steps from sigma = 1."""
 
     name = "flow_matching"
+    title = "flow matching"
     scheduler_class = FlowMatchEulerDiscreteScheduler
     target_names = ("velocity",)
 
