@@ -8,13 +8,15 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 # the models and the loss import torch and diffusers (seconds); they load on first use so that pure readers
-# such as `radiodiff report` start fast
+# such as `radiodiff report` start fast; every class a pipeline folder ships the code of is here, since
+# RadioDiffPipeline.load_config finds the package's own class for it by name
 _LAZY_EXPORTS = {
     "PatchGANDiscriminator": ".models",
     "RadioDiffPipeline": ".pipelines",
     "RadioDiffScheduler": ".schedulers",
     "RadioDiffVAE": ".models",
     "RadioMapConditionEncoder": ".models",
+    "RegressionScheduler": ".schedulers",
     "VAEGANLoss": ".losses",
 }
 
@@ -24,6 +26,7 @@ __all__ = [
     "RadioDiffScheduler",
     "RadioDiffVAE",
     "RadioMapConditionEncoder",
+    "RegressionScheduler",
     "VAEGANLoss",
     "__version__",
 ]
@@ -32,7 +35,7 @@ if TYPE_CHECKING:
     from .losses import VAEGANLoss
     from .models import PatchGANDiscriminator, RadioDiffVAE, RadioMapConditionEncoder
     from .pipelines import RadioDiffPipeline
-    from .schedulers import RadioDiffScheduler
+    from .schedulers import RadioDiffScheduler, RegressionScheduler
 
 
 def __getattr__(name: str) -> Any:

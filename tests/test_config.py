@@ -390,7 +390,7 @@ def test_the_formulations_are_the_registered_ones_and_another_name_is_an_error()
 
     for name in FORMULATIONS:
         assert read_ldm_config(None, ["vae.path=v", f"denoiser.formulation={name}"])[0].denoiser.formulation == name
-    with pytest.raises(ConfigError, match="denoiser.formulation: 'ddpm'; expected one of 'radiodiff', 'flow_matching'"):
+    with pytest.raises(ConfigError, match="denoiser.formulation: 'ddpm'; expected one of 'radiodiff', 'flow_matching', 'regression'"):
         read_ldm_config(None, ["vae.path=v", "denoiser.formulation=ddpm"])
 
 

@@ -9,10 +9,11 @@ from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
 from map_fixtures import tiny_pipeline
 from radiodiff.config import DiffusionConfig
-from radiodiff.losses import flow_matching_loss, radiodiff_loss
+from radiodiff.losses import flow_matching_loss, latent_regression_loss, radiodiff_loss
 from radiodiff.schedulers import (
     FORMULATIONS,
     FlowMatchingFormulation,
+    LatentRegressionFormulation,
     RadioDiffFormulation,
     RadioDiffScheduler,
     build_formulation,
@@ -56,6 +57,21 @@ def test_flow_matching_pair_is_the_straight_path_at_sigma_times_1000_with_the_ve
     assert list(pair.targets) == ["velocity"] and torch.equal(pair.targets["velocity"], noise - x0)
     sigma = sigma.reshape(-1, 1, 1, 1)
     assert torch.equal(pair.model_input, sigma * noise + (1 - sigma) * x0)
+
+
+def test_regression_pair_is_a_zero_latent_at_timestep_zero_with_the_clean_latent_target_and_draws_nothing():
+    formulation = build_formulation("regression")
+    x0, generator = clean_latents(), torch.Generator().manual_seed(0)
+    pair = formulation.training_pair(x0, generator)
+    assert torch.equal(generator.get_state(), torch.Generator().manual_seed(0).get_state())
+    assert torch.equal(pair.model_input, torch.zeros(LATENT)) and torch.equal(pair.timesteps, torch.zeros(LATENT[0]))
+    assert list(pair.targets) == ["x0"] and pair.targets["x0"] is x0
+    # what the pipeline gives the UNet: its starting noise times init_noise_sigma, at the scheduler's one timestep
+    formulation.scheduler.set_timesteps(5)
+    assert formulation.scheduler.init_noise_sigma == 0 and formulation.scheduler.timesteps.tolist() == [0.0]
+    output = torch.randn(LATENT)
+    assert torch.equal(formulation.loss(output, pair)[0], latent_regression_loss(output, x0)[0])
+    assert torch.equal(formulation.scheduler.step(output, 0.0, pair.model_input).prev_sample, output)
 
 
 @pytest.mark.parametrize("name", ["radiodiff", "flow_matching"])
@@ -110,6 +126,7 @@ def test_radiodiff_s_scheduler_carries_the_run_s_sampler_settings():
 
 @pytest.mark.parametrize("name, split_last_step, steps, expected", [
     ("radiodiff", True, 1, 2), ("radiodiff", True, 3, 4), ("radiodiff", False, 3, 3), ("flow_matching", True, 3, 3),
+    ("regression", True, 1, 1), ("regression", True, 5, 1),
 ])
 def test_function_evaluations_are_the_unet_calls_of_the_pipeline(name, split_last_step, steps, expected):
     pipe = tiny_pipeline(name)
@@ -132,7 +149,8 @@ def test_the_formulation_and_its_scheduler_say_the_same_to_the_pipeline(name):
 
 
 def test_the_registry_has_each_formulation_under_its_config_name():
-    assert FORMULATIONS == {"radiodiff": RadioDiffFormulation, "flow_matching": FlowMatchingFormulation}
+    assert FORMULATIONS == {"radiodiff": RadioDiffFormulation, "flow_matching": FlowMatchingFormulation,
+                            "regression": LatentRegressionFormulation}
     assert all(formulation_class(name).name == name for name in FORMULATIONS)
 
 
@@ -147,7 +165,8 @@ def test_a_scheduler_or_its_saved_class_name_gives_its_formulation(name, tmp_pat
 
 
 def test_an_unknown_name_or_scheduler_is_one_error_naming_it():
-    with pytest.raises(ValueError, match=r"^formulation: 'ddpm'; expected one of 'radiodiff', 'flow_matching'$"):
+    with pytest.raises(ValueError, match=r"^formulation: 'ddpm'; expected one of 'radiodiff', 'flow_matching', "
+                                         r"'regression'$"):
         formulation_class("ddpm")
     with pytest.raises(ValueError, match=r"^formulation: 'ddpm'"):
         build_formulation("ddpm")

@@ -17,7 +17,7 @@ from map_fixtures import tiny_pipeline
 from radiodiff.models import RadioDiffVAE, RadioMapConditionEncoder, build_condition_encoder, build_denoiser
 from radiodiff.pipelines import RadioDiffPipeline, rasterize_transmitter
 from radiodiff.pipelines import pipeline_radiodiff as pipeline_module
-from radiodiff.schedulers import RadioDiffScheduler, formulation_of
+from radiodiff.schedulers import RadioDiffScheduler, RegressionScheduler, formulation_of
 
 SIZE = 32
 FORMULATIONS = ("radiodiff", "flow_matching")
@@ -115,9 +115,9 @@ def test_save_pretrained_writes_a_safetensors_folder_that_carries_its_code(pipe,
     assert index["vae"] == ["diffusers", "AutoencoderKL"]
     assert index["unet"] == ["diffusers", "UNet2DModel"]
     assert index["condition_encoder"] == ["condition_encoder", "RadioMapConditionEncoder"]
-    radiodiff_scheduler = isinstance(pipe.scheduler, RadioDiffScheduler)
-    assert index["scheduler"] == (["scheduling_radiodiff", "RadioDiffScheduler"] if radiodiff_scheduler
-                                  else ["diffusers", "FlowMatchEulerDiscreteScheduler"])
+    expected_scheduler = {"RadioDiffScheduler": ["scheduling_radiodiff", "RadioDiffScheduler"],
+                          "FlowMatchEulerDiscreteScheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"]}
+    assert index["scheduler"] == expected_scheduler[type(pipe.scheduler).__name__]
     assert index["default_num_inference_steps"] == 5
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.suffix != ".json")
     assert [f for f in files if "." in f] == sorted(shipped_code(pipe) + [
@@ -129,7 +129,9 @@ def test_save_pretrained_writes_a_safetensors_folder_that_carries_its_code(pipe,
 
 
 def shipped_code(pipe) -> list[str]:
-    scheduler = ["scheduler/scheduling_radiodiff.py"] if isinstance(pipe.scheduler, RadioDiffScheduler) else []
+    """The code files a saved folder carries: the pipeline's, the condition encoder's, and radiodiff's scheduler's."""
+    scheduler_file = Path(inspect.getsourcefile(type(pipe.scheduler)))
+    scheduler = [f"scheduler/{scheduler_file.name}"] if "radiodiff" in scheduler_file.parts else []
     return sorted(["condition_encoder/condition_encoder.py", "pipeline_radiodiff.py", *scheduler])
 
 
@@ -245,6 +247,30 @@ def test_diffusers_alone_loads_the_folder_with_its_code_and_gives_the_same_maps(
     expected = pipe(buildings, TX, num_inference_steps=2, generator=torch.Generator().manual_seed(0),
                     output_type="pt").images
     torch.testing.assert_close(result["maps"], expected, rtol=0, atol=1e-5)
+
+
+def test_a_regression_pipeline_ships_its_scheduler_and_decodes_the_one_prediction(exported_vae, buildings, tmp_path):
+    pipe = make_pipeline(exported_vae, "regression")
+    calls = []
+    hook = pipe.unet.register_forward_pre_hook(lambda module, args: calls.append(args))
+    latents = run(pipe, buildings, num_inference_steps=5, output_type="latent")
+    hook.remove()
+    # one call on a zero latent at timestep 0, whatever the step count; its output is the result
+    ((model_input, timestep),) = calls
+    assert not model_input[:, :3].any() and float(timestep) == 0.0
+    condition = pipe.condition_encoder(buildings, torch.stack([rasterize_transmitter(x, y, SIZE, SIZE) for x, y in TX]))
+    prediction = pipe.unet(torch.cat([torch.zeros_like(latents), condition], dim=1), 0).sample
+    assert torch.equal(latents, prediction)
+    assert torch.equal(run(pipe, buildings, seed=0), run(pipe, buildings, seed=1))  # nothing is drawn
+    with pytest.raises(ValueError, match=r"eta: 0.5; this pipeline's scheduler \(RegressionScheduler\) draws no noise"):
+        run(pipe, buildings, eta=0.5)
+    pipe.save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["scheduler"] == ["scheduling_regression", "RegressionScheduler"]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.py")) == shipped_code(pipe) == [
+        "condition_encoder/condition_encoder.py", "pipeline_radiodiff.py", "scheduler/scheduling_regression.py"]
+    assert_round_trip(pipe, tmp_path, buildings)
+    assert type(RadioDiffPipeline.from_pretrained(tmp_path).scheduler) is RegressionScheduler
 
 
 def test_without_trust_remote_code_diffusers_refuses_to_run_the_folder_s_code(pipe, tmp_path):

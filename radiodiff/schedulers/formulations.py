@@ -21,8 +21,9 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..config import DiffusionConfig
-from ..losses import flow_matching_loss, radiodiff_loss
+from ..losses import flow_matching_loss, latent_regression_loss, radiodiff_loss
 from .scheduling_radiodiff import RadioDiffScheduler
+from .scheduling_regression import RegressionScheduler
 
 FORMULATIONS: dict[str, type[Formulation]] = {}
 
@@ -45,9 +46,9 @@ class TrainingPair:
 class Formulation:
     """One way of training the second stage's denoiser and sampling with it.
 
-    A subclass sets ``name`` (its config name), ``title``, ``scheduler_class`` and ``target_names`` (the denoiser predicts one
-    latent-shaped tensor per name, stacked along the channels in that order), and writes :meth:`training_pair` and
-    :meth:`loss`; it overrides :meth:`build_scheduler`, :meth:`function_evaluations` and ``takes_eta`` where its
+    A subclass sets ``name`` (its config name), ``title``, ``scheduler_class`` and ``target_names`` (the denoiser
+    predicts one latent-shaped tensor per name, stacked along the channels in that order), and writes
+    :meth:`training_pair` and :meth:`loss`; it overrides :meth:`build_scheduler`, :meth:`function_evaluations` and ``takes_eta`` where its
     sampler differs from the defaults.
 
     Args:
@@ -159,6 +160,28 @@ class FlowMatchingFormulation(Formulation):
 
     def loss(self, model_output: torch.Tensor, pair: TrainingPair) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return flow_matching_loss(self.split_output(model_output)["velocity"], pair.targets["velocity"])
+
+
+class LatentRegressionFormulation(Formulation):
+    """Direct latent regression (:class:`RegressionScheduler`): the denoiser maps the conditions to the clean latent
+    in one pass (MSE), given a zero latent at timestep 0, so that the same UNet and condition encoder serve; what
+    the VAE's latent space buys without diffusion. One denoiser call per map, whatever the step count."""
+
+    name = "regression"
+    title = "direct latent regression (one pass, no diffusion)"
+    scheduler_class = RegressionScheduler
+    target_names = ("x0",)
+
+    def function_evaluations(self, num_inference_steps: int) -> int:
+        return 1
+
+    def training_pair(self, x0: torch.Tensor, generator: torch.Generator) -> TrainingPair:
+        # nothing to draw: the input is what the pipeline gives at sampling, its noise times init_noise_sigma (0)
+        timesteps = torch.zeros(x0.shape[0], device=x0.device)
+        return TrainingPair(torch.zeros_like(x0), timesteps, {"x0": x0})
+
+    def loss(self, model_output: torch.Tensor, pair: TrainingPair) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return latent_regression_loss(self.split_output(model_output)["x0"], pair.targets["x0"])
 
 
 def formulation_class(name: str) -> type[Formulation]:
