@@ -39,11 +39,12 @@ def test_radiodiff_pair_is_x_t_at_timesteps_in_the_scheduler_s_units_with_c_and_
     assert torch.equal(pair.timesteps, t * 1000)
     assert set(pair.targets) == {"C", "eps"} and formulation.target_names == ("C", "eps")
     assert torch.equal(pair.targets["C"], -x0) and torch.equal(pair.targets["eps"], noise)
-    t_of_pair = (pair.timesteps / 1000).reshape(-1, 1, 1, 1)
-    assert torch.equal(pair.model_input, (1 - t_of_pair) * x0 + t_of_pair.sqrt() * noise)
-    # the drawn t itself, up to the rounding of t -> timesteps -> t
+    w1, w2 = pair.loss_weights  # RadioDiff's, at the drawn t
+    assert torch.equal(w1, 2 * torch.exp(1 - t)) and torch.equal(w2, torch.exp(t.sqrt()))
+    # x_t at the drawn t itself, not at t rounded through the timesteps
     t = t.reshape(-1, 1, 1, 1)
-    torch.testing.assert_close(pair.model_input, (1 - t) * x0 + t.sqrt() * noise)
+    assert torch.equal(pair.model_input, (1 - t) * x0 + t.sqrt() * noise)
+    torch.testing.assert_close(pair.model_input, formulation.scheduler.add_noise(x0, noise, pair.timesteps))
 
 
 def test_flow_matching_pair_is_the_straight_path_at_sigma_times_1000_with_the_velocity_target():
@@ -94,16 +95,15 @@ def test_the_output_splits_into_the_targets_in_their_order():
 
 
 @pytest.mark.parametrize("weighting_loss, use_l1", [(True, True), (False, False)])
-def test_radiodiff_loss_is_radiodiff_loss_with_the_weights_of_the_pair_s_t(weighting_loss, use_l1):
+def test_radiodiff_loss_is_radiodiff_loss_with_the_pair_s_weights(weighting_loss, use_l1):
     formulation = build_formulation("radiodiff", DiffusionConfig(weighting_loss=weighting_loss, use_l1=use_l1))
     pair = formulation.training_pair(clean_latents(), torch.Generator().manual_seed(0))
+    assert (pair.loss_weights is None) == (not weighting_loss)
     output = torch.randn(LATENT[0], 6, 8, 8, generator=torch.Generator().manual_seed(1))
     loss, logs = formulation.loss(output, pair)
-    t = pair.timesteps / 1000
-    weights = (2 * torch.exp(1 - t), torch.exp(t.sqrt())) if weighting_loss else None
-    expected, _ = radiodiff_loss(output[:, :3], output[:, 3:], pair.targets["C"], pair.targets["eps"], weights,
-                                 use_l1=use_l1)
-    torch.testing.assert_close(loss, expected, rtol=0, atol=0)
+    expected, _ = radiodiff_loss(output[:, :3], output[:, 3:], pair.targets["C"], pair.targets["eps"],
+                                 pair.loss_weights, use_l1=use_l1)
+    assert torch.equal(loss, expected)
     assert set(logs) == {"loss", "loss_c", "loss_eps"}
     perfect = torch.cat([pair.targets["C"], pair.targets["eps"]], dim=1)
     assert formulation.loss(perfect, pair)[0].item() == 0.0

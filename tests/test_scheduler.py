@@ -133,6 +133,8 @@ def test_add_noise_is_the_forward_process_per_sample_at_the_scheduler_s_timestep
     # the units of step's timesteps: at the first one of a schedule, x_t is the pure noise the sampler starts from
     scheduler.set_timesteps(5)
     assert torch.equal(scheduler.add_noise(x0, noise, scheduler.timesteps[0]), noise)
+    # training's own entry speaks the process's t
+    assert torch.equal(scheduler.add_noise_at_times(x0, noise, torch.tensor([0.25, 1.0])), noisy)
 
 
 def test_the_sampler_starts_from_unit_noise_and_takes_x_t_as_it_is():
@@ -143,21 +145,20 @@ def test_the_sampler_starts_from_unit_noise_and_takes_x_t_as_it_is():
     assert all(scheduler.scale_model_input(sample, timestep) is sample for timestep in scheduler.timesteps)
 
 
-def test_training_timesteps_are_uniform_on_t_min_to_one_in_timestep_units_and_seeded():
+def test_training_times_are_uniform_on_t_min_to_one_and_seeded():
     scheduler = RadioDiffScheduler()
-    timesteps = scheduler.sample_timesteps(50_000, generator=torch.Generator().manual_seed(0))
-    again = scheduler.sample_timesteps(50_000, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(timesteps, again)
-    assert timesteps.min() >= 0.1 and timesteps.max() <= 1000.0
-    assert timesteps.mean().item() == pytest.approx(1000 * (1 + 1e-4) / 2, abs=10)
-    assert torch.allclose(scheduler.times_of(timesteps), timesteps / 1000)
+    times = scheduler.sample_times(50_000, generator=torch.Generator().manual_seed(0))
+    again = scheduler.sample_times(50_000, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(times, again)
+    assert times.min() >= 1e-4 and times.max() <= 1.0
+    assert times.mean().item() == pytest.approx((1 + 1e-4) / 2, abs=0.01)
 
 
 def test_targets_and_loss_weights_are_the_originals():
     x0, noise = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
     target_c, target_eps = RadioDiffScheduler.training_targets(x0, noise)
     assert torch.equal(target_c, -x0) and torch.equal(target_eps, noise)
-    w1, w2 = RadioDiffScheduler().loss_weights(torch.tensor([0.0, 250.0, 1000.0]))  # t = 0, 0.25, 1
+    w1, w2 = RadioDiffScheduler.loss_weights(torch.tensor([0.0, 0.25, 1.0]))
     assert torch.allclose(w1, torch.tensor([2 * math.e, 2 * math.exp(0.75), 2.0]))
     assert torch.allclose(w2, torch.tensor([1.0, math.exp(0.5), math.e]))
 

@@ -36,11 +36,14 @@ class TrainingPair:
         model_input (`torch.Tensor`): the denoiser's latent input, (B, C, h, w).
         timesteps (`torch.Tensor`): (B,), in the units of the scheduler's ``timesteps``.
         targets (`dict[str, torch.Tensor]`): the regression targets by name (``target_names``), each like the latent.
+        loss_weights (`tuple[torch.Tensor, ...]`, *optional*): per-sample weights of the loss terms, where the
+            formulation weights them by the pair's draw.
     """
 
     model_input: torch.Tensor
     timesteps: torch.Tensor
     targets: dict[str, torch.Tensor]
+    loss_weights: tuple[torch.Tensor, ...] | None = None
 
 
 class Formulation:
@@ -48,8 +51,8 @@ class Formulation:
 
     A subclass sets ``name`` (its config name), ``title``, ``scheduler_class`` and ``target_names`` (the denoiser
     predicts one latent-shaped tensor per name, stacked along the channels in that order), and writes
-    :meth:`training_pair` and :meth:`loss`; it overrides :meth:`build_scheduler`, :meth:`function_evaluations` and ``takes_eta`` where its
-    sampler differs from the defaults.
+    :meth:`training_pair` and :meth:`loss`; it overrides :meth:`build_scheduler`, :meth:`function_evaluations`
+    and ``takes_eta`` where its sampler differs from the defaults.
 
     Args:
         scheduler (`SchedulerMixin`): the formulation's scheduler, as built by :meth:`build_scheduler` or loaded
@@ -128,17 +131,21 @@ class RadioDiffFormulation(Formulation):
         return num_inference_steps + int(self.scheduler.config.split_last_step)
 
     def training_pair(self, x0: torch.Tensor, generator: torch.Generator) -> TrainingPair:
-        timesteps = self.scheduler.sample_timesteps(x0.shape[0], generator=generator, device=x0.device)
+        times = self.scheduler.sample_times(x0.shape[0], generator=generator, device=x0.device)
         noise = randn_tensor(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         target_c, target_eps = self.scheduler.training_targets(x0, noise)
-        noisy = self.scheduler.add_noise(x0, noise, timesteps)
-        return TrainingPair(noisy, timesteps, {"C": target_c, "eps": target_eps})
+        # x_t and the weights at the drawn t itself: t * 1000 / 1000 would round t (one ulp in ~2% of draws)
+        return TrainingPair(
+            model_input=self.scheduler.add_noise_at_times(x0, noise, times),
+            timesteps=times * self.scheduler.config.num_train_timesteps,
+            targets={"C": target_c, "eps": target_eps},
+            loss_weights=self.scheduler.loss_weights(times) if self.diffusion.weighting_loss else None,
+        )
 
     def loss(self, model_output: torch.Tensor, pair: TrainingPair) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         predicted = self.split_output(model_output)
-        weights = self.scheduler.loss_weights(pair.timesteps) if self.diffusion.weighting_loss else None
-        return radiodiff_loss(predicted["C"], predicted["eps"], pair.targets["C"], pair.targets["eps"], weights,
-                              use_l1=self.diffusion.use_l1)
+        return radiodiff_loss(predicted["C"], predicted["eps"], pair.targets["C"], pair.targets["eps"],
+                              pair.loss_weights, use_l1=self.diffusion.use_l1)
 
 
 class FlowMatchingFormulation(Formulation):

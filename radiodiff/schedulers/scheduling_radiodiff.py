@@ -47,9 +47,10 @@ class RadioDiffScheduler(SchedulerMixin, ConfigMixin):
     r"""The sampler and forward process of RadioDiff's second stage.
 
     ``timesteps`` are what the denoiser is given (``t * num_train_timesteps``, as diffusers' flow-matching
-    scheduler does with its sigmas); ``times`` are the continuous t they stand for. Every method speaks
-    ``timesteps``, as diffusers' schedulers do: ``step`` takes one of ``self.timesteps``, the training helpers
-    (:meth:`sample_timesteps`, :meth:`add_noise`, :meth:`loss_weights`) any in ``(0, num_train_timesteps]``.
+    scheduler does with its sigmas); ``times`` are the continuous t they stand for. The diffusers API speaks
+    ``timesteps``: ``step`` takes one of ``self.timesteps``, :meth:`add_noise` any in ``(0, num_train_timesteps]``.
+    The training helpers speak the process's own t (:meth:`sample_times`, :meth:`add_noise_at_times`,
+    :meth:`loss_weights`), so that training need not round t through ``t * 1000 / 1000``.
     The denoiser's output is ``C_hat`` and ``eps_hat`` stacked along the channels (``outputs_per_latent_channel``
     is 2), which ``step`` splits, as diffusers' ``DDPMScheduler`` splits a learned variance off its input.
 
@@ -168,20 +169,23 @@ class RadioDiffScheduler(SchedulerMixin, ConfigMixin):
 
     # ---- training ------------------------------------------------------------------------------------------
 
-    def times_of(self, timesteps: torch.Tensor) -> torch.Tensor:
-        """The continuous t that ``timesteps`` stand for."""
-        return torch.as_tensor(timesteps) / self.config.num_train_timesteps
+    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """x_t at ``timesteps`` (B,) or one scalar, in the units of ``self.timesteps`` (t times num_train_timesteps)."""
+        times = torch.as_tensor(timesteps) / self.config.num_train_timesteps
+        return self.add_noise_at_times(original_samples, noise, times)
 
-    def sample_timesteps(
+    def sample_times(
         self, batch_size: int, generator: torch.Generator | None = None, device: str | torch.device | None = None
     ) -> torch.Tensor:
-        """Training timesteps, one per sample: t ~ U(t_min, 1) from ``generator``, times ``num_train_timesteps``."""
+        """Training times t ~ U(t_min, 1), one per sample, drawn from ``generator``."""
         uniform = torch.rand(batch_size, generator=generator, device=device)
-        return (self.config.t_min + (1.0 - self.config.t_min) * uniform) * self.config.num_train_timesteps
+        return self.config.t_min + (1.0 - self.config.t_min) * uniform
 
-    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """x_t = (1 - t) x0 + sqrt(t) eps at ``timesteps`` (B,) or one scalar, in the units of ``self.timesteps``."""
-        t = _per_sample(self.times_of(timesteps), original_samples)
+    def add_noise_at_times(
+        self, original_samples: torch.Tensor, noise: torch.Tensor, times: torch.Tensor
+    ) -> torch.Tensor:
+        """x_t = (1 - t) x0 + sqrt(t) eps, with ``times`` the continuous t per sample (B,) or one scalar."""
+        t = _per_sample(torch.as_tensor(times), original_samples)
         return (1.0 - t) * original_samples + t.sqrt() * noise
 
     @staticmethod
@@ -189,9 +193,9 @@ class RadioDiffScheduler(SchedulerMixin, ConfigMixin):
         """The denoiser's targets ``(C, eps) = (-x0, noise)``."""
         return -original_samples, noise
 
-    def loss_weights(self, timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @staticmethod
+    def loss_weights(times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """RadioDiff's per-sample weights ``w1 = 2 exp(1 - t)`` on C and ``w2 = exp(sqrt(t))`` on eps."""
-        times = self.times_of(timesteps)
         return 2.0 * torch.exp(1.0 - times), torch.exp(times.sqrt())
 
     def __len__(self) -> int:
