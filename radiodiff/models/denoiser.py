@@ -1,9 +1,10 @@
 """The denoiser (a diffusers ``UNet2DModel``) and the condition encoder, built from named presets.
 
 The UNet sees the noisy latent concatenated with the condition features and predicts what the formulation
-needs: ``(C, eps)`` stacked along the channels for RadioDiff's process, the velocity for flow matching. Its
-timestep is t (or sigma) times 1000 through sinusoidal ("positional") embeddings: diffusers' "fourier"
-embedding would also divide the output by the timestep (the score-SDE convention), which neither target wants.
+needs: ``(C, eps)`` stacked along the channels for RadioDiff's process, the velocity for flow matching, the
+clean latent for direct regression. Its timestep is t (or sigma) times 1000 through sinusoidal ("positional")
+embeddings: diffusers' "fourier" embedding would also divide the output by the timestep (the score-SDE
+convention), which no target wants.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
+
 def _preset(name: str) -> dict[str, dict[str, Any]]:
     if name not in PRESETS:
         raise ValueError(f"preset: {name!r}; expected one of {sorted(PRESETS)}")
@@ -65,7 +67,7 @@ def build_denoiser(
         latent_channels: channels of the VAE's latent.
         condition_channels: channels of the condition features (the encoder's ``out_channels``).
         outputs_per_latent_channel: what the formulation predicts per latent channel
-            (``Formulation.outputs_per_latent_channel()``: 2 for RadioDiff's C and eps, 1 for flow matching's velocity).
+            (``Formulation.outputs_per_latent_channel()``: 2 for RadioDiff's C and eps, 1 for a velocity or x0).
         sample_size: the latent's side (map size / the VAE's downsampling factor).
     """
     if not isinstance(outputs_per_latent_channel, int) or outputs_per_latent_channel < 1:

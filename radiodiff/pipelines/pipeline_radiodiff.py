@@ -95,11 +95,11 @@ def _as_maps(value: MapInput, name: str) -> torch.Tensor:
 
 
 class RadioDiffPipeline(DiffusionPipeline):
-    r"""Radio maps from building maps and transmitter positions, by diffusion in a VAE's latent space.
+    r"""Radio maps from building maps and transmitter positions, generated in a VAE's latent space.
 
     The formulation is the scheduler's: `RadioDiffScheduler` runs RadioDiff's decoupled process (the UNet
     predicts C and eps), diffusers' `FlowMatchEulerDiscreteScheduler` runs flow matching (the UNet predicts the
-    velocity). The pipeline asks the scheduler what it needs in diffusers' terms: ``step`` takes the UNet's whole
+    velocity), `RegressionScheduler` takes the UNet's one prediction of the clean latent. The pipeline asks the scheduler what it needs in diffusers' terms: ``step`` takes the UNet's whole
     output (``outputs_per_latent_channel`` predictions per latent channel, 1 when the scheduler does not say),
     takes ``eta`` when ``step`` has that parameter, and ``init_noise_sigma`` and ``scale_model_input`` give the
     starting latents and the UNet's input where the scheduler has them.
@@ -346,8 +346,9 @@ class RadioDiffPipeline(DiffusionPipeline):
                 ``(x, y)`` pixel coordinates, or a list of them. A transmitter on a building pixel is logged as a
                 warning: the model was trained on transmitters in free space.
             num_inference_steps (`int`, *optional*): sampling steps (RadioDiff's sampler adds one short final
-                denoiser call when its scheduler splits the last step); when None, the pipeline's
-                ``default_num_inference_steps``, the steps its run was evaluated with.
+                denoiser call when its scheduler splits the last step; direct regression makes one call whatever
+                the number); when None, the pipeline's ``default_num_inference_steps``, the steps its run was
+                evaluated with.
             num_images_per_prompt (`int`, defaults to 1): maps per input, each from its own noise; the output holds
                 ``B * num_images_per_prompt`` maps, input 0's first.
             generator (`torch.Generator` or a list of them, *optional*): the only source of randomness; same seed,
