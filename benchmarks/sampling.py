@@ -18,7 +18,7 @@ from flops import flop_counter_mode
 from radiodiff.config import load_vae_config
 from radiodiff.models import PRESETS, RadioDiffVAE, build_condition_encoder, build_denoiser
 from radiodiff.pipelines import RadioDiffPipeline
-from radiodiff.schedulers import build_scheduler
+from radiodiff.schedulers import build_formulation
 from train_step import REPO, gpu_peak_tflops
 
 # the quickstart's VAE (configs/quickstart.yaml): 3 levels, 4x downsampling, a 3x64x64 latent for a 256x256 map
@@ -45,10 +45,10 @@ def build_pipeline(preset: str, vae: str, formulation: str, size: int, device: s
     first_stage = build_vae(vae, size)
     encoder = build_condition_encoder(preset, downsampling_factor=first_stage.downsampling_factor)
     latent_size = size // first_stage.downsampling_factor
-    unet = build_denoiser(preset, first_stage.config.latent_channels, encoder.config.out_channels, formulation,
-                          latent_size)
-    pipe = RadioDiffPipeline(vae=first_stage, unet=unet, condition_encoder=encoder,
-                             scheduler=build_scheduler(formulation))
+    formulation = build_formulation(formulation)
+    unet = build_denoiser(preset, first_stage.config.latent_channels, encoder.config.out_channels,
+                          formulation.outputs_per_latent_channel(), latent_size)
+    pipe = RadioDiffPipeline(vae=first_stage, unet=unet, condition_encoder=encoder, scheduler=formulation.scheduler)
     pipe.set_progress_bar_config(disable=True)
     pipe.to(device)
     if dtype != "fp32":
@@ -105,7 +105,8 @@ def main() -> None:
           f"batch {args.batch_size}, {args.repeats} timed calls per cell")
     for preset in PRESETS:
         encoder = build_condition_encoder(preset, downsampling_factor=4)
-        counts = {f: parameter_count(build_denoiser(preset, 3, encoder.config.out_channels, f, args.size // 4))
+        counts = {f: parameter_count(build_denoiser(preset, 3, encoder.config.out_channels,
+                                                    build_formulation(f).outputs_per_latent_channel(), args.size // 4))
                   for f in FORMULATIONS}
         print(f"preset {preset}: UNet {counts['radiodiff']:,} (radiodiff) / {counts['flow_matching']:,} "
               f"(flow matching), condition encoder {parameter_count(encoder):,}")

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 # the models and the loss import torch and diffusers (seconds); they load on first use so that pure readers
-# such as `radiodiff report` start fast
+# such as `radiodiff report` start fast; every class a pipeline folder ships the code of is here, since
+# RadioDiffPipeline.load_config finds the package's own class for it by name
 _LAZY_EXPORTS = {
     "PatchGANDiscriminator": ".models",
     "RadioDiffPipeline": ".pipelines",
@@ -17,6 +18,7 @@ _LAZY_EXPORTS = {
     "RadioMapConditionEncoder": ".models",
     "RadioUNetModel": ".models",
     "RadioUNetPipeline": ".pipelines",
+    "RegressionScheduler": ".schedulers",
     "VAEGANLoss": ".losses",
 }
 
@@ -28,6 +30,7 @@ __all__ = [
     "RadioMapConditionEncoder",
     "RadioUNetModel",
     "RadioUNetPipeline",
+    "RegressionScheduler",
     "VAEGANLoss",
     "__version__",
 ]
@@ -36,7 +39,7 @@ if TYPE_CHECKING:
     from .losses import VAEGANLoss
     from .models import PatchGANDiscriminator, RadioDiffVAE, RadioMapConditionEncoder, RadioUNetModel
     from .pipelines import RadioDiffPipeline, RadioUNetPipeline
-    from .schedulers import RadioDiffScheduler
+    from .schedulers import RadioDiffScheduler, RegressionScheduler
 
 
 def __getattr__(name: str) -> Any:

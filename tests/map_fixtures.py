@@ -42,14 +42,16 @@ def tiny_pipeline(formulation: str = "radiodiff", size: int = 32, vae=None):
     """A RadioDiffPipeline of tiny random components for ``size`` x ``size`` maps (a 4x VAE unless given one)."""
     from radiodiff.models import RadioDiffVAE, build_condition_encoder, build_denoiser
     from radiodiff.pipelines import RadioDiffPipeline
-    from radiodiff.schedulers import build_scheduler
+    from radiodiff.schedulers import build_formulation
 
     torch.manual_seed(1)
     if vae is None:
         vae = RadioDiffVAE.from_block_channels((8, 16, 16), layers_per_block=1, norm_num_groups=4, sample_size=size,
                                                scaling_factor=0.5, shift_factor=0.1)
     encoder = build_condition_encoder("tiny", downsampling_factor=4)
-    unet = build_denoiser("tiny", vae.config.latent_channels, encoder.config.out_channels, formulation, size // 4)
-    pipe = RadioDiffPipeline(vae=vae, unet=unet, condition_encoder=encoder, scheduler=build_scheduler(formulation))
+    formulation = build_formulation(formulation)
+    unet = build_denoiser("tiny", vae.config.latent_channels, encoder.config.out_channels,
+                          formulation.outputs_per_latent_channel(), size // 4)
+    pipe = RadioDiffPipeline(vae=vae, unet=unet, condition_encoder=encoder, scheduler=formulation.scheduler)
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -193,7 +193,8 @@ def test_a_typo_in_the_file_is_blamed_on_the_file(tmp_path):
 
 @pytest.mark.parametrize("overrides, expected", [
     (["diffusion.eta=1.5"], r"diffusion.eta: expected a value in \[0, 1\].*got 1.5"),
-    (["diffusion.eta=0", "denoiser.formulation=flow_matching"], "diffusion.eta: 0.0 applies to RadioDiff's sampler only"),
+    (["diffusion.eta=0", "denoiser.formulation=flow_matching"],
+     "diffusion.eta: 0.0 applies to samplers that draw noise; the flow_matching formulation's draws none"),
 ])
 def test_second_stage_eta_outside_zero_one_or_with_flow_matching_is_an_error(overrides, expected):
     with pytest.raises(ConfigError, match=expected) as error:
@@ -372,7 +373,6 @@ def test_the_model_sections_default_to_the_models_own_defaults():
 
 
 def test_the_config_s_choices_are_the_models_choices():
-    from radiodiff.models.denoiser import OUTPUTS_PER_LATENT_CHANNEL
     from radiodiff.losses import DISC_LOSSES
     from radiodiff.models import PRESETS
     from radiodiff.models.discriminator import NORMS
@@ -383,7 +383,15 @@ def test_the_config_s_choices_are_the_models_choices():
     assert choices(DiscriminatorConfig, "norm") == set(NORMS)
     assert choices(VAEGANLossConfig, "disc_loss") == set(DISC_LOSSES)
     assert choices(DenoiserConfig, "preset") == set(PRESETS)
-    assert choices(DenoiserConfig, "formulation") == set(OUTPUTS_PER_LATENT_CHANNEL)
+
+
+def test_the_formulations_are_the_registered_ones_and_another_name_is_an_error():
+    from radiodiff.schedulers import FORMULATIONS
+
+    for name in FORMULATIONS:
+        assert read_ldm_config(None, ["vae.path=v", f"denoiser.formulation={name}"])[0].denoiser.formulation == name
+    with pytest.raises(ConfigError, match="denoiser.formulation: 'ddpm'; expected one of 'radiodiff', 'flow_matching', 'regression'"):
+        read_ldm_config(None, ["vae.path=v", "denoiser.formulation=ddpm"])
 
 
 def test_importing_the_config_imports_neither_torch_nor_diffusers():

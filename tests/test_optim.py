@@ -86,7 +86,7 @@ def test_build_optimizers_splits_hidden_weights_from_the_rest_and_covers_every_p
     if model_class is RadioDiffVAE:
         model = RadioDiffVAE.from_block_channels((8, 16), layers_per_block=1, norm_num_groups=4, sample_size=32)
     else:
-        model = ConditionedDenoiser.from_preset("tiny", 3, "radiodiff", sample_size=8, downsampling_factor=4)
+        model = ConditionedDenoiser.from_preset("tiny", 3, 2, sample_size=8, downsampling_factor=4)
     named = list(model.named_parameters())
     train = load_vae_config(None, ["train.optimizer=muon", "train.muon_ns_steps=3", "train.muon_momentum=0.9"]).train
 

@@ -11,10 +11,11 @@ import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from diffusers_alone import run_with_diffusers_alone
 
+from map_fixtures import tiny_pipeline
 from radiodiff.models import RadioDiffVAE, RadioMapConditionEncoder, build_condition_encoder, build_denoiser
 from radiodiff.pipelines import RadioDiffPipeline, rasterize_transmitter
 from radiodiff.pipelines import pipeline_radiodiff as pipeline_module
-from radiodiff.schedulers import RadioDiffScheduler, build_scheduler
+from radiodiff.schedulers import RadioDiffScheduler, RegressionScheduler, formulation_of
 
 SIZE = 32
 FORMULATIONS = ("radiodiff", "flow_matching")
@@ -31,12 +32,7 @@ def exported_vae(tmp_path_factory) -> AutoencoderKL:
 
 
 def make_pipeline(vae: AutoencoderKL, formulation: str) -> RadioDiffPipeline:
-    torch.manual_seed(1)
-    encoder = build_condition_encoder("tiny", downsampling_factor=4)
-    unet = build_denoiser("tiny", vae.config.latent_channels, encoder.config.out_channels, formulation, SIZE // 4)
-    pipe = RadioDiffPipeline(vae=vae, unet=unet, condition_encoder=encoder, scheduler=build_scheduler(formulation))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return tiny_pipeline(formulation, SIZE, vae=vae)
 
 
 @pytest.fixture(scope="module", params=FORMULATIONS)
@@ -117,12 +113,12 @@ def test_save_pretrained_writes_a_safetensors_folder_that_carries_its_code(pipe,
     assert index["vae"] == ["diffusers", "AutoencoderKL"]
     assert index["unet"] == ["diffusers", "UNet2DModel"]
     assert index["condition_encoder"] == ["condition_encoder", "RadioMapConditionEncoder"]
-    radiodiff_scheduler = pipe.formulation == "radiodiff"
-    assert index["scheduler"] == (["scheduling_radiodiff", "RadioDiffScheduler"] if radiodiff_scheduler
-                                  else ["diffusers", "FlowMatchEulerDiscreteScheduler"])
+    expected_scheduler = {"RadioDiffScheduler": ["scheduling_radiodiff", "RadioDiffScheduler"],
+                          "FlowMatchEulerDiscreteScheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"]}
+    assert index["scheduler"] == expected_scheduler[type(pipe.scheduler).__name__]
     assert index["default_num_inference_steps"] == 5
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.suffix != ".json")
-    assert [f for f in files if "." in f] == sorted(shipped_code(pipe.formulation) + [
+    assert [f for f in files if "." in f] == sorted(shipped_code(pipe) + [
         f"{component}/diffusion_pytorch_model.safetensors" for component in ("condition_encoder", "unet", "vae")
     ])
     # the shipped files are the package's modules, verbatim
@@ -130,10 +126,12 @@ def test_save_pretrained_writes_a_safetensors_folder_that_carries_its_code(pipe,
     assert_round_trip(pipe, tmp_path, buildings)
 
 
-def shipped_code(formulation: str) -> list[str]:
-    scheduler = ["scheduler/scheduling_radiodiff.py"] if formulation == "radiodiff" else []
-    return sorted(["condition_encoder/condition_encoder.py", "pipeline_radiodiff.py", "radio_map_pipeline_utils.py",
-                   *scheduler])
+def shipped_code(pipe) -> list[str]:
+    """The code files a saved folder carries: the pipeline's, the condition encoder's, and radiodiff's scheduler's."""
+    scheduler_file = Path(inspect.getsourcefile(type(pipe.scheduler)))
+    scheduler = [f"scheduler/{scheduler_file.name}"] if "radiodiff" in scheduler_file.parts else []
+    return sorted(["condition_encoder/condition_encoder.py", "pipeline_radiodiff.py",
+                   "radio_map_pipeline_utils.py", *scheduler])
 
 
 def assert_round_trip(pipe, folder, buildings, loaders=("radiodiff", "diffusers")):
@@ -155,7 +153,7 @@ def assert_round_trip(pipe, folder, buildings, loaders=("radiodiff", "diffusers"
             loaded = DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
             assert type(loaded).__name__ == "RadioDiffPipeline" and type(loaded) is not RadioDiffPipeline
         loaded.set_progress_bar_config(disable=True)
-        assert loaded.formulation == pipe.formulation
+        assert formulation_of(loaded.scheduler).name == formulation_of(pipe.scheduler).name
         for name in ("vae", "unet", "condition_encoder"):
             original, restored = getattr(pipe, name).state_dict(), getattr(loaded, name).state_dict()
             assert all(torch.equal(original[key], restored[key]) for key in original), name
@@ -181,7 +179,7 @@ def save_as_before_the_code_shipped(pipe, folder):
     index = json.loads((folder / "model_index.json").read_text())
     index.update(_class_name="RadioDiffPipeline",
                  condition_encoder=["radiodiff.models.condition_encoder", "RadioMapConditionEncoder"])
-    if pipe.formulation == "radiodiff":
+    if isinstance(pipe.scheduler, RadioDiffScheduler):
         index["scheduler"] = ["radiodiff.schedulers.scheduling_radiodiff", "RadioDiffScheduler"]
     del index["default_num_inference_steps"]
     (folder / "model_index.json").write_text(json.dumps(index))
@@ -198,7 +196,7 @@ def test_a_folder_saved_before_the_code_shipped_loads_with_radiodiff_and_re_savi
     assert old.config.default_num_inference_steps == 5
     old.save_pretrained(tmp_path / "upgraded")
     assert sorted(p.relative_to(tmp_path / "upgraded").as_posix()
-                  for p in (tmp_path / "upgraded").rglob("*.py")) == shipped_code(pipe.formulation)
+                  for p in (tmp_path / "upgraded").rglob("*.py")) == shipped_code(pipe)
     assert_round_trip(pipe, tmp_path / "upgraded", buildings)
 
 
@@ -211,6 +209,31 @@ def test_diffusers_alone_loads_the_folder_with_its_code_and_gives_the_same_maps(
     expected = pipe(buildings, TX, num_inference_steps=2, generator=torch.Generator().manual_seed(0),
                     output_type="pt").images
     torch.testing.assert_close(result["maps"], expected, rtol=0, atol=1e-5)
+
+
+def test_a_regression_pipeline_ships_its_scheduler_and_decodes_the_one_prediction(exported_vae, buildings, tmp_path):
+    pipe = make_pipeline(exported_vae, "regression")
+    calls = []
+    hook = pipe.unet.register_forward_pre_hook(lambda module, args: calls.append(args))
+    latents = run(pipe, buildings, num_inference_steps=5, output_type="latent")
+    hook.remove()
+    # one call on a zero latent at timestep 0, whatever the step count; its output is the result
+    ((model_input, timestep),) = calls
+    assert not model_input[:, :3].any() and float(timestep) == 0.0
+    condition = pipe.condition_encoder(buildings, torch.stack([rasterize_transmitter(x, y, SIZE, SIZE) for x, y in TX]))
+    prediction = pipe.unet(torch.cat([torch.zeros_like(latents), condition], dim=1), 0).sample
+    assert torch.equal(latents, prediction)
+    assert torch.equal(run(pipe, buildings, seed=0), run(pipe, buildings, seed=1))  # nothing is drawn
+    with pytest.raises(ValueError, match=r"eta: 0.5; this pipeline's scheduler \(RegressionScheduler\) draws no noise"):
+        run(pipe, buildings, eta=0.5)
+    pipe.save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["scheduler"] == ["scheduling_regression", "RegressionScheduler"]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.py")) == shipped_code(pipe) == [
+        "condition_encoder/condition_encoder.py", "pipeline_radiodiff.py", "radio_map_pipeline_utils.py",
+        "scheduler/scheduling_regression.py"]
+    assert_round_trip(pipe, tmp_path, buildings)
+    assert type(RadioDiffPipeline.from_pretrained(tmp_path).scheduler) is RegressionScheduler
 
 
 def test_without_trust_remote_code_diffusers_refuses_to_run_the_folder_s_code(pipe, tmp_path):
@@ -366,10 +389,10 @@ def test_a_transmitter_on_a_building_is_warned_of_with_its_map_and_pixel(pipe, b
 
 def test_components_that_do_not_fit_together_are_refused(exported_vae):
     encoder = build_condition_encoder("tiny", downsampling_factor=4)
-    velocity_unet = build_denoiser("tiny", 3, encoder.config.out_channels, "flow_matching", SIZE // 4)
-    with pytest.raises(ValueError, match="the radiodiff formulation expects 6"):
+    velocity_unet = build_denoiser("tiny", 3, encoder.config.out_channels, 1, SIZE // 4)
+    with pytest.raises(ValueError, match=r"out_channels 3; the scheduler RadioDiffScheduler takes 2 prediction\(s\) per"):
         RadioDiffPipeline(exported_vae, velocity_unet, encoder, RadioDiffScheduler())
-    narrow_unet = build_denoiser("tiny", 3, 4, "flow_matching", SIZE // 4)
+    narrow_unet = build_denoiser("tiny", 3, 4, 1, SIZE // 4)
     with pytest.raises(ValueError, match="unet: in_channels 7; expected 3 latent"):
         RadioDiffPipeline(exported_vae, narrow_unet, encoder, FlowMatchEulerDiscreteScheduler())
     coarse_encoder = build_condition_encoder("tiny", downsampling_factor=8)

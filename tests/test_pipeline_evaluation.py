@@ -126,10 +126,11 @@ def test_a_trainers_pipeline_is_evaluated_in_eval_mode_and_left_in_training_mode
     assert pipe.unet.training and pipe.condition_encoder.training and pipe.vae.training
 
 
-def test_flow_matching_makes_one_denoiser_call_per_step(tiny_run, val_maps):
-    pipe = tiny_pipeline("flow_matching", vae=tiny_run[2].vae)
+@pytest.mark.parametrize("formulation, nfe", [("flow_matching", 3), ("regression", 1)])
+def test_the_evaluation_records_each_formulation_s_denoiser_calls_and_no_eta(tiny_run, val_maps, formulation, nfe):
+    pipe = tiny_pipeline(formulation, vae=tiny_run[2].vae)
     result = evaluate_pipeline(pipe, val_maps, num_inference_steps=3, batch_size=2, device="cpu")
-    assert result.nfe == 3 and result.formulation == "flow_matching"
+    assert (result.nfe, result.formulation, result.eta) == (nfe, formulation, None)
 
 
 def test_metrics_json_is_strict_and_the_csv_has_every_row_per_map(tiny_run, val_maps, tmp_path):

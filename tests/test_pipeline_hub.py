@@ -64,6 +64,7 @@ def test_the_card_is_a_diffusers_image_to_image_card_with_the_models_metrics_as_
     data = card.data.to_dict()
     assert (data["library_name"], data["pipeline_tag"], data["license"]) == ("diffusers", "image-to-image", "mit")
     assert "flow-matching" in data["tags"] and "synthetic" in data["tags"]
+    assert "with the **flow matching** formulation (`FlowMatchEulerDiscreteScheduler`)" in card.text
     results = {m["type"]: m["value"] for m in data["model-index"][0]["results"][0]["metrics"]}
     assert results == {"nmse": 0.0212, "rmse": 0.051, "ssim": 0.81, "psnr": 26.1}
     assert data["model-index"][0]["results"][0]["task"]["type"] == "image-to-image"

@@ -7,13 +7,12 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
 from radiodiff.losses import flow_matching_loss, radiodiff_loss
-from radiodiff.pipelines.pipeline_radiodiff import FORMULATION_OF_SCHEDULER
-from radiodiff.schedulers import FORMULATIONS, RadioDiffScheduler, build_scheduler, flow_matching_noisy_sample
+from radiodiff.schedulers import RadioDiffScheduler
 
 
-def perfect_prediction(x_t: torch.Tensor, x0: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """What a denoiser that knows x0 predicts: C = -x0 and the noise that makes x_t."""
-    return -x0, (x_t - (1 - t) * x0) / math.sqrt(t)
+def perfect_prediction(x_t: torch.Tensor, x0: torch.Tensor, t: float) -> torch.Tensor:
+    """What a denoiser that knows x0 predicts: C = -x0 and the noise that makes x_t, stacked along the channels."""
+    return torch.cat([-x0, (x_t - (1 - t) * x0) / math.sqrt(t)], dim=1)
 
 
 def brownian_conditional(x0: float, x_t: float, t: float, t_prev: float) -> tuple[float, float]:
@@ -54,11 +53,11 @@ def test_step_refuses_a_timestep_outside_the_schedule():
     scheduler = RadioDiffScheduler()
     sample = torch.zeros(1, 1, 2, 2)
     with pytest.raises(ValueError, match="call set_timesteps"):
-        scheduler.step((sample, sample), 1000.0, sample)
+        scheduler.step(torch.cat([sample, sample], dim=1), 1000.0, sample)
     scheduler.set_timesteps(5)
     with pytest.raises(ValueError, match="timestep 500 is not one of"):
-        scheduler.step((sample, sample), 500.0, sample)
-    with pytest.raises(ValueError, match=r"the pair \(C_hat, eps_hat\)"):
+        scheduler.step(torch.cat([sample, sample], dim=1), 500.0, sample)
+    with pytest.raises(ValueError, match=r"model_output: shape \(1, 1, 2, 2\); expected C_hat and eps_hat stacked"):
         scheduler.step(sample, 1000.0, sample)
 
 
@@ -86,8 +85,9 @@ def test_the_last_step_adds_no_noise_and_takes_the_posterior_mean_to_t_zero():
     t = 1e-4
     x_t = torch.randn(3, 2, 4, 4, generator=torch.Generator().manual_seed(1))
     pred_c, pred_eps = torch.randn_like(x_t), torch.randn_like(x_t)
-    first = scheduler.step((pred_c, pred_eps), scheduler.timesteps[-1], x_t, generator=torch.Generator().manual_seed(2))
-    second = scheduler.step((pred_c, pred_eps), scheduler.timesteps[-1], x_t, generator=torch.Generator().manual_seed(3))
+    prediction = torch.cat([pred_c, pred_eps], dim=1)
+    first = scheduler.step(prediction, scheduler.timesteps[-1], x_t, generator=torch.Generator().manual_seed(2))
+    second = scheduler.step(prediction, scheduler.timesteps[-1], x_t, generator=torch.Generator().manual_seed(3))
     assert torch.equal(first.prev_sample, second.prev_sample)
     x0_hat = x_t - pred_c * t - math.sqrt(t) * pred_eps
     assert torch.allclose(first.pred_original_sample, x0_hat)
@@ -101,7 +101,7 @@ def test_a_perfect_predictor_recovers_x0_in_n_steps(steps, split_last_step, eta)
     scheduler = RadioDiffScheduler(split_last_step=split_last_step, eta=eta)
     generator = torch.Generator().manual_seed(steps)
     x0 = torch.randn(2, 3, 8, 8, generator=generator, dtype=torch.float64)
-    sample = scheduler.add_noise(x0, torch.randn_like(x0), torch.tensor(1.0))
+    sample = scheduler.add_noise(x0, torch.randn_like(x0), torch.tensor(1000.0))
     scheduler.set_timesteps(steps)
     for timestep, t in zip(scheduler.timesteps, scheduler.times.tolist()):
         sample = scheduler.step(perfect_prediction(sample, x0, t), timestep, sample, generator=generator).prev_sample
@@ -115,7 +115,7 @@ def test_sampling_with_the_true_x0_keeps_the_forward_marginals(eta):
     scheduler = RadioDiffScheduler(eta=eta)
     scheduler.set_timesteps(5)
     generator = torch.Generator().manual_seed(0)
-    x0 = torch.full((100_000,), 0.5, dtype=torch.float64)
+    x0 = torch.full((100_000, 1), 0.5, dtype=torch.float64)
     sample = x0 * 0 + torch.randn(x0.shape, generator=generator, dtype=torch.float64)
     for index, (timestep, t) in enumerate(zip(scheduler.timesteps[:-1], scheduler.times.tolist())):
         sample = scheduler.step(perfect_prediction(sample, x0, t), timestep, sample, generator=generator).prev_sample
@@ -124,12 +124,25 @@ def test_sampling_with_the_true_x0_keeps_the_forward_marginals(eta):
         assert sample.var().item() == pytest.approx(t_next, rel=0.03, abs=1e-4)
 
 
-def test_add_noise_is_the_forward_process_per_sample():
+def test_add_noise_is_the_forward_process_per_sample_at_the_scheduler_s_timesteps():
     scheduler = RadioDiffScheduler()
     x0, noise = torch.ones(2, 1, 2, 2), torch.full((2, 1, 2, 2), 2.0)
-    noisy = scheduler.add_noise(x0, noise, torch.tensor([0.25, 1.0]))
+    noisy = scheduler.add_noise(x0, noise, torch.tensor([250.0, 1000.0]))  # t = 0.25 and 1
     assert torch.allclose(noisy[0], torch.full((1, 2, 2), 0.75 + 0.5 * 2.0))
     assert torch.allclose(noisy[1], noise[1])
+    # the units of step's timesteps: at the first one of a schedule, x_t is the pure noise the sampler starts from
+    scheduler.set_timesteps(5)
+    assert torch.equal(scheduler.add_noise(x0, noise, scheduler.timesteps[0]), noise)
+    # training's own entry speaks the process's t
+    assert torch.equal(scheduler.add_noise_at_times(x0, noise, torch.tensor([0.25, 1.0])), noisy)
+
+
+def test_the_sampler_starts_from_unit_noise_and_takes_x_t_as_it_is():
+    scheduler = RadioDiffScheduler()
+    scheduler.set_timesteps(3)
+    sample = torch.randn(2, 3, 4, 4)
+    assert scheduler.init_noise_sigma == 1.0
+    assert all(scheduler.scale_model_input(sample, timestep) is sample for timestep in scheduler.timesteps)
 
 
 def test_training_times_are_uniform_on_t_min_to_one_and_seeded():
@@ -139,7 +152,6 @@ def test_training_times_are_uniform_on_t_min_to_one_and_seeded():
     assert torch.equal(times, again)
     assert times.min() >= 1e-4 and times.max() <= 1.0
     assert times.mean().item() == pytest.approx((1 + 1e-4) / 2, abs=0.01)
-    assert torch.allclose(scheduler.timesteps_for(times), times * 1000)
 
 
 def test_targets_and_loss_weights_are_the_originals():
@@ -165,32 +177,21 @@ def test_radiodiff_loss_weights_mse_plus_l1_per_sample_and_halves():
     assert mse_only.item() == pytest.approx(4 + 1)
 
 
-def test_flow_matching_training_input_target_and_loss():
-    x0, noise = torch.full((2, 1, 2, 2), 3.0), torch.full((2, 1, 2, 2), -1.0)
-    noisy, velocity = flow_matching_noisy_sample(x0, noise, torch.tensor([0.0, 0.25]))
-    assert torch.allclose(noisy[0], x0[0]) and torch.allclose(noisy[1], torch.full((1, 2, 2), 0.25 * -1 + 0.75 * 3))
-    assert torch.allclose(velocity, noise - x0)
+def test_flow_matching_loss_is_the_velocity_mse():
+    velocity = torch.randn(2, 1, 2, 2)
     loss, logs = flow_matching_loss(velocity + 1.0, velocity)
     assert loss.item() == pytest.approx(1.0) and logs["loss"] == loss
 
 
 def test_flow_matching_euler_with_the_true_velocity_recovers_x0():
     """The diffusers scheduler and our training target agree: following v = noise - x0 lands on x0."""
-    scheduler = build_scheduler("flow_matching")
+    scheduler = FlowMatchEulerDiscreteScheduler()
     x0, noise = torch.randn(1, 3, 4, 4), torch.randn(1, 3, 4, 4)
     scheduler.set_timesteps(2)
     sample = noise
     for timestep in scheduler.timesteps:
         sample = scheduler.step(noise - x0, timestep, sample).prev_sample
     assert torch.allclose(sample, x0, atol=1e-5)
-
-
-def test_each_formulation_s_scheduler_is_the_one_the_pipeline_reads_that_formulation_off():
-    assert {name: type(build_scheduler(name)).__name__ for name in FORMULATIONS} == {
-        formulation: scheduler for scheduler, formulation in FORMULATION_OF_SCHEDULER.items()
-    }
-    with pytest.raises(ValueError, match="formulation: 'ddpm'"):
-        build_scheduler("ddpm")
 
 
 def test_save_pretrained_round_trips_the_scheduler(tmp_path):
@@ -214,12 +215,12 @@ def test_eta_one_is_the_original_step_and_eta_zero_draws_no_noise():
     scheduler.set_timesteps(4)
     generator = torch.Generator().manual_seed(4)
     x_t = torch.randn(3, 2, 4, 4, generator=generator, dtype=torch.float64)
-    prediction = (torch.randn_like(x_t), torch.randn_like(x_t))
+    pred_c, pred_eps = torch.randn_like(x_t), torch.randn_like(x_t)
     t, t_next = float(scheduler.times[1]), float(scheduler.times[2])
     s = t - t_next
-    x0_hat = x_t - prediction[0] * t - math.sqrt(t) * prediction[1]
-    original_mean = x_t + s * x0_hat - s / math.sqrt(t) * prediction[1]  # the Brownian-bridge posterior's mean
-    step = lambda eta, seed: scheduler.step(prediction, scheduler.timesteps[1], x_t, eta=eta,
+    x0_hat = x_t - pred_c * t - math.sqrt(t) * pred_eps
+    original_mean = x_t + s * x0_hat - s / math.sqrt(t) * pred_eps  # the Brownian-bridge posterior's mean
+    step = lambda eta, seed: scheduler.step(torch.cat([pred_c, pred_eps], dim=1), scheduler.timesteps[1], x_t, eta=eta,
                                             generator=torch.Generator().manual_seed(seed)).prev_sample
     noise = torch.randn(x_t.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     torch.testing.assert_close(step(1.0, 5), original_mean + math.sqrt(s * t_next / t) * noise)
@@ -227,8 +228,8 @@ def test_eta_one_is_the_original_step_and_eta_zero_draws_no_noise():
     # deterministic: the same x_{t'} for any generator, x0_hat re-noised with eps_hat to t' (plus t (C_hat + x0_hat),
     # the part of x_t that the two heads' predictions leave unexplained, carried along as the eta = 1 step does)
     torch.testing.assert_close(step(0.0, 6), step(0.0, 7), rtol=0, atol=0)
-    torch.testing.assert_close(step(0.0, 6), (1 - t_next) * x0_hat + math.sqrt(t_next) * prediction[1]
-                               + t * (prediction[0] + x0_hat))
+    torch.testing.assert_close(step(0.0, 6), (1 - t_next) * x0_hat + math.sqrt(t_next) * pred_eps
+                               + t * (pred_c + x0_hat))
 
 
 @pytest.mark.parametrize("eta", [-0.1, 1.5])
@@ -239,4 +240,4 @@ def test_eta_outside_zero_one_is_refused(eta):
     scheduler.set_timesteps(2)
     sample = torch.zeros(1, 1, 2, 2)
     with pytest.raises(ValueError, match=f"eta: {eta}"):
-        scheduler.step((sample, sample), scheduler.timesteps[0], sample, eta=eta)
+        scheduler.step(torch.cat([sample, sample], dim=1), scheduler.timesteps[0], sample, eta=eta)

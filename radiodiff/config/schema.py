@@ -251,9 +251,19 @@ class DenoiserConfig:
     """The UNet and the condition encoder (``radiodiff.models.PRESETS``) and what the UNet predicts."""
 
     preset: Literal["tiny", "paper"] = "paper"
-    formulation: Literal["radiodiff", "flow_matching"] = "radiodiff"
+    # a name of radiodiff.schedulers.FORMULATIONS, where each formulation is defined
+    formulation: str = "radiodiff"
     # the fraction of training samples whose condition features are zeroed (0 = never)
     condition_dropout: float = checked(0.0, FRACTION)
+
+    def check_together(self, prefix: str) -> None:
+        # imported here: the formulations import torch, the config does not
+        from ..schedulers import formulation_class
+
+        try:
+            formulation_class(self.formulation)
+        except ValueError as error:
+            raise ConfigError(f"{prefix}{error}", key=f"{prefix}formulation") from None
 
 
 @dataclass
@@ -326,10 +336,13 @@ class LDMConfig:
                 "vae.path: required: the first stage's vae/ folder (or a Hub id), e.g. outputs/quickstart/vae",
                 key="vae.path",
             )
-        if self.diffusion.eta != 1.0 and self.denoiser.formulation != "radiodiff":
+        from ..schedulers import formulation_class
+
+        formulation = formulation_class(self.denoiser.formulation)
+        if self.diffusion.eta != 1.0 and not formulation.takes_eta:
             raise ConfigError(
-                f"diffusion.eta: {self.diffusion.eta} applies to RadioDiff's sampler only; flow matching's Euler "
-                "sampler draws no noise (leave it at 1.0)",
+                f"diffusion.eta: {self.diffusion.eta} applies to samplers that draw noise; the {formulation.name} "
+                "formulation's draws none (leave it at 1.0)",
                 key="diffusion.eta",
             )
         if self.latents.source == "encoded" and not self.latents.dir:

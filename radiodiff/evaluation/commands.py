@@ -11,7 +11,7 @@ from ..data import build_dataset, prepare_data, unaugmented
 from ..file_names import PIPELINE_INDEX_FILE, RUN_CONFIG_FILE
 from ..file_writing import refuse_existing
 from ..latents import encode_latents
-from ..schedulers import RadioDiffScheduler, check_eta
+from ..schedulers import check_eta, formulation_of
 from .evaluate import VAEEvaluationResult, evaluate_vae, metrics_paths, train_subset_summary, write_vae_metrics
 from .gallery import save_vae_gallery
 from .inference import default_variant, load_vae
@@ -194,10 +194,11 @@ def run_evaluate_pipeline(
     json_path, csv_path = metrics_paths(target)
     refuse_existing([json_path], overwrite)
     if eta is not None:
-        if pipeline.formulation != "radiodiff":
-            raise ValueError(f"--eta: {pipeline_dir} samples by flow matching, whose Euler sampler draws no noise; "
+        formulation = formulation_of(pipeline.scheduler)
+        if not formulation.takes_eta:
+            raise ValueError(f"--eta: {pipeline_dir} samples by {formulation.name}, whose sampler draws no noise; "
                              "--eta applies to RadioDiff's sampler")
-        pipeline.scheduler = RadioDiffScheduler.from_config(pipeline.scheduler.config, eta=eta)
+        pipeline.scheduler = type(pipeline.scheduler).from_config(pipeline.scheduler.config, eta=eta)
     # the data section only: a second-stage config.yaml has other sections than the first stage's
     data = load_data_config(config_path, overrides)
     prepare_data(data)

@@ -29,6 +29,7 @@ from ..data import build_dataset, prepare_data, unaugmented
 from ..file_names import CONFIG_FILE, PIPELINE_INDEX_FILE, RUN_CONFIG_FILE, TRAINING_SUMMARY_FILE
 from ..file_writing import write_atomically
 from ..pipelines.pipeline_radiodiff import DEFAULT_NUM_INFERENCE_STEPS
+from ..schedulers import formulation_of
 from .baseline import log_distance_map, transmitter_positions
 from .inference import batches, default_variant, inference, load_vae, spread_subset
 from .commands import resolve_config
@@ -382,14 +383,15 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
 
 def pipeline_steps(pipeline, steps: list[int] | None) -> list[int | None]:
     """The step counts to sample ``pipeline`` at: ``steps``, else its own default; ``[None]`` for a pipeline with
-    no scheduler (one pass: steps do not apply)."""
-    if "scheduler" not in pipeline.components:
+    no scheduler or a one-pass formulation (steps do not apply)."""
+    if "scheduler" not in pipeline.components or not formulation_of(pipeline.scheduler).takes_steps:
         return [None]
     return steps or [pipeline.config.get("default_num_inference_steps", DEFAULT_NUM_INFERENCE_STEPS)]
 
 
 def pipeline_label(pipeline, name: str, steps: int | None) -> str:
-    kind = getattr(pipeline, "formulation", type(pipeline).__name__)
+    scheduler = pipeline.components.get("scheduler")
+    kind = formulation_of(scheduler).name if scheduler is not None else type(pipeline).__name__
     return f"{name} ({kind})" if steps is None else f"{name} ({kind}, {steps} steps)"
 
 

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from .. import pipelines
 from ..file_names import PIPELINE_INDEX_FILE
+from ..schedulers import formulation_of
 from .baseline import log_distance_map
 from .evaluate import write_summary_and_table
 from .gallery import Panel, draw_gallery, gallery_indices
@@ -44,10 +45,11 @@ class PipelineEvaluationResult:
         seconds_per_map: the pipeline's wall-clock time per map (conditions in, decoded map out), warm.
         nfe: denoiser evaluations per generated map.
         num_inference_steps: the sampling steps asked for.
-        formulation: ``"radiodiff"`` or ``"flow_matching"``.
+        formulation: the formulation's name (``radiodiff.schedulers.FORMULATIONS``).
         seed: the seed of map ``i``'s generator is ``seed + i``.
         split: the split evaluated.
-        eta: RadioDiff's sampler's share of the posterior noise (its scheduler's ``eta``); None for flow matching.
+        eta: RadioDiff's sampler's share of the posterior noise (its scheduler's ``eta``); None for a formulation
+            whose sampler takes no eta.
     """
 
     names: list[str]
@@ -180,14 +182,15 @@ def evaluate_pipeline(
         num_workers: data-loader workers.
 
     Seconds per map time the pipeline calls only (synchronised on CUDA), after one untimed warm-up call on
-    the first maps, which also counts the denoiser evaluations.
+    the first maps; the denoiser evaluations per map are the formulation's.
     """
+    formulation = formulation_of(pipeline.scheduler)
     pipeline.set_progress_bar_config(disable=True)
     columns = {row: {name: [] for name in METRIC_NAMES} for row in ROWS}
     names: list[str] = []
     seconds = 0.0
     with pipeline_inference(pipeline, device):
-        nfe = warm_up(pipeline, dataset, batch_size, num_inference_steps, device, seed)
+        warm_up(pipeline, dataset, batch_size, num_inference_steps, device, seed)
         for batch in batches(dataset, batch_size=batch_size, num_workers=num_workers, description=f"evaluate {split}"):
             buildings, transmitter = batch["buildings"], batch["transmitter"]
             generators = map_generators(device, seed, range(len(names), len(names) + len(buildings)))
@@ -212,31 +215,24 @@ def evaluate_pipeline(
         per_map={row: {name: np.concatenate(values).astype(np.float64) for name, values in metrics.items()}
                  for row, metrics in columns.items()},
         seconds_per_map=seconds / len(names),
-        nfe=nfe,
+        nfe=formulation.function_evaluations(num_inference_steps),
         num_inference_steps=num_inference_steps,
-        formulation=pipeline.formulation,
+        formulation=formulation.name,
         seed=seed,
         split=split,
-        eta=pipeline.scheduler.config.get("eta") if pipeline.formulation == "radiodiff" else None,
+        eta=pipeline.scheduler.config.eta if formulation.takes_eta else None,
     )
 
 
 def warm_up(pipeline, dataset: Dataset, batch_size: int, num_inference_steps: int, device: torch.device | str,
-            seed: int) -> int:
-    """One untimed pipeline call on the first maps of ``dataset`` (kernels chosen, caches filled); returns the
-    denoiser evaluations it made, which every map of a batch shares."""
+            seed: int) -> None:
+    """One untimed pipeline call on the first maps of ``dataset`` (kernels chosen, caches filled)."""
     if len(dataset) == 0:
         raise ValueError("the dataset is empty; there is nothing to evaluate")
     items = [dataset[index] for index in range(min(batch_size, len(dataset)))]
-    calls = []
-    hook = pipeline.unet.register_forward_pre_hook(lambda module, args: calls.append(1))
-    try:
-        generate(pipeline, torch.stack([item["buildings"] for item in items]),
-                 torch.stack([item["transmitter"] for item in items]), num_inference_steps=num_inference_steps,
-                 generators=map_generators(device, seed, range(len(items))))
-    finally:
-        hook.remove()
-    return len(calls)
+    generate(pipeline, torch.stack([item["buildings"] for item in items]),
+             torch.stack([item["transmitter"] for item in items]), num_inference_steps=num_inference_steps,
+             generators=map_generators(device, seed, range(len(items))))
 
 
 def write_pipeline_metrics(result: PipelineEvaluationResult, output_dir_or_file: str | Path) -> Path:

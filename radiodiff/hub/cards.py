@@ -33,6 +33,7 @@ from ..file_names import (
 from ..file_writing import write_atomically
 from ..models import downsampling_factor
 from ..pipelines.pipeline_radiodiff import DEFAULT_NUM_INFERENCE_STEPS
+from ..schedulers import Formulation, formulation_of
 
 TEMPLATES = Path(__file__).parent.parent / "templates"
 VAE_CARD_TEMPLATE = TEMPLATES / "vae_model_card.md"
@@ -339,7 +340,7 @@ class PipelineRun:
     """What a second-stage card says, as read from ``output_dir`` (``pipeline/`` is required)."""
 
     output_dir: Path
-    formulation: str
+    formulation: Formulation
     scheduler_class: str
     default_steps: int
     carries_code: bool
@@ -383,6 +384,13 @@ def _run_settings(output_dir: Path) -> tuple[DataConfig | None, dict[str, Any]]:
         raise HubError(str(error)) from None
 
 
+def _formulation(output_dir: Path, scheduler_class: str) -> Formulation:
+    try:
+        return formulation_of(scheduler_class)
+    except ValueError as error:
+        raise HubError(f"{output_dir}: {PIPELINE_DIR}/model_index.json names the {error}") from None
+
+
 def read_pipeline_run(output_dir: str | Path) -> PipelineRun:
     """Collect what the second stage's card needs from ``output_dir``; only ``pipeline/`` is required."""
     output_dir = Path(output_dir)
@@ -395,7 +403,7 @@ def read_pipeline_run(output_dir: str | Path) -> PipelineRun:
     data, train = _run_settings(output_dir)
     return PipelineRun(
         output_dir=output_dir,
-        formulation="radiodiff" if scheduler_class == "RadioDiffScheduler" else "flow_matching",
+        formulation=_formulation(output_dir, scheduler_class),
         scheduler_class=scheduler_class,
         default_steps=index.get("default_num_inference_steps", DEFAULT_NUM_INFERENCE_STEPS),
         carries_code=bool(shipped_code(pipeline_dir)),
@@ -463,7 +471,7 @@ def render_pipeline_model_card(output_dir: str | Path, repo_id: str | None = Non
         library_name="diffusers",
         pipeline_tag="image-to-image",
         license=LICENSE,
-        tags=PIPELINE_CARD_TAGS + [run.formulation.replace("_", "-")] + (
+        tags=PIPELINE_CARD_TAGS + [run.formulation.name.replace("_", "-")] + (
             [run.data.source] if run.data and run.data.source != "datasets" else []),
         datasets=[dataset_type] if run.data and _hub_dataset_id(run.data) else None,
         metrics=[name for name in METRICS if _pipeline_eval_results(run)] or None,
@@ -475,7 +483,7 @@ def render_pipeline_model_card(output_dir: str | Path, repo_id: str | None = Non
         template_path=str(PIPELINE_CARD_TEMPLATE),
         model_name=model_name,
         repo_id=repo_id or PLACEHOLDER_REPO_ID,
-        formulation=run.formulation,
+        formulation_title=run.formulation.title,
         scheduler_class=run.scheduler_class,
         default_steps=run.default_steps,
         carries_code=run.carries_code,

@@ -1,4 +1,5 @@
-"""The second stage's training objectives: RadioDiff's decoupled (C, eps) loss and flow matching's velocity MSE.
+"""The second stage's training objectives: RadioDiff's decoupled (C, eps) loss, flow matching's velocity MSE and
+direct regression's clean-latent MSE.
 
 Each takes the denoiser's prediction and its targets as tensors and returns the batch loss and a dict of
 detached scalars to log; neither knows the model or the optimizer.
@@ -51,4 +52,12 @@ def flow_matching_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Flow matching's loss: the MSE between the predicted and the true velocity ``noise - x0``."""
     loss = ((pred_velocity - target_velocity) ** 2).mean()
+    return loss, {"loss": loss.detach()}
+
+
+def latent_regression_loss(
+    pred_original: torch.Tensor, original: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Direct regression's loss: the MSE between the predicted and the true clean (normalised) latent."""
+    loss = ((pred_original - original) ** 2).mean()
     return loss, {"loss": loss.detach()}

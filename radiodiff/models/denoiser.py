@@ -1,9 +1,10 @@
 """The denoiser (a diffusers ``UNet2DModel``) and the condition encoder, built from named presets.
 
 The UNet sees the noisy latent concatenated with the condition features and predicts what the formulation
-needs: ``(C, eps)`` stacked along the channels for RadioDiff's process, the velocity for flow matching. Its
-timestep is t (or sigma) times 1000 through sinusoidal ("positional") embeddings: diffusers' "fourier"
-embedding would also divide the output by the timestep (the score-SDE convention), which neither target wants.
+needs: ``(C, eps)`` stacked along the channels for RadioDiff's process, the velocity for flow matching, the
+clean latent for direct regression. Its timestep is t (or sigma) times 1000 through sinusoidal ("positional")
+embeddings: diffusers' "fourier" embedding would also divide the output by the timestep (the score-SDE
+convention), which no target wants.
 """
 
 from __future__ import annotations
@@ -44,9 +45,6 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
-# channels the UNet returns per latent channel
-OUTPUTS_PER_LATENT_CHANNEL = {"radiodiff": 2, "flow_matching": 1}
-
 
 def _preset(name: str) -> dict[str, dict[str, Any]]:
     if name not in PRESETS:
@@ -60,23 +58,24 @@ def build_condition_encoder(preset: str, downsampling_factor: int) -> RadioMapCo
 
 
 def build_denoiser(
-    preset: str, latent_channels: int, condition_channels: int, formulation: str, sample_size: int
+    preset: str, latent_channels: int, condition_channels: int, outputs_per_latent_channel: int, sample_size: int
 ) -> UNet2DModel:
-    """The ``UNet2DModel`` of ``preset`` for ``formulation`` ("radiodiff" or "flow_matching").
+    """The ``UNet2DModel`` of ``preset`` that returns ``outputs_per_latent_channel`` predictions per latent channel.
 
     Args:
         preset: a key of :data:`PRESETS`.
         latent_channels: channels of the VAE's latent.
         condition_channels: channels of the condition features (the encoder's ``out_channels``).
-        formulation: "radiodiff" (outputs C and eps, 2 x latent_channels) or "flow_matching" (the velocity).
+        outputs_per_latent_channel: what the formulation predicts per latent channel
+            (``Formulation.outputs_per_latent_channel()``: 2 for RadioDiff's C and eps, 1 for a velocity or x0).
         sample_size: the latent's side (map size / the VAE's downsampling factor).
     """
-    if formulation not in OUTPUTS_PER_LATENT_CHANNEL:
-        raise ValueError(f"formulation: {formulation!r}; expected one of {sorted(OUTPUTS_PER_LATENT_CHANNEL)}")
+    if not isinstance(outputs_per_latent_channel, int) or outputs_per_latent_channel < 1:
+        raise ValueError(f"outputs_per_latent_channel: {outputs_per_latent_channel!r}; expected an integer >= 1")
     return UNet2DModel(
         sample_size=sample_size,
         in_channels=latent_channels + condition_channels,
-        out_channels=OUTPUTS_PER_LATENT_CHANNEL[formulation] * latent_channels,
+        out_channels=outputs_per_latent_channel * latent_channels,
         time_embedding_type="positional",
         **_preset(preset)["unet"],
     )
@@ -107,11 +106,13 @@ class ConditionedDenoiser(ModelMixin, ConfigMixin):
 
     @classmethod
     def from_preset(
-        cls, preset: str, latent_channels: int, formulation: str, sample_size: int, downsampling_factor: int
+        cls, preset: str, latent_channels: int, outputs_per_latent_channel: int, sample_size: int,
+        downsampling_factor: int,
     ) -> "ConditionedDenoiser":
         """The preset's encoder and UNet for a VAE with ``latent_channels`` and ``downsampling_factor``."""
         encoder = build_condition_encoder(preset, downsampling_factor)
-        unet = build_denoiser(preset, latent_channels, encoder.config.out_channels, formulation, sample_size)
+        unet = build_denoiser(preset, latent_channels, encoder.config.out_channels, outputs_per_latent_channel,
+                              sample_size)
         return cls(unet_config=dict(unet.config), condition_encoder_config=dict(encoder.config))
 
     def forward(

@@ -8,6 +8,7 @@ trust_remote_code=True)``. It therefore imports only torch, diffusers, the stand
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Sequence
 
 import torch
@@ -25,25 +26,26 @@ from .radio_map_pipeline_utils import (
     prepare_conditions,
 )
 
-# by class name: a scheduler loaded from a folder's code is a class of its own module, not radiodiff's
-FORMULATION_OF_SCHEDULER = {"RadioDiffScheduler": "radiodiff", "FlowMatchEulerDiscreteScheduler": "flow_matching"}
 # the sampling steps of a pipeline whose folder does not record its own (saved before they were recorded)
 DEFAULT_NUM_INFERENCE_STEPS = 5
 
 
 class RadioDiffPipeline(ShippedCodeMixin, DiffusionPipeline):
-    r"""Radio maps from building maps and transmitter positions, by diffusion in a VAE's latent space.
+    r"""Radio maps from building maps and transmitter positions, generated in a VAE's latent space.
 
-    The formulation is the scheduler's class: `RadioDiffScheduler` runs RadioDiff's decoupled process (the UNet
+    The formulation is the scheduler's: `RadioDiffScheduler` runs RadioDiff's decoupled process (the UNet
     predicts C and eps), diffusers' `FlowMatchEulerDiscreteScheduler` runs flow matching (the UNet predicts the
-    velocity).
+    velocity), `RegressionScheduler` takes the UNet's one prediction of the clean latent. The pipeline asks the scheduler what it needs in diffusers' terms: ``step`` takes the UNet's whole
+    output (``outputs_per_latent_channel`` predictions per latent channel, 1 when the scheduler does not say),
+    takes ``eta`` when ``step`` has that parameter, and ``init_noise_sigma`` and ``scale_model_input`` give the
+    starting latents and the UNet's input where the scheduler has them.
 
     Args:
         vae ([`~diffusers.AutoencoderKL`]): the first stage; its config's ``scaling_factor``/``shift_factor``
             take latents to the diffusion stage's scale and back, and its ``sample_size`` is the map size.
         unet ([`~diffusers.UNet2DModel`]): the denoiser, on the noisy latent concatenated with the condition features.
         condition_encoder (`RadioMapConditionEncoder`): building and transmitter maps -> features.
-        scheduler ([`~diffusers.SchedulerMixin`]): `RadioDiffScheduler` or `FlowMatchEulerDiscreteScheduler`.
+        scheduler ([`~diffusers.SchedulerMixin`]): the formulation's scheduler (``radiodiff.schedulers.FORMULATIONS``).
         default_num_inference_steps (`int`, defaults to 5): the sampling steps of a call that gives none: the ones
             the run was configured and evaluated with (its ``diffusion.sampling_steps``); saved in
             ``model_index.json``.
@@ -68,14 +70,6 @@ class RadioDiffPipeline(ShippedCodeMixin, DiffusionPipeline):
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
         self._check_components()
 
-    @property
-    def formulation(self) -> str:
-        """``"radiodiff"`` or ``"flow_matching"``, from the scheduler's class."""
-        name = type(self.scheduler).__name__
-        if name not in FORMULATION_OF_SCHEDULER:
-            raise ValueError(f"scheduler: {name}; expected one of {', '.join(FORMULATION_OF_SCHEDULER)}")
-        return FORMULATION_OF_SCHEDULER[name]
-
     def _check_components(self) -> None:
         latent_channels = self.vae.config.latent_channels
         condition_channels = self.condition_encoder.config.out_channels
@@ -89,12 +83,13 @@ class RadioDiffPipeline(ShippedCodeMixin, DiffusionPipeline):
                 f"unet: in_channels {self.unet.config.in_channels}; expected {latent_channels} latent + "
                 f"{condition_channels} condition channels = {latent_channels + condition_channels}"
             )
-        # RadioDiff's UNet stacks C and eps along the channels, flow matching's returns the velocity
-        expected_out = (2 if self.formulation == "radiodiff" else 1) * latent_channels
-        if self.unet.config.out_channels != expected_out:
+        # RadioDiff's UNet stacks C and eps along the channels; diffusers' schedulers take one prediction
+        outputs = getattr(self.scheduler, "outputs_per_latent_channel", 1)
+        if self.unet.config.out_channels != outputs * latent_channels:
             raise ValueError(
-                f"unet: out_channels {self.unet.config.out_channels}; the {self.formulation} formulation "
-                f"expects {expected_out} for {latent_channels} latent channels"
+                f"unet: out_channels {self.unet.config.out_channels}; the scheduler {type(self.scheduler).__name__} "
+                f"takes {outputs} prediction(s) per latent channel, {outputs * latent_channels} for "
+                f"{latent_channels} latent channels"
             )
 
     # ---- saving and loading with the code ---------------------------------------------------------------------
@@ -122,13 +117,20 @@ class RadioDiffPipeline(ShippedCodeMixin, DiffusionPipeline):
         check_num_inference_steps(num_inference_steps, "num_inference_steps")
         if not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
             raise ValueError(f"num_images_per_prompt: {num_images_per_prompt!r}; expected an integer >= 1")
-        if eta is not None and self.formulation != "radiodiff":
-            raise ValueError(f"eta: {eta}; only RadioDiff's sampler takes eta, and this pipeline's is flow matching")
+        if eta is not None and not self._scheduler_takes_eta():
+            raise ValueError(
+                f"eta: {eta}; this pipeline's scheduler ({type(self.scheduler).__name__}) draws no noise to share out: "
+                "only RadioDiff's sampler takes eta"
+            )
         unknown = [name for name in callback_on_step_end_tensor_inputs if name not in self._callback_tensor_inputs]
         if unknown:
             raise ValueError(
                 f"callback_on_step_end_tensor_inputs: {unknown}; expected names among {self._callback_tensor_inputs}"
             )
+
+    def _scheduler_takes_eta(self) -> bool:
+        # diffusers' pipelines ask the same of their schedulers (prepare_extra_step_kwargs)
+        return "eta" in inspect.signature(self.scheduler.step).parameters
 
     def prepare_latents(
         self,
@@ -137,17 +139,18 @@ class RadioDiffPipeline(ShippedCodeMixin, DiffusionPipeline):
         latents: torch.Tensor | None,
         device: torch.device,
     ) -> torch.Tensor:
-        """The starting noise: ``latents`` when given (checked against the shape it must have), else drawn."""
+        """The starting latents: ``latents`` when given (checked against the shape it must have), else drawn, times
+        the scheduler's ``init_noise_sigma`` (flow matching's scheduler has none: its noise starts at 1)."""
         latent_size = self.vae.config.sample_size // self.vae_scale_factor
         shape = (batch_size, self.vae.config.latent_channels, latent_size, latent_size)
         if latents is None:
-            return randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
-        if tuple(latents.shape) != shape:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
+        elif tuple(latents.shape) != shape:
             raise ValueError(
                 f"latents: shape {tuple(latents.shape)}; expected {shape}, (maps x num_images_per_prompt, the VAE's "
                 "latent_channels, sample_size / its downsampling factor twice)"
             )
-        return latents.to(device=device, dtype=self.unet.dtype)
+        return latents.to(device=device, dtype=self.unet.dtype) * getattr(self.scheduler, "init_noise_sigma", 1.0)
 
     @torch.no_grad()
     def __call__(
@@ -174,8 +177,9 @@ class RadioDiffPipeline(ShippedCodeMixin, DiffusionPipeline):
                 ``(x, y)`` pixel coordinates, or a list of them. A transmitter on a building pixel is logged as a
                 warning: the model was trained on transmitters in free space.
             num_inference_steps (`int`, *optional*): sampling steps (RadioDiff's sampler adds one short final
-                denoiser call when its scheduler splits the last step); when None, the pipeline's
-                ``default_num_inference_steps``, the steps its run was evaluated with.
+                denoiser call when its scheduler splits the last step; direct regression makes one call whatever
+                the number); when None, the pipeline's ``default_num_inference_steps``, the steps its run was
+                evaluated with.
             num_images_per_prompt (`int`, defaults to 1): maps per input, each from its own noise; the output holds
                 ``B * num_images_per_prompt`` maps, input 0's first.
             generator (`torch.Generator` or a list of them, *optional*): the only source of randomness; same seed,
@@ -211,13 +215,13 @@ class RadioDiffPipeline(ShippedCodeMixin, DiffusionPipeline):
         condition = condition.repeat_interleave(num_images_per_prompt, dim=0)
         latents = self.prepare_latents(condition.shape[0], generator, latents, device)
 
-        predicts_c_and_eps = self.formulation == "radiodiff"
         step_options = {"eta": eta} if eta is not None else {}
+        # flow matching's scheduler has no scale_model_input: its UNet takes the latents as they are
+        scale_model_input = getattr(self.scheduler, "scale_model_input", lambda sample, timestep: sample)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         for step_index, timestep in enumerate(self.progress_bar(self.scheduler.timesteps)):
-            model_output = self.unet(torch.cat([latents, condition], dim=1), timestep).sample
-            if predicts_c_and_eps:
-                model_output = model_output.chunk(2, dim=1)
+            model_input = torch.cat([scale_model_input(latents, timestep), condition], dim=1)
+            model_output = self.unet(model_input, timestep).sample
             latents = self.scheduler.step(model_output, timestep, latents, generator=generator, **step_options).prev_sample
             if callback_on_step_end is not None:
                 step_tensors = {"latents": latents}  # what _callback_tensor_inputs names

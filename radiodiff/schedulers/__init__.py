@@ -1,45 +1,39 @@
-"""The diffusion processes of the second stage, as diffusers schedulers.
+"""The diffusion processes of the second stage, as diffusers schedulers, and the formulations that train with them.
 
-A pipeline's formulation is the class of its scheduler (``RadioDiffPipeline.formulation``): ``"radiodiff"`` (RadioDiff's decoupled process, the
-denoiser predicts C and eps) or ``"flow_matching"`` (diffusers' ``FlowMatchEulerDiscreteScheduler``, the denoiser
-predicts the velocity ``noise - x0``).
+A formulation (:mod:`.formulations`) is what the denoiser learns and which scheduler samples with it:
+``"radiodiff"`` (RadioDiff's decoupled process, :class:`RadioDiffScheduler`, the denoiser predicts C and eps) or
+``"flow_matching"`` (diffusers' ``FlowMatchEulerDiscreteScheduler``, the denoiser predicts the velocity
+``noise - x0``) or ``"regression"`` (:class:`RegressionScheduler`, the denoiser predicts the clean latent in one
+pass). A saved pipeline's formulation is read off its scheduler (:func:`formulation_of`).
 """
 
-from __future__ import annotations
-
-import torch
-from diffusers import FlowMatchEulerDiscreteScheduler
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
-
+from .formulations import (
+    FORMULATIONS,
+    FlowMatchingFormulation,
+    Formulation,
+    LatentRegressionFormulation,
+    RadioDiffFormulation,
+    TrainingPair,
+    build_formulation,
+    formulation_class,
+    formulation_of,
+)
 from .scheduling_radiodiff import RadioDiffScheduler, RadioDiffSchedulerOutput, check_eta
-
-FORMULATIONS = {"radiodiff": RadioDiffScheduler, "flow_matching": FlowMatchEulerDiscreteScheduler}
-
-
-def build_scheduler(formulation: str) -> SchedulerMixin:
-    """The scheduler of ``formulation`` with its default settings."""
-    if formulation not in FORMULATIONS:
-        raise ValueError(f"formulation: {formulation!r}; expected one of {sorted(FORMULATIONS)}")
-    return FORMULATIONS[formulation]()
-
-
-def flow_matching_noisy_sample(
-    original_samples: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flow matching's training input and target: ``x = sigma noise + (1 - sigma) x0`` and ``v = noise - x0``.
-
-    ``sigmas`` in [0, 1], one per sample; the denoiser's timestep is ``sigmas * num_train_timesteps``, as
-    ``FlowMatchEulerDiscreteScheduler`` gives it at sampling.
-    """
-    sigma = sigmas.to(original_samples).reshape(-1, *(1,) * (original_samples.ndim - 1))
-    return sigma * noise + (1.0 - sigma) * original_samples, noise - original_samples
-
+from .scheduling_regression import RegressionScheduler, RegressionSchedulerOutput
 
 __all__ = [
     "FORMULATIONS",
+    "FlowMatchingFormulation",
+    "Formulation",
+    "LatentRegressionFormulation",
+    "RadioDiffFormulation",
     "RadioDiffScheduler",
     "RadioDiffSchedulerOutput",
-    "build_scheduler",
+    "RegressionScheduler",
+    "RegressionSchedulerOutput",
+    "TrainingPair",
+    "build_formulation",
     "check_eta",
-    "flow_matching_noisy_sample",
+    "formulation_class",
+    "formulation_of",
 ]

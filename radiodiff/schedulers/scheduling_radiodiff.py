@@ -47,8 +47,12 @@ class RadioDiffScheduler(SchedulerMixin, ConfigMixin):
     r"""The sampler and forward process of RadioDiff's second stage.
 
     ``timesteps`` are what the denoiser is given (``t * num_train_timesteps``, as diffusers' flow-matching
-    scheduler does with its sigmas); ``times`` are the continuous t they stand for. ``step`` takes one of
-    ``timesteps``; the training helpers (:meth:`sample_times`, :meth:`add_noise`, :meth:`loss_weights`) speak t.
+    scheduler does with its sigmas); ``times`` are the continuous t they stand for. The diffusers API speaks
+    ``timesteps``: ``step`` takes one of ``self.timesteps``, :meth:`add_noise` any in ``(0, num_train_timesteps]``.
+    The training helpers speak the process's own t (:meth:`sample_times`, :meth:`add_noise_at_times`,
+    :meth:`loss_weights`), so that training need not round t through ``t * 1000 / 1000``.
+    The denoiser's output is ``C_hat`` and ``eps_hat`` stacked along the channels (``outputs_per_latent_channel``
+    is 2), which ``step`` splits, as diffusers' ``DDPMScheduler`` splits a learned variance off its input.
 
     Args:
         num_train_timesteps (`int`, defaults to 1000): the scale from t in (0, 1] to the denoiser's timestep.
@@ -64,6 +68,10 @@ class RadioDiffScheduler(SchedulerMixin, ConfigMixin):
 
     config_name = "scheduler_config.json"
     order = 1
+    # the sampler starts from N(0, 1) at t = 1 and the denoiser takes x_t as it is (scale_model_input)
+    init_noise_sigma = 1.0
+    # what the pipeline reads to check that the UNet returns C_hat and eps_hat for each latent channel
+    outputs_per_latent_channel = 2
 
     @register_to_config
     def __init__(
@@ -95,6 +103,10 @@ class RadioDiffScheduler(SchedulerMixin, ConfigMixin):
         self.times = torch.tensor(times, dtype=torch.float64)
         self.timesteps = (self.times * self.config.num_train_timesteps).to(device=device, dtype=torch.float32)
 
+    def scale_model_input(self, sample: torch.Tensor, timestep: float | torch.Tensor | None = None) -> torch.Tensor:
+        """The denoiser's input at ``timestep``: x_t itself (the process needs no input scaling)."""
+        return sample
+
     def _index_of(self, timestep: float | torch.Tensor) -> int:
         matches = torch.isclose(self.timesteps, torch.as_tensor(timestep, dtype=torch.float32).to(self.timesteps))
         if not matches.any():
@@ -106,7 +118,7 @@ class RadioDiffScheduler(SchedulerMixin, ConfigMixin):
 
     def step(
         self,
-        model_output: tuple[torch.Tensor, torch.Tensor],
+        model_output: torch.Tensor,
         timestep: float | torch.Tensor,
         sample: torch.Tensor,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -116,19 +128,15 @@ class RadioDiffScheduler(SchedulerMixin, ConfigMixin):
         r"""One step from t to t - s.
 
         Args:
-            model_output (`tuple[torch.Tensor, torch.Tensor]`): the denoiser's ``(C_hat, eps_hat)``.
+            model_output (`torch.Tensor`): the denoiser's output, ``C_hat`` and ``eps_hat`` stacked along the
+                channels (:meth:`split_model_output`).
             timestep (`float` or `torch.Tensor`): one of ``self.timesteps``.
             sample (`torch.Tensor`): x_t.
             generator (`torch.Generator`, *optional*): the only source of the step's noise.
             return_dict (`bool`, defaults to `True`): return a [`RadioDiffSchedulerOutput`] rather than a tuple.
             eta (`float`, *optional*): this step's share of the posterior noise; the config's ``eta`` when None.
         """
-        if not isinstance(model_output, (tuple, list)) or len(model_output) != 2:
-            raise ValueError(
-                f"model_output: expected the pair (C_hat, eps_hat), got {type(model_output).__name__}; "
-                "split the denoiser's output in two along the channels"
-            )
-        pred_c, pred_eps = model_output
+        pred_c, pred_eps = self.split_model_output(model_output, sample)
         index = self._index_of(timestep)
         t = float(self.times[index])
         t_next = float(self.times[index + 1]) if index + 1 < len(self.times) else 0.0
@@ -148,23 +156,37 @@ class RadioDiffScheduler(SchedulerMixin, ConfigMixin):
             return prev_sample, pred_original_sample
         return RadioDiffSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
 
+    def split_model_output(
+        self, model_output: torch.Tensor, sample: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(C_hat, eps_hat)``: the denoiser's output split in two along the channels, each shaped like ``sample``."""
+        if model_output.shape[1] != 2 * sample.shape[1] or model_output.shape[2:] != sample.shape[2:]:
+            raise ValueError(
+                f"model_output: shape {tuple(model_output.shape)}; expected C_hat and eps_hat stacked along the "
+                f"channels, 2 x the sample's {tuple(sample.shape[1:])}"
+            )
+        return model_output.chunk(2, dim=1)
+
     # ---- training ------------------------------------------------------------------------------------------
+
+    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """x_t at ``timesteps`` (B,) or one scalar, in the units of ``self.timesteps`` (t times num_train_timesteps)."""
+        times = torch.as_tensor(timesteps) / self.config.num_train_timesteps
+        return self.add_noise_at_times(original_samples, noise, times)
 
     def sample_times(
         self, batch_size: int, generator: torch.Generator | None = None, device: str | torch.device | None = None
     ) -> torch.Tensor:
-        """t ~ U(t_min, 1), one per sample, drawn from ``generator``."""
+        """Training times t ~ U(t_min, 1), one per sample, drawn from ``generator``."""
         uniform = torch.rand(batch_size, generator=generator, device=device)
         return self.config.t_min + (1.0 - self.config.t_min) * uniform
 
-    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    def add_noise_at_times(
+        self, original_samples: torch.Tensor, noise: torch.Tensor, times: torch.Tensor
+    ) -> torch.Tensor:
         """x_t = (1 - t) x0 + sqrt(t) eps, with ``times`` the continuous t per sample (B,) or one scalar."""
         t = _per_sample(torch.as_tensor(times), original_samples)
         return (1.0 - t) * original_samples + t.sqrt() * noise
-
-    def timesteps_for(self, times: torch.Tensor) -> torch.Tensor:
-        """The denoiser's timestep for continuous ``times`` (what ``self.timesteps`` holds at sampling)."""
-        return times * self.config.num_train_timesteps
 
     @staticmethod
     def training_targets(original_samples: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

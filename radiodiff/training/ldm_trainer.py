@@ -1,9 +1,9 @@
 """The second stage: a latent diffusion model of radio maps on a frozen first-stage VAE.
 
 :class:`LDMTrainer` adds to the shared loop of :mod:`.trainer` the frozen VAE, the trained
-:class:`~radiodiff.models.ConditionedDenoiser` (condition encoder + UNet) with its AdamW and EMA, the diffusion
-step of either formulation, a sample sheet of generated maps, and the export of the whole
-:class:`~radiodiff.RadioDiffPipeline` to ``pipeline/``; :func:`train_ldm` runs it.
+:class:`~radiodiff.models.ConditionedDenoiser` (condition encoder + UNet) with its AdamW and EMA, the training
+step of its formulation (:mod:`radiodiff.schedulers.formulations`), a sample sheet of generated maps, and the
+export of the whole :class:`~radiodiff.RadioDiffPipeline` to ``pipeline/``; :func:`train_ldm` runs it.
 """
 
 from __future__ import annotations
@@ -22,14 +22,13 @@ from torch.utils.data import Dataset
 
 from ..config import FrozenVAEConfig, LDMConfig
 from ..data import build_dataset
-from ..losses import flow_matching_loss, radiodiff_loss
 from ..evaluation import default_variant, evaluate_pipeline, format_pipeline_summary, load_vae, write_pipeline_metrics
 from ..evaluation.pipeline import load_pipeline
 from ..hub import write_pipeline_model_card
 from ..latents import EncodedLatentsDataset, latent_shape_of
 from ..models import ConditionedDenoiser, downsampling_factor, normalize_latents
 from ..pipelines import RadioDiffPipeline
-from ..schedulers import RadioDiffScheduler, build_scheduler, flow_matching_noisy_sample
+from ..schedulers import build_formulation
 from .checkpoints import TrainedParts, error_summary, staged_directory, stored_model_config
 from .samples import save_generation_sheet
 from .optim import build_optimizers
@@ -128,11 +127,6 @@ class LDMTrainer(Trainer):
     def __init__(self, config: LDMConfig, accelerator: Accelerator, train_set: Dataset, val_set: Dataset):
         super().__init__(config, accelerator, train_set, val_set)
         self.model = self.parts.models["denoiser"]
-        self.scheduler = build_scheduler(config.denoiser.formulation)
-        if isinstance(self.scheduler, RadioDiffScheduler):
-            self.scheduler = RadioDiffScheduler(
-                split_last_step=config.diffusion.split_last_step, eta=config.diffusion.eta
-            )
         # spread over the split, so that the sheet shows several cities rather than one city's transmitters
         count = min(config.train.num_sample_images, len(val_set))
         self.sample_items = [val_set[i * len(val_set) // count] for i in range(count)]
@@ -149,11 +143,12 @@ class LDMTrainer(Trainer):
             check_encoded_latents(self.vae, self.train_set, maps, f"latents.dir {config.latents.dir}")
         else:
             check_data_fits_vae(self.vae, self.train_set[0], "data (training split)")
+        self.formulation = build_formulation(config.denoiser.formulation, config.diffusion)
         factor = downsampling_factor(self.vae.config.block_out_channels)
         model = ConditionedDenoiser.from_preset(
             config.denoiser.preset,
             self.vae.config.latent_channels,
-            config.denoiser.formulation,
+            self.formulation.outputs_per_latent_channel(),
             sample_size=self.vae.config.sample_size // factor,
             downsampling_factor=factor,
         )
@@ -175,6 +170,7 @@ class LDMTrainer(Trainer):
             )
             ema.to(device)
         return TrainedParts(models, optimizers, ema)
+        self.formulation = build_formulation(config.denoiser.formulation, config.diffusion)
 
     @classmethod
     def datasets(cls, config: LDMConfig) -> tuple[Dataset, Dataset]:
@@ -210,29 +206,15 @@ class LDMTrainer(Trainer):
     def diffusion_loss(
         self, x0: torch.Tensor, buildings: torch.Tensor, transmitter: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The formulation's loss on one micro-batch; t (or sigma), the noise and the dropout from the run's generator."""
-        batch_size, device, diffusion = x0.shape[0], x0.device, self.config.diffusion
-        radiodiff = isinstance(self.scheduler, RadioDiffScheduler)
-        if radiodiff:
-            times = self.scheduler.sample_times(batch_size, generator=self.generator, device=device)
-        else:
-            times = torch.rand(batch_size, generator=self.generator, device=device)  # sigma ~ U(0, 1)
-        noise = randn_tensor(x0.shape, generator=self.generator, device=device, dtype=x0.dtype)
+        """The formulation's loss on one micro-batch; its draws, then the dropout, from the run's generator."""
+        batch_size, device = x0.shape[0], x0.device
+        pair = self.formulation.training_pair(x0, self.generator)
         keep = None
         if self.config.denoiser.condition_dropout > 0:
             dropped = torch.rand(batch_size, generator=self.generator, device=device) < self.config.denoiser.condition_dropout
             keep = (~dropped).float().reshape(-1, 1, 1, 1)
-        if radiodiff:
-            noisy = self.scheduler.add_noise(x0, noise, times)
-            output = self.model(noisy, self.scheduler.timesteps_for(times), buildings, transmitter, keep).float()
-            pred_c, pred_eps = output.chunk(2, dim=1)
-            target_c, target_eps = self.scheduler.training_targets(x0, noise)
-            weights = self.scheduler.loss_weights(times) if diffusion.weighting_loss else None
-            return radiodiff_loss(pred_c, pred_eps, target_c, target_eps, weights, use_l1=diffusion.use_l1)
-        noisy, target_velocity = flow_matching_noisy_sample(x0, noise, times)
-        timesteps = times * self.scheduler.config.num_train_timesteps
-        output = self.model(noisy, timesteps, buildings, transmitter, keep).float()
-        return flow_matching_loss(output, target_velocity)
+        output = self.model(pair.model_input, pair.timesteps, buildings, transmitter, keep).float()
+        return self.formulation.loss(output, pair)
 
     def train_step(self, batches: Iterator[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor] | None:
         accumulation = self.config.train.gradient_accumulation_steps
@@ -262,7 +244,8 @@ class LDMTrainer(Trainer):
             model = ConditionedDenoiser.from_config(self.raw_model.config).to(self.accelerator.device).eval()
             self.parts.ema.copy_to(model.parameters())
         pipeline = RadioDiffPipeline(
-            vae=self.vae, unet=model.unet, condition_encoder=model.condition_encoder, scheduler=self.scheduler,
+            vae=self.vae, unet=model.unet, condition_encoder=model.condition_encoder,
+            scheduler=self.formulation.scheduler,
             default_num_inference_steps=self.config.diffusion.sampling_steps,
         )
         pipeline.set_progress_bar_config(disable=True)
