@@ -12,8 +12,8 @@ import torch
 from diffusers import AutoencoderKL
 from PIL import Image
 
-from conftest import REPO, subprocess_env, tiny_training_overrides
-from errors import the_error_line
+from tests.helpers.errors import the_error_line
+from tests.helpers.tiny_runs import REPO, subprocess_env, tiny_training_overrides
 from radiodiff.cli import main as radiodiff_main
 from radiodiff.training import main_vae
 

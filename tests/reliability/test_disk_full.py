@@ -7,8 +7,8 @@ from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file
 
 import radiodiff.training.vae_trainer as vae_trainer_module
-from conftest import tiny_training_overrides
-from errors import the_error_line
+from tests.helpers.errors import the_error_line
+from tests.helpers.tiny_runs import tiny_training_overrides
 from radiodiff.models import RadioDiffVAE
 from radiodiff.training import main_vae
 from radiodiff.training.checkpoints import list_checkpoints

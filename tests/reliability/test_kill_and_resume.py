@@ -8,9 +8,9 @@ import time
 import pytest
 from safetensors.torch import load_file
 
-from conftest import assert_same_weights, read_exported_weights, tiny_training_overrides
+from tests.helpers.tiny_runs import assert_same_weights, read_exported_weights, tiny_training_overrides
 from radiodiff.training.checkpoints import STATE_FILE, list_checkpoints, resolve_resume
-from training_processes import INSIDE_CHECKPOINT_WRITE, TrainingProcess, logged_step_lines
+from tests.helpers.training_processes import INSIDE_CHECKPOINT_WRITE, TrainingProcess, logged_step_lines
 
 MAX_STEPS = 12
 # a checkpoint every 3 steps, samples every 4, the discriminator from step 5, EMA every 2: a kill can land in any

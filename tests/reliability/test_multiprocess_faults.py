@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import REPO, subprocess_env, tiny_training_overrides
+from tests.helpers.tiny_runs import REPO, subprocess_env, tiny_training_overrides
 from radiodiff.training.checkpoints import list_checkpoints
 
 COLLECTIVE_TIMEOUT_S = 10
@@ -20,7 +20,7 @@ def run_with_a_faulty_rank(fault: str, output_dir, cache) -> tuple[subprocess.Co
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
         "--log-dir", str(rank_logs), "--redirects", "3",
-        str(REPO / "tests" / "reliability" / "faulty_rank_worker.py"),
+        str(REPO / "tests" / "helpers" / "faulty_rank_worker.py"),
         *tiny_training_overrides(output_dir, cache),
         "train.batch_size=2", "train.max_steps=20", "train.save_every=2", "train.sample_every=100",
         f"train.collective_timeout_s={COLLECTIVE_TIMEOUT_S}",

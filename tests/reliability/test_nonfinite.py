@@ -6,8 +6,8 @@ import math
 import torch
 from safetensors.torch import load_file
 
-from conftest import read_exported_weights, tiny_training_overrides
-from errors import the_error_line
+from tests.helpers.errors import the_error_line
+from tests.helpers.tiny_runs import read_exported_weights, tiny_training_overrides
 from radiodiff.losses import VAEGANLoss
 from radiodiff.training import main_vae
 from radiodiff.training.checkpoints import STATE_FILE, list_checkpoints

@@ -1,0 +1,96 @@
+"""What of the benchmarks can be checked without a GPU: the batch search's arithmetic, gpu.sh's control flow and
+its refusals, and the sampling benchmark's table on tiny models."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+from tests.helpers.tiny_runs import REPO, subprocess_env
+
+BENCHMARKS = REPO / "benchmarks"
+
+
+def load(name: str):
+    sys.path.insert(0, str(BENCHMARKS))  # the scripts import each other as siblings, as `python benchmarks/x.py` does
+    try:
+        spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def test_the_batch_estimate_extrapolates_peak_memory_linearly_to_the_fill_fraction():
+    max_batch = load("max_batch")
+    # 200 MiB per image on top of 600 MiB: 85 % of 10000 MiB holds (8500 - 600) / 200 = 39.5 -> 38 (even)
+    assert max_batch.estimate({2: 1000.0, 4: 1400.0}, 10000.0, 0.85) == 38
+    # memory that does not grow (a CPU's resident set can shrink) never divides by zero
+    assert max_batch.estimate({2: 1000.0, 4: 900.0}, 10000.0, 0.85) >= 2
+
+
+def run_gpu_sh(*args, **env):
+    return subprocess.run(["bash", str(BENCHMARKS / "gpu.sh"), *args], capture_output=True, text=True,
+                          env={**subprocess_env(), **env}, timeout=120)
+
+
+def test_gpu_sh_refuses_bad_arguments_and_a_missing_gpu(tmp_path):
+    assert run_gpu_sh().returncode == 2
+    unknown = run_gpu_sh(str(tmp_path), "--fast")
+    assert unknown.returncode == 2 and "error: unknown option --fast" in unknown.stderr
+    if not os.environ.get("CUDA_VISIBLE_DEVICES") and __import__("torch").cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    no_gpu = run_gpu_sh(str(tmp_path / "out"))
+    assert no_gpu.returncode == 2 and "error: no CUDA device is visible" in no_gpu.stderr
+
+
+def test_gpu_sh_skips_what_its_budget_does_not_cover_and_still_writes_every_table(tmp_path):
+    result = run_gpu_sh(str(tmp_path), "--device", "cpu", "--tiny", GPU_BENCH_BUDGET_S="0")
+    expected = ["stage1_batch2", "stage2_sampling_fp32", "stage2_sampling_bf16", "stage2_sampling_bf16_compile",
+                "stage1_max_batch_search"]
+    ldm_steps = 3 if (BENCHMARKS / "ldm_train_step.py").is_file() else 0
+    assert result.returncode == len(expected) + ldm_steps, result.stderr
+    for name in expected:
+        assert (tmp_path / f"{name}.md").read_text().startswith("skipped: the 0 s budget")
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.startswith("# benchmarks/gpu.sh on CPU") and "## stage2_train_step_bf16" in summary
+
+
+@pytest.mark.slow
+def test_sampling_benchmark_prints_one_row_per_formulation_with_each_step_count_side_by_side():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "sampling.py"), "--device", "cpu", "--size", "32", "--steps", "1", "2",
+         "--repeats", "1"], capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| formulation | s/map, 1 step (NFE) | s/map, 2 steps (NFE) | GFLOP/map at 2 |")
+    radiodiff, flow_matching = rows[1].split(" | "), rows[2].split(" | ")
+    # RadioDiff's sampler splits its last step: one denoiser call more than its steps
+    assert radiodiff[0] == "| radiodiff" and radiodiff[1].endswith("(2)") and radiodiff[2].endswith("(3)")
+    assert flow_matching[0] == "| flow_matching" and flow_matching[1].endswith("(1)")
+    assert float(radiodiff[3]) > float(flow_matching[3]) > 0  # GFLOP per map: one more denoiser call
+
+
+def test_gpu_sh_only_runs_the_steps_gpu_bench_only_names(tmp_path):
+    # a rerun that completes an earlier call: the steps not named leave no table and do not count as incomplete
+    result = run_gpu_sh(str(tmp_path), "--device", "cpu", "--tiny", GPU_BENCH_BUDGET_S="0",
+                        GPU_BENCH_ONLY="stage1_max_batch,stage2_sampling_bf16")
+    assert result.returncode == 3, result.stderr
+    written = sorted(path.name for path in tmp_path.glob("*.md"))
+    assert written == ["stage1_max_batch_search.md", "stage2_sampling_bf16.md", "stage2_sampling_bf16_compile.md",
+                       "summary.md"]
+
+
+@pytest.mark.slow
+def test_second_stage_step_benchmark_runs_a_batch_larger_than_a_small_dataset_and_counts_its_flops():
+    # the H200 run found batches above the benchmark's fixed 28 training maps refused; a GPU's batch 32 must run
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "ldm_train_step.py"), "--size", "32", "--batch-size", "40", "--steps", "1",
+         "--warmup", "1", "--variants", "encoded"], capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert rows[0].split("|")[3:8] == [" images/s ", " peak MiB ", " GFLOP/step ", " TFLOP/s ", " of peak "]
+    encoded = [cell.strip() for cell in rows[1].split("|")[1:-1]]
+    assert encoded[0] == "encoded" and float(encoded[4]) > 0, rows[1]  # counted FLOPs, not a failure line
