@@ -9,9 +9,9 @@ import PIL.Image
 import pytest
 import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
-from diffusers_alone import run_with_diffusers_alone
+from tests.helpers.diffusers_alone import run_with_diffusers_alone
 
-from map_fixtures import tiny_pipeline
+from tests.helpers.map_fixtures import tiny_pipeline
 from radiodiff.models import RadioDiffVAE, RadioMapConditionEncoder, build_condition_encoder, build_denoiser
 from radiodiff.pipelines import RadioDiffPipeline, rasterize_transmitter
 from radiodiff.pipelines import pipeline_radiodiff as pipeline_module

@@ -8,8 +8,8 @@ import PIL.Image
 import pytest
 import torch
 from diffusers import DiffusionPipeline
-from diffusers_alone import run_with_diffusers_alone
-from map_fixtures import tiny_pipeline
+from tests.helpers.diffusers_alone import run_with_diffusers_alone
+from tests.helpers.map_fixtures import tiny_pipeline
 
 from radiodiff.models import RadioUNetModel
 from radiodiff.pipelines import RadioDiffPipeline, RadioUNetPipeline, rasterize_transmitter

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from map_fixtures import tiny_pipeline, write_tiny_run
+from tests.helpers.map_fixtures import tiny_pipeline, write_tiny_run
 
 from radiodiff.cli import main
 from radiodiff.config import load_data_config

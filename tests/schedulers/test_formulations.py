@@ -7,7 +7,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
-from map_fixtures import tiny_pipeline
+from tests.helpers.map_fixtures import tiny_pipeline
 from radiodiff.config import DiffusionConfig
 from radiodiff.losses import flow_matching_loss, latent_regression_loss, radiodiff_loss
 from radiodiff.schedulers import (

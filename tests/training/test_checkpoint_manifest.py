@@ -11,14 +11,14 @@ import torch
 from safetensors.torch import load_file
 from torch.amp import GradScaler
 
-from conftest import TINY_VAE, tiny_loop_overrides, tiny_training_overrides
+from tests.helpers.tiny_runs import TINY_VAE, tiny_loop_overrides, tiny_training_overrides
 from radiodiff import RadioDiffVAE
 from radiodiff.config import load_vae_config
 from radiodiff.training import CheckpointError, main_ldm, train_vae
 from radiodiff.training.checkpoints import list_checkpoints
 from radiodiff.training.vae_trainer import build_vae_trainer
 
-FIXTURE = Path(__file__).parent / "fixtures" / "vae_checkpoint_before_manifest"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "vae_checkpoint_before_manifest"
 # with tiny_training_overrides, the run that wrote FIXTURE (see tests/fixtures/README.md)
 VAE_CHECKPOINT_BEFORE_MANIFEST = [
     "model.block_out_channels=[2]", "model.norm_num_groups=1", "discriminator.ndf=4", "discriminator.n_layers=1",
