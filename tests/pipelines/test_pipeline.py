@@ -9,15 +9,17 @@ import PIL.Image
 import pytest
 import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
-from tests.helpers.diffusers_alone import run_with_diffusers_alone
 
+from tests.helpers.diffusers_alone import run_with_diffusers_alone
 from tests.helpers.map_fixtures import tiny_pipeline
 from radiodiff.models import RadioDiffVAE, RadioMapConditionEncoder, build_condition_encoder, build_denoiser
 from radiodiff.pipelines import RadioDiffPipeline, rasterize_transmitter
 from radiodiff.pipelines import pipeline_radiodiff as pipeline_module
 from radiodiff.schedulers import RadioDiffScheduler, RegressionScheduler, formulation_of
 
-SIZE = 32
+SIZE = 32  # as tests/pipelines/conftest.py's buildings
+TX = [(20, 3), (2, 30)]  # (x, y), one per building map, in free space
+
 FORMULATIONS = ("radiodiff", "flow_matching")
 
 
@@ -38,17 +40,6 @@ def make_pipeline(vae: AutoencoderKL, formulation: str) -> RadioDiffPipeline:
 @pytest.fixture(scope="module", params=FORMULATIONS)
 def pipe(request, exported_vae) -> RadioDiffPipeline:
     return make_pipeline(exported_vae, request.param)
-
-
-@pytest.fixture(scope="module")
-def buildings() -> torch.Tensor:
-    city = torch.zeros(2, 1, SIZE, SIZE)
-    city[:, :, 4:12, 4:12] = 1.0
-    city[1, :, 20:28, 16:30] = 1.0
-    return city
-
-
-TX = [(20, 3), (2, 30)]  # (x, y), one per building map
 
 
 def run(pipe, buildings, transmitter=TX, seed=0, **kwargs) -> torch.Tensor:

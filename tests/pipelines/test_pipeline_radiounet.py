@@ -8,15 +8,15 @@ import PIL.Image
 import pytest
 import torch
 from diffusers import DiffusionPipeline
+
 from tests.helpers.diffusers_alone import run_with_diffusers_alone
 from tests.helpers.map_fixtures import tiny_pipeline
-
 from radiodiff.models import RadioUNetModel
 from radiodiff.pipelines import RadioDiffPipeline, RadioUNetPipeline, rasterize_transmitter
 from radiodiff.pipelines import pipeline_radiounet as pipeline_module
 
-SIZE = 32
-TX = [(20, 3), (2, 30)]  # (x, y), one per building map
+SIZE = 32  # as tests/pipelines/conftest.py's buildings
+TX = [(20, 3), (2, 30)]  # (x, y), one per building map, in free space
 
 
 def make_pipeline(preset: str) -> RadioUNetPipeline:
@@ -31,14 +31,6 @@ def make_pipeline(preset: str) -> RadioUNetPipeline:
 @pytest.fixture(scope="module", params=["quickstart", "unet"])
 def pipe(request) -> RadioUNetPipeline:
     return make_pipeline(request.param)
-
-
-@pytest.fixture(scope="module")
-def buildings() -> torch.Tensor:
-    city = torch.zeros(2, 1, SIZE, SIZE)
-    city[:, :, 4:12, 4:12] = 1.0
-    city[1, :, 20:28, 16:30] = 1.0
-    return city
 
 
 def transmitter_maps() -> torch.Tensor:
