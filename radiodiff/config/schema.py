@@ -444,6 +444,12 @@ class RadioUNetConfig:
         return self.train.first_unet_steps or self.train.max_steps // 2
 
     def check_together(self, prefix: str) -> None:
+        if self.train.gradient_checkpointing:
+            raise ConfigError(
+                "train.gradient_checkpointing: true; RadioUNet's U-Nets keep their activations (they are small and "
+                "have no checkpointed blocks): leave it false",
+                key="train.gradient_checkpointing",
+            )
         steps, max_steps = self.train.first_unet_steps, self.train.max_steps
         if not self.model.is_cascade():
             if steps is not None:

@@ -82,6 +82,10 @@ class RadioUNetTrainer(Trainer):
         # every parameter still trainable here: DDP only ever syncs the parameters that require a gradient when it wraps
         models, optimizers = self.prepare({"radiounet": model}, trained_optimizers("radiounet", optimizers, train.lr))
         self.raw_model: RadioUNetModel = self.accelerator.unwrap_model(models["radiounet"])
+        if train.compile:
+            # each U-Net in place: its weights keep their names, in checkpoints and in the export
+            for unet in self.trained_modules().values():
+                unet.compile(dynamic=False)
         ema = None
         if train.use_ema:
             # the EMA copies the frozen U-Net's weights as they are (EMAModel's rule for parameters without a gradient):
@@ -156,7 +160,10 @@ class RadioUNetTrainer(Trainer):
 
     def write_sample_sheet(self, path: Path, title: str) -> None:
         weights = "EMA weights" if self.parts.ema is not None else "weights"
-        self.write_pipeline_sheet(self.pipeline(), self.raw_model, self.sample_items, path, f"{title} ({weights})")
+        # in a cascade's phase 1 the maps come through a second U-Net that has not trained yet
+        phase = f", phase {self.phase}" if self.raw_model.is_cascade else ""
+        self.write_pipeline_sheet(self.pipeline(), self.raw_model, self.sample_items, path,
+                                  f"{title}{phase} ({weights})")
 
     def export_models(self) -> None:
         """``pipeline/``: the RadioUNetPipeline with its code, the EMA weights as the model."""
