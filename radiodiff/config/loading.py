@@ -112,18 +112,21 @@ def load_vae_config(path: str | Path | None = None, overrides: list[str] | None 
 
 def read_ldm_config(path: str | Path | None = None, overrides: list[str] | None = None) -> tuple[LDMConfig, list[str]]:
     """Read a second-stage config ``path``, apply ``overrides`` and validate; there are no translation notes."""
-    overrides = overrides or []
-    values = apply_overrides(read_yaml(path) if path is not None else {}, overrides)
-    return _validated(values, LDMConfig, path, overrides), []
+    return _read_config(path, overrides, LDMConfig), []
 
 
 def read_radiounet_config(
     path: str | Path | None = None, overrides: list[str] | None = None
 ) -> tuple[RadioUNetConfig, list[str]]:
     """Read a RadioUNet config ``path``, apply ``overrides`` and validate; there are no translation notes."""
+    return _read_config(path, overrides, RadioUNetConfig), []
+
+
+def _read_config(path: str | Path | None, overrides: list[str] | None, schema: type) -> Any:
+    """``path`` (or the defaults) with ``overrides`` applied, validated into ``schema``."""
     overrides = overrides or []
     values = apply_overrides(read_yaml(path) if path is not None else {}, overrides)
-    return _validated(values, RadioUNetConfig, path, overrides), []
+    return _validated(values, schema, path, overrides)
 
 
 def load_radiounet_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RadioUNetConfig:

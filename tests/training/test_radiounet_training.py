@@ -11,7 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.helpers.tiny_runs import REPO, STEP_LINE, launch_command, subprocess_env, tiny_loop_overrides
+from tests.helpers.tiny_runs import (
+    REPO, STEP_LINE, launch_command, subprocess_env, tiny_loop_overrides, two_process_command,
+)
 from radiodiff.cli import main
 from radiodiff.config import load_vae_config, read_ldm_config, read_radiounet_config
 from radiodiff.pipelines import RadioUNetPipeline
@@ -107,6 +109,15 @@ def test_a_tiny_run_writes_every_artifact_and_its_pipeline_loads_and_evaluates(t
     assert evaluated["rows"]["model"]["metrics"]["nmse"]["mean"] == pytest.approx(
         metrics["rows"]["model"]["metrics"]["nmse"]["mean"], rel=1e-5)
 
+    # `radiodiff compare` takes the run folder: one row, without steps, at the run's own training time
+    assert main(["compare", str(output_dir), "--split", "val", "--out", str(tmp_path / "compare"),
+                 "--device", "cpu"]) == 0
+    rows = json.loads((tmp_path / "compare" / "comparison.json").read_text())["rows"]
+    (row,) = [row for row in rows if row["kind"] == "pipeline"]
+    assert row["num_inference_steps"] is None and "RadioUNetPipeline" in row["label"]
+    assert row["training"] == {"total_s": summary["wall_time_s"], "run_s": summary["wall_time_s"]}
+    assert not any(row["kind"] == "vae_ceiling" for row in rows)
+
 
 @pytest.mark.slow
 def test_accelerate_launch_train_radiounet_on_the_quickstart_config(tmp_path, synthetic_cache):
@@ -169,6 +180,21 @@ def test_resume_across_the_phase_switch_ends_with_the_weights_of_a_straight_run(
     assert_same(load_file(resumed / PIPELINE_WEIGHTS), load_file(straight / PIPELINE_WEIGHTS))
     final = "checkpoints/checkpoint-8/model.safetensors"
     assert_same(load_file(resumed / final), load_file(straight / final))
+
+
+@pytest.mark.slow
+def test_two_processes_train_a_cascade_through_both_phases_with_identical_weights(tmp_path, synthetic_cache):
+    output_dir = tmp_path / "ddp"
+    output_dir.mkdir()
+    # each phase leaves one U-Net out of the loss: without find_unused_parameters DDP would fail the step
+    overrides = tiny_radiounet_overrides(output_dir, synthetic_cache, TINY_CASCADE) + [
+        "train.batch_size=2", "train.max_steps=4", "train.first_unet_steps=2"]
+    result = subprocess.run(two_process_command("radiounet", output_dir, overrides), env=subprocess_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = load_file(output_dir / "rank0.safetensors"), load_file(output_dir / "rank1.safetensors")
+    assert any(key.startswith("second_unet.") for key in rank0) and any(key.startswith("ema.") for key in rank0)
+    assert_same(rank1, rank0)
 
 
 def run_and_read_error(argv, capsys) -> str:
