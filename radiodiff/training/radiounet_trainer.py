@@ -141,7 +141,7 @@ class RadioUNetTrainer(Trainer):
             return None
         self.optimizer_steps(self.updates_of("radiounet"))
         self.update_ema(self.raw_model)
-        return {"loss": total, "phase": torch.tensor(float(self.phase))}
+        return {"loss": total, "phase": torch.full_like(total, self.phase)}
 
     def progress_fields(self, values: dict[str, float]) -> dict[str, str]:
         return {"loss": f"{values['loss']:.4g}", "phase": str(int(values["phase"]))}
