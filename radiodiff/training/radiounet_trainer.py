@@ -16,6 +16,7 @@ as the original's fresh optimizer of its second phase does.
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 from typing import Iterator
 
@@ -30,7 +31,7 @@ from ..data import build_dataset
 from ..hub import write_pipeline_model_card
 from ..models import RadioUNetModel
 from ..pipelines import RadioUNetPipeline
-from .checkpoints import TrainedParts, staged_directory
+from .checkpoints import TrainedParts, staged_directory, stored_model_config
 from .optim import build_optimizers
 from .trainer import Trainer, TrainingError, run_training, trained_optimizers
 
@@ -145,6 +146,19 @@ class RadioUNetTrainer(Trainer):
 
     def progress_fields(self, values: dict[str, float]) -> dict[str, str]:
         return {"loss": f"{values['loss']:.4g}", "phase": str(int(values["phase"]))}
+
+    def resume(self, path: Path) -> None:
+        # a checkpoint of other widths would fail deep in torch's load_state_dict: name the first difference instead
+        stored = stored_model_config(path, "radiounet")  # None in a checkpoint of another stage: the manifest says so
+        if stored is not None:
+            ours = json.loads(json.dumps(dict(self.raw_model.config)))  # tuples as lists, as the manifest holds them
+            for key, value in ours.items():
+                if not key.startswith("_") and key != "sample_size" and stored.get(key) != value:
+                    raise TrainingError(
+                        f"--resume {path}: its model has {key} {stored.get(key)}, where this run's has {value}; "
+                        "expected a checkpoint of a run with this config's model section"
+                    )
+        super().resume(path)
 
     # ---- samples and export -----------------------------------------------------------------------------------
 

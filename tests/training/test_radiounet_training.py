@@ -222,6 +222,17 @@ def test_bad_input_is_one_error_line(tmp_path, synthetic_cache, capsys, extra, m
                                          capsys)
 
 
+def test_a_checkpoint_of_a_model_of_other_widths_is_one_error_line(tmp_path, synthetic_cache, capsys):
+    cascade = tmp_path / "cascade"
+    assert main_radiounet([*tiny_radiounet_overrides(cascade, synthetic_cache, TINY_CASCADE), "train.max_steps=2",
+                           "train.save_every=2", "train.evaluate_at_end=false", "train.num_sample_images=0"]) == 0
+    checkpoint = list_checkpoints(cascade)[-1][1]
+    message = run_and_read_error(["--resume", str(checkpoint), *tiny_radiounet_overrides(tmp_path / "unet",
+                                                                                         synthetic_cache)], capsys)
+    assert f"--resume {checkpoint}: its model has second_down_channels [4, 4, 4, 4, 4, 4, 4], where this run's " \
+           "has None" in message
+
+
 def test_the_shipped_configs_are_the_quickstart_s_data_and_the_original_s_schedule():
     quickstart = read_radiounet_config(REPO / "configs/radiounet_quickstart.yaml")[0]
     assert quickstart.model.preset == "unet" and not quickstart.model.is_cascade()
