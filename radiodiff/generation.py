@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .data.images import GrayscaleReader, open_image, unit_tensor
 from .data.propagation import GAIN_CEILING_DB, GAIN_FLOOR_DB
-from .evaluation.pipeline import generate, load_pipeline, map_generators
+from .evaluation.pipeline import generate, load_pipeline, map_generators, refuse_sampling_options
 from .file_writing import refuse_existing, write_atomically
 from .pipelines import RadioDiffPipeline, RadioUNetPipeline, rasterize_transmitter
 
@@ -176,11 +176,9 @@ def run_generate(
         raise ValueError("give the transmitter either as --transmitter PNG (or folder) or as --tx X,Y, not both")
     if steps is not None and steps < 1:
         raise ValueError(f"--steps: {steps}; expected an integer >= 1")
+    refuse_sampling_options(pipeline_dir, {"--steps": steps})
     pipeline = load_pipeline(pipeline_dir)
     one_pass = "scheduler" not in pipeline.components
-    if one_pass and steps is not None:
-        raise ValueError(f"--steps: {pipeline_dir} is a {type(pipeline).__name__}, which maps in one pass without a "
-                         "sampler; --steps applies to a sampling pipeline (RadioDiffPipeline)")
     # the map size the pipeline checks its inputs against: its VAE's, or a one-pass model's own
     size = pipeline.unet.config.sample_size if one_pass else pipeline.vae.config.sample_size
     if Path(buildings).is_dir():

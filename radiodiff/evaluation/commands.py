@@ -21,6 +21,7 @@ from .pipeline import (
     evaluate_pipeline,
     format_pipeline_summary,
     load_pipeline,
+    refuse_sampling_options,
     save_pipeline_gallery,
     write_pipeline_metrics,
 )
@@ -185,14 +186,10 @@ def run_evaluate_pipeline(
         except ValueError as error:
             raise ValueError(f"--{error}") from None
     variant = None if variant == MAIN_VARIANT else variant
+    refuse_sampling_options(pipeline_dir, {"--steps": steps, "--eta": eta})
     config_path = resolve_config(pipeline_dir, config_path)
     pipeline = load_pipeline(pipeline_dir, variant)
-    if "scheduler" not in pipeline.components:
-        for option, value in (("--steps", steps), ("--eta", eta)):
-            if value is not None:
-                raise ValueError(f"{option}: {pipeline_dir} is a {type(pipeline).__name__}, which maps in one pass "
-                                 f"without a sampler; {option} applies to a sampling pipeline (RadioDiffPipeline)")
-    elif steps is None:
+    if steps is None and "scheduler" in pipeline.components:
         steps = pipeline.config.default_num_inference_steps
     sampling = "" if steps is None else f"-{steps}steps{'' if eta is None else '-eta' + format(eta, 'g')}"
     target = Path(out) if out is not None else Path(pipeline_dir).parent / EVALUATION_FOLDER / f"pipeline-{split}{sampling}"

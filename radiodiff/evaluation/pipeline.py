@@ -115,6 +115,19 @@ def pipeline_class(pipeline_dir: str | Path) -> type[DiffusionPipeline]:
     return known[name]
 
 
+def refuse_sampling_options(pipeline_dir: str | Path, options: dict[str, Any]) -> None:
+    """One ``ValueError`` line for a sampling option (``{"--steps": 5}``; None is not given) set for a saved pipeline
+    without a scheduler (RadioUNet's, which maps in one pass), read from its ``model_index.json`` before anything
+    loads; a folder without one is left to :func:`load_pipeline` to refuse."""
+    index_path = Path(pipeline_dir) / PIPELINE_INDEX_FILE
+    if not index_path.is_file() or "scheduler" in json.loads(index_path.read_text()):
+        return
+    for option, value in options.items():
+        if value is not None:
+            raise ValueError(f"{option}: {pipeline_dir} is a {pipeline_class(pipeline_dir).__name__}, which maps in "
+                             f"one pass without a sampler; {option} applies to a sampling pipeline (RadioDiffPipeline)")
+
+
 def load_pipeline(pipeline_dir: str | Path, variant: str | None = None) -> DiffusionPipeline:
     """A saved pipeline folder (``model_index.json`` and its components), safetensors only, never a download;
     loaded with the radiodiff pipeline class its ``model_index.json`` names (:func:`pipeline_class`).

@@ -179,6 +179,7 @@ def test_a_radiounet_pipeline_generates_its_one_pass_map_and_refuses_steps(input
     torch.testing.assert_close(written[free], expected[free], rtol=0, atol=0.5 / 255 + 1e-6)
     assert written[free].std() > 0
 
+    capsys.readouterr()
     assert main([*args, str(tmp_path / "other.png"), "--steps", "2"]) == 2
     error = capsys.readouterr().err
     assert "--steps: " in error and "maps in one pass without a sampler" in error and error.count("\n") == 1
