@@ -343,23 +343,30 @@ def is_pipeline_run(output_dir: str | Path) -> bool:
 
 
 @dataclass
-class PipelineRun:
-    """What a second-stage card says, as read from ``output_dir`` (``pipeline/`` is required)."""
+class ExportedRun:
+    """What every pipeline card says about a run folder with ``pipeline/``, besides the pipeline's own components
+    (:func:`_run_record`), and the parameter count of each trained model."""
 
     output_dir: Path
-    formulation: Formulation
-    scheduler_class: str
-    default_steps: int
     carries_code: bool
-    vae_config: dict[str, Any]
-    unet_config: dict[str, Any]
-    encoder_config: dict[str, Any]
     parameters: dict[str, int]
     data: DataConfig | None
     train: dict[str, Any]
     summary: dict[str, Any] | None
     evaluation: dict[str, Any] | None
     sample: str | None
+
+
+@dataclass
+class PipelineRun(ExportedRun):
+    """What a second-stage card says, as read from ``output_dir`` (``pipeline/`` is required)."""
+
+    formulation: Formulation
+    scheduler_class: str
+    default_steps: int
+    vae_config: dict[str, Any]
+    unet_config: dict[str, Any]
+    encoder_config: dict[str, Any]
 
     @property
     def map_size(self) -> int:
@@ -407,17 +414,25 @@ def read_pipeline_run(output_dir: str | Path) -> PipelineRun:
         raise HubError(f"{output_dir}: expected a second-stage run with {PIPELINE_DIR}/{PIPELINE_INDEX_FILE}")
     components = {name: _component(pipeline_dir, name) for name in ("vae", "unet", "condition_encoder")}
     scheduler_class = index["scheduler"][1]
-    data, train = _run_settings(output_dir)
     return PipelineRun(
-        output_dir=output_dir,
         formulation=_formulation(output_dir, scheduler_class),
         scheduler_class=scheduler_class,
         default_steps=index.get("default_num_inference_steps", DEFAULT_NUM_INFERENCE_STEPS),
-        carries_code=bool(shipped_code(pipeline_dir)),
         vae_config=components["vae"][0],
         unet_config=components["unet"][0],
         encoder_config=components["condition_encoder"][0],
         parameters={name: parameters for name, (_, parameters) in components.items()},
+        **_run_record(output_dir),
+    )
+
+
+def _run_record(output_dir: Path) -> dict[str, Any]:
+    """What every pipeline card reads from a run folder besides the pipeline's components: whether the pipeline
+    carries its code, the run's settings, its summary, evaluation and latest sample."""
+    data, train = _run_settings(output_dir)
+    return dict(
+        output_dir=output_dir,
+        carries_code=bool(shipped_code(output_dir / PIPELINE_DIR)),
         data=data,
         train=train,
         summary=_read_json(output_dir / TRAINING_SUMMARY_FILE),
@@ -426,7 +441,21 @@ def read_pipeline_run(output_dir: str | Path) -> PipelineRun:
     )
 
 
-def _pipeline_eval_results(run: PipelineRun | RadioUNetRun) -> list[EvalResult] | None:
+def _pipeline_card_data(run: ExportedRun, model_name: str, tags: list[str]) -> ModelCardData:
+    """A pipeline card's YAML metadata: library, task, tags (the data source's added), data, ``model-index``."""
+    return ModelCardData(
+        library_name="diffusers",
+        pipeline_tag="image-to-image",
+        license=LICENSE,
+        tags=tags + ([run.data.source] if run.data and run.data.source != "datasets" else []),
+        datasets=[describe_data(run.data)[0]] if run.data and _hub_dataset_id(run.data) else None,
+        metrics=[name for name in METRICS if _pipeline_eval_results(run)] or None,
+        model_name=model_name,
+        eval_results=_pipeline_eval_results(run),
+    )
+
+
+def _pipeline_eval_results(run: ExportedRun) -> list[EvalResult] | None:
     rows = (run.evaluation or {}).get("rows")
     if not rows:
         return None
@@ -435,7 +464,7 @@ def _pipeline_eval_results(run: PipelineRun | RadioUNetRun) -> list[EvalResult] 
                            "one pass" if steps is None else f"{steps} steps")
 
 
-def _pipeline_evaluation_rows(run: PipelineRun | RadioUNetRun) -> list[dict[str, str]]:
+def _pipeline_evaluation_rows(run: ExportedRun) -> list[dict[str, str]]:
     """One row per line of the table (model, VAE ceiling, physics baseline): label and formatted metrics; a row
     the run has no means for (the VAE ceiling of a pipeline without a VAE) is left out."""
     rows = (run.evaluation or {}).get("rows") or {}
@@ -458,7 +487,7 @@ def _pipeline_evaluation_rows(run: PipelineRun | RadioUNetRun) -> list[dict[str,
     return table
 
 
-def _pipeline_training_rows(run: PipelineRun | RadioUNetRun) -> list[tuple[str, str]]:
+def _pipeline_training_rows(run: ExportedRun) -> list[tuple[str, str]]:
     train = run.train
     rows = [
         (setting, str(train[key]))
@@ -478,18 +507,8 @@ def render_pipeline_model_card(output_dir: str | Path, repo_id: str | None = Non
     run = read_pipeline_run(output_dir)
     repo_id = repo_id or run.train.get("hub_repo_id")
     model_name = repo_id.split("/")[-1] if repo_id else run.output_dir.resolve().name
-    dataset_type, data_description = describe_data(run.data)
-    card_data = ModelCardData(
-        library_name="diffusers",
-        pipeline_tag="image-to-image",
-        license=LICENSE,
-        tags=PIPELINE_CARD_TAGS + [run.formulation.name.replace("_", "-")] + (
-            [run.data.source] if run.data and run.data.source != "datasets" else []),
-        datasets=[dataset_type] if run.data and _hub_dataset_id(run.data) else None,
-        metrics=[name for name in METRICS if _pipeline_eval_results(run)] or None,
-        model_name=model_name,
-        eval_results=_pipeline_eval_results(run),
-    )
+    _, data_description = describe_data(run.data)
+    card_data = _pipeline_card_data(run, model_name, PIPELINE_CARD_TAGS + [run.formulation.name.replace("_", "-")])
     return ModelCard.from_template(
         card_data,
         template_path=str(PIPELINE_CARD_TEMPLATE),
@@ -551,18 +570,10 @@ def is_radiounet_run(output_dir: str | Path) -> bool:
 
 
 @dataclass
-class RadioUNetRun:
+class RadioUNetRun(ExportedRun):
     """What a RadioUNet card says, as read from ``output_dir`` (``pipeline/`` is required)."""
 
-    output_dir: Path
-    carries_code: bool
     unet_config: dict[str, Any]
-    parameters: dict[str, int]
-    data: DataConfig | None
-    train: dict[str, Any]
-    summary: dict[str, Any] | None
-    evaluation: dict[str, Any] | None
-    sample: str | None
 
     @property
     def is_cascade(self) -> bool:
@@ -577,17 +588,10 @@ def read_radiounet_run(output_dir: str | Path) -> RadioUNetRun:
     weights = pipeline_dir / "unet" / WEIGHTS_FILE
     if unet_config is None or not weights.is_file():
         raise HubError(f"{pipeline_dir}: expected unet/{CONFIG_FILE} and unet/{WEIGHTS_FILE}")
-    data, train = _run_settings(output_dir)
     return RadioUNetRun(
-        output_dir=output_dir,
-        carries_code=bool(shipped_code(pipeline_dir)),
         unet_config=unet_config,
         parameters=parameters_by_module(weights),  # first_unet, second_unet
-        data=data,
-        train=train,
-        summary=_read_json(output_dir / TRAINING_SUMMARY_FILE),
-        evaluation=_read_json(output_dir / METRICS_FILE),
-        sample=latest_sample(output_dir),
+        **_run_record(output_dir),
     )
 
 
@@ -596,17 +600,8 @@ def render_radiounet_model_card(output_dir: str | Path, repo_id: str | None = No
     run = read_radiounet_run(output_dir)
     repo_id = repo_id or run.train.get("hub_repo_id")
     model_name = repo_id.split("/")[-1] if repo_id else run.output_dir.resolve().name
-    dataset_type, data_description = describe_data(run.data)
-    card_data = ModelCardData(
-        library_name="diffusers",
-        pipeline_tag="image-to-image",
-        license=LICENSE,
-        tags=RADIOUNET_CARD_TAGS + ([run.data.source] if run.data and run.data.source != "datasets" else []),
-        datasets=[dataset_type] if run.data and _hub_dataset_id(run.data) else None,
-        metrics=[name for name in METRICS if _pipeline_eval_results(run)] or None,
-        model_name=model_name,
-        eval_results=_pipeline_eval_results(run),
-    )
+    _, data_description = describe_data(run.data)
+    card_data = _pipeline_card_data(run, model_name, RADIOUNET_CARD_TAGS)
     training_rows = _pipeline_training_rows(run)
     if run.is_cascade and run.train.get("first_unet_steps") is not None:
         training_rows.insert(1, ("steps of the first U-Net (phase 1)", str(run.train["first_unet_steps"])))
