@@ -182,6 +182,27 @@ def test_resume_across_the_phase_switch_ends_with_the_weights_of_a_straight_run(
     assert_same(load_file(resumed / final), load_file(straight / final))
 
 
+def test_muon_takes_the_hidden_kernels_and_adamw_the_layers_that_read_the_conditions_or_write_the_map(
+    tmp_path, synthetic_cache
+):
+    from radiodiff.training.radiounet_trainer import build_radiounet_trainer
+
+    trainer = build_radiounet_trainer(radiounet_config(
+        *tiny_radiounet_overrides(tmp_path / "muon", synthetic_cache, TINY_CASCADE), "train.optimizer=muon"))
+    assert list(trainer.parts.optimizers) == ["radiounet.muon", "radiounet.adamw"]
+    names = {id(p): name for name, p in trainer.raw_model.named_parameters()}
+    muon, adamw = (
+        {names[id(p)] for group in trained.optimizer.param_groups for p in group["params"]}
+        for trained in trainer.parts.optimizers.values()
+    )
+    assert muon | adamw == set(names.values()) and not muon & adamw
+    assert "first_unet.down_blocks.1.0.weight" in muon and "second_unet.up_blocks.0.0.weight" in muon
+    for edge in ("first_unet.down_blocks.0.0.weight", "first_unet.head.1.0.weight", "second_unet.head.0.0.weight"):
+        assert edge in adamw
+    assert trainer.train_step(trainer.micro_batches()) is not None
+    trainer.accelerator.end_training()
+
+
 @pytest.mark.slow
 def test_two_processes_train_a_cascade_through_both_phases_with_identical_weights(tmp_path, synthetic_cache):
     output_dir = tmp_path / "ddp"
