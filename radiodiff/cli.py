@@ -162,7 +162,7 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default=None,
                         help="metrics JSON or folder; per_image.csv is written beside it "
                              "(default: OUTPUT_DIR/evaluation/<variant>-<split>/, for a pipeline "
-                             "OUTPUT_DIR/evaluation/pipeline-<split>-<steps>steps/)")
+                             "OUTPUT_DIR/evaluation/pipeline-<split>-<steps>steps/, for RadioUNet's pipeline-<split>/)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing metrics.json")
     parser.add_argument("--sample-posterior", action="store_true",
                         help="decode posterior samples (seeded) instead of the deterministic posterior mode")
@@ -171,7 +171,7 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, default=None,
                         help="a pipeline's sampling steps (default: the steps its run was evaluated with, saved in "
                              "the folder's model_index.json as default_num_inference_steps; 5 for a folder "
-                             "saved without them)")
+                             "saved without them; refused for RadioUNet's, which maps in one pass)")
     parser.add_argument("--seed", type=int, default=0,
                         help="map i is sampled with seed + i (a pipeline; a VAE with --sample-posterior)")
     parser.add_argument("--eta", type=float, default=None,
@@ -280,7 +280,7 @@ def _add_generate(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, default=None,
                         help="sampling steps (default: the steps the pipeline's run was evaluated with, saved in "
                              "its model_index.json as default_num_inference_steps; 5 for a folder saved without "
-                             "them)")
+                             "them; refused for RadioUNet's, which maps in one pass)")
     parser.add_argument("--seed", type=int, default=0, help="map i is sampled with seed + i (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")

@@ -17,9 +17,9 @@ from tqdm.auto import tqdm
 
 from .data.images import GrayscaleReader, open_image, unit_tensor
 from .data.propagation import GAIN_CEILING_DB, GAIN_FLOOR_DB
-from .evaluation.pipeline import generate, load_pipeline, map_generators
+from .evaluation.pipeline import generate, load_pipeline, map_generators, refuse_sampling_options
 from .file_writing import refuse_existing, write_atomically
-from .pipelines import RadioDiffPipeline, rasterize_transmitter
+from .pipelines import RadioDiffPipeline, RadioUNetPipeline, rasterize_transmitter
 
 # RadioMapSeer's transmitter images: png/antennas/{map}_{tx}.png beside png/buildings_complete/{map}.png
 TRANSMITTER_NAME = re.compile(r"^(\d+)_(\d+)\.png$")
@@ -168,15 +168,19 @@ def run_generate(
     Map ``i`` (in the order of its transmitter name, by map then transmitter number) is sampled with a
     generator seeded ``seed + i``, as :func:`~radiodiff.evaluation.evaluate_pipeline` does. Returns the maps'
     paths. Nothing existing is replaced without ``overwrite``. ``steps`` defaults to the pipeline's
-    ``default_num_inference_steps`` (the steps its run was evaluated with). A transmitter on a building pixel is
+    ``default_num_inference_steps`` (the steps its run was evaluated with); a pipeline without a sampler
+    (RadioUNet's) maps in one pass and refuses it. A transmitter on a building pixel is
     refused: the model was trained on transmitters in the streets.
     """
     if (transmitter is None) == (tx is None):
         raise ValueError("give the transmitter either as --transmitter PNG (or folder) or as --tx X,Y, not both")
     if steps is not None and steps < 1:
         raise ValueError(f"--steps: {steps}; expected an integer >= 1")
+    refuse_sampling_options(pipeline_dir, {"--steps": steps})
     pipeline = load_pipeline(pipeline_dir)
-    size = pipeline.vae.config.sample_size
+    one_pass = "scheduler" not in pipeline.components
+    # the map size the pipeline checks its inputs against: its VAE's, or a one-pass model's own
+    size = pipeline.unet.config.sample_size if one_pass else pipeline.vae.config.sample_size
     if Path(buildings).is_dir():
         if tx is not None:
             raise ValueError(f"--tx: {buildings} is a folder; give --transmitter, the folder of {{map}}_{{tx}}.png "
@@ -188,13 +192,19 @@ def run_generate(
                           Path(figure) if figure else None, size)
     outputs = [path for request in requests for path in (request.out, request.figure) if path is not None]
     refuse_existing(outputs, overwrite)
-    if steps is None:
+    if steps is None and not one_pass:
         steps = pipeline.config.default_num_inference_steps
     return generate_requests(pipeline, requests, steps=steps, seed=seed, batch_size=batch_size, device=device)
 
 
 def generate_requests(
-    pipeline: RadioDiffPipeline, requests: list[MapRequest], *, steps: int, seed: int, batch_size: int, device: str
+    pipeline: RadioDiffPipeline | RadioUNetPipeline,
+    requests: list[MapRequest],
+    *,
+    steps: int | None,
+    seed: int,
+    batch_size: int,
+    device: str,
 ) -> list[Path]:
     pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)

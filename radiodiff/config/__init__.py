@@ -3,7 +3,7 @@
 Every other module receives these typed objects and never digs through nested dicts.
 
 - ``errors``: :class:`ConfigError`, the one error a user sees
-- ``schema``: the two stages' dataclasses, each key's range beside it; model sections default to the models' own
+- ``schema``: the stages' dataclasses (the VAE, the second stage, RadioUNet), each key's range beside it; model sections default to the models' own
 - ``checks``: the ranges a key may declare, and the walk that checks a built config
 - ``typed``: nested mappings into the dataclasses, each value checked against its type
 - ``original``: the original RadioDiff first-stage YAML into ours
@@ -14,8 +14,10 @@ from .errors import ConfigError
 from .loading import (
     config_from_dict,
     load_data_config,
+    load_radiounet_config,
     load_vae_config,
     read_ldm_config,
+    read_radiounet_config,
     read_vae_config,
     read_yaml,
     save_config,
@@ -29,6 +31,9 @@ from .schema import (
     LatentsConfig,
     LDMConfig,
     LDMTrainConfig,
+    RadioUNetConfig,
+    RadioUNetModelConfig,
+    RadioUNetTrainConfig,
     SyntheticConfig,
     TrainConfig,
     VAEConfig,
@@ -47,6 +52,9 @@ __all__ = [
     "LDMConfig",
     "LDMTrainConfig",
     "LatentsConfig",
+    "RadioUNetConfig",
+    "RadioUNetModelConfig",
+    "RadioUNetTrainConfig",
     "SyntheticConfig",
     "TrainConfig",
     "VAEConfig",
@@ -55,8 +63,10 @@ __all__ = [
     "VAETrainConfig",
     "config_from_dict",
     "load_data_config",
+    "load_radiounet_config",
     "load_vae_config",
     "read_ldm_config",
+    "read_radiounet_config",
     "read_vae_config",
     "read_yaml",
     "save_config",

@@ -12,7 +12,7 @@ from ..file_writing import write_atomically
 from .checks import check_ranges
 from .errors import ConfigError
 from .original import is_original_config, translate_original_config
-from .schema import DataConfig, LDMConfig, VAEConfig
+from .schema import DataConfig, LDMConfig, RadioUNetConfig, VAEConfig
 from .typed import build
 
 
@@ -112,11 +112,28 @@ def load_vae_config(path: str | Path | None = None, overrides: list[str] | None 
 
 def read_ldm_config(path: str | Path | None = None, overrides: list[str] | None = None) -> tuple[LDMConfig, list[str]]:
     """Read a second-stage config ``path``, apply ``overrides`` and validate; there are no translation notes."""
+    return _read_config(path, overrides, LDMConfig), []
+
+
+def read_radiounet_config(
+    path: str | Path | None = None, overrides: list[str] | None = None
+) -> tuple[RadioUNetConfig, list[str]]:
+    """Read a RadioUNet config ``path``, apply ``overrides`` and validate; there are no translation notes."""
+    return _read_config(path, overrides, RadioUNetConfig), []
+
+
+def _read_config(path: str | Path | None, overrides: list[str] | None, schema: type) -> Any:
+    """``path`` (or the defaults) with ``overrides`` applied, validated into ``schema``."""
     overrides = overrides or []
     values = apply_overrides(read_yaml(path) if path is not None else {}, overrides)
-    return _validated(values, LDMConfig, path, overrides), []
+    return _validated(values, schema, path, overrides)
 
 
-def save_config(config: VAEConfig | LDMConfig, path: str | Path) -> None:
+def load_radiounet_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RadioUNetConfig:
+    """Read a RadioUNet config ``path`` (or the defaults), apply ``overrides`` and validate."""
+    return read_radiounet_config(path, overrides)[0]
+
+
+def save_config(config: VAEConfig | LDMConfig | RadioUNetConfig, path: str | Path) -> None:
     """Write ``config`` as YAML, replacing ``path`` atomically."""
     write_atomically(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,9 +1,9 @@
-"""The two stages' configs as dataclasses: every key, its type, its default and, beside it, its range.
+"""The stages' configs as dataclasses: every key, its type, its default and, beside it, its range.
 
 A model's own arguments (the ``model:``, ``discriminator:`` and ``loss:`` sections) take their defaults from the
 model's ``__init__``, as diffusers' models keep theirs; they are read when a config is first built, since the
 models import torch. Each stage's ``train:`` section has the keys that stage reads: :class:`TrainConfig` those of
-the shared loop, :class:`VAETrainConfig` and :class:`LDMTrainConfig` the rest.
+the shared loop, :class:`VAETrainConfig`, :class:`LDMTrainConfig` and :class:`RadioUNetTrainConfig` the rest.
 """
 
 from __future__ import annotations
@@ -355,4 +355,117 @@ class LDMConfig:
                 f"data.augment: {self.data.augment!r}, but encoded latents are of the maps as they are; expected "
                 "none with latents.source: encoded (or latents.source: on_the_fly to train on turned maps)",
                 key="data.augment",
+            )
+
+
+# a model argument that replaces its preset's, or null for the preset's
+PRESET_OR_POSITIVE = Range(lambda value: value is None or value >= 1, "a positive integer or null (the preset's)")
+
+
+@dataclass
+class RadioUNetModelConfig:
+    """RadioUNet (see :class:`radiodiff.RadioUNetModel`): a preset, and any of the model's own arguments replacing the
+    preset's (null: the preset's value)."""
+
+    # "paper": the original RadioWNet cascade at 256x256; "quickstart": a small cascade at 64x64; "unet": one U-Net
+    # at 64x64 (radiodiff.models.radiounet.PRESETS)
+    preset: Literal["paper", "quickstart", "unet"] = "paper"
+    # the side of the maps; must be the data's
+    sample_size: int | None = checked(None, PRESET_OR_POSITIVE)
+    first_down_channels: list[int] | None = None
+    first_up_channels: list[int] | None = None
+    first_head_channels: int | None = checked(None, PRESET_OR_POSITIVE)
+    second_down_channels: list[int] | None = None
+    second_up_channels: list[int] | None = None
+    second_head_channels: int | None = checked(None, PRESET_OR_POSITIVE)
+    down_kernel_sizes: list[int] | None = None
+    down_pooling: list[bool] | None = None
+    up_kernel_sizes: list[int] | None = None
+    head_kernel_size: int | None = checked(None, PRESET_OR_POSITIVE)
+
+    def overrides(self) -> dict[str, Any]:
+        """The model arguments this section sets (those not null), for ``RadioUNetModel.from_preset``."""
+        return {key: value for key, value in dataclasses.asdict(self).items() if key != "preset" and value is not None}
+
+    def architecture(self) -> dict[str, Any]:
+        """Every argument of the model: the preset's, with this section's overrides."""
+        from ..models.radiounet import PRESETS  # imported here: the models import torch, the config does not
+
+        return {**PRESETS[self.preset], **self.overrides()}
+
+    def is_cascade(self) -> bool:
+        return self.architecture()["second_down_channels"] is not None
+
+    def check_together(self, prefix: str) -> None:
+        from ..models.radiounet import _check_widths
+
+        try:
+            _check_widths(self.architecture())
+        except ValueError as error:
+            # the section as the key: an override of any of its keys is named as where the error was set
+            raise ConfigError(f"{prefix}{error} (preset {self.preset} with this section's keys)",
+                              key=prefix.rstrip(".")) from None
+
+
+@dataclass
+class RadioUNetTrainConfig(TrainConfig):
+    """RadioUNet's loop: the shared one, with the original's optimiser settings as defaults (Adam, lr 1e-4, batch 15,
+    its notebook RadioWNet_c_DPM_Thr2.ipynb), and the cascade's two phases."""
+
+    batch_size: int = 15
+    lr: float = 1e-4
+    lr_schedule: Literal["constant", "cosine", "poly"] = "constant"
+    weight_decay: float = 0.0
+    ema_decay: float = 0.999
+    ema_update_every: int = 1
+    # a cascade: the steps that train the first U-Net (phase 1); the rest of max_steps train the second on the
+    # first's frozen output (phase 2). null: half of max_steps. One U-Net has phase 1 only: leave it null
+    first_unet_steps: int | None = checked(
+        None, Range(lambda value: value is None or value >= 1, "a positive integer or null (half of train.max_steps)")
+    )
+
+
+@dataclass
+class RadioUNetConfig:
+    """A whole RadioUNet run: the supervised baseline on the same data and loop as the second stage."""
+
+    output_dir: str = "outputs/radiounet"
+    model: RadioUNetModelConfig = field(default_factory=RadioUNetModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: RadioUNetTrainConfig = field(default_factory=RadioUNetTrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def first_unet_steps(self) -> int:
+        """The steps of phase 1: all of them for one U-Net, ``train.first_unet_steps`` (or half) for a cascade."""
+        if not self.model.is_cascade():
+            return self.train.max_steps
+        return self.train.first_unet_steps or self.train.max_steps // 2
+
+    def check_together(self, prefix: str) -> None:
+        if self.train.gradient_checkpointing:
+            raise ConfigError(
+                "train.gradient_checkpointing: true; RadioUNet's U-Nets keep their activations (they are small and "
+                "have no checkpointed blocks): leave it false",
+                key="train.gradient_checkpointing",
+            )
+        steps, max_steps = self.train.first_unet_steps, self.train.max_steps
+        if not self.model.is_cascade():
+            if steps is not None:
+                raise ConfigError(
+                    f"train.first_unet_steps: {steps}, but model preset {self.model.preset} is one U-Net, trained in "
+                    "one phase; leave it null (or choose a cascade: preset paper or quickstart)",
+                    key="train.first_unet_steps",
+                )
+            return
+        if steps is not None and steps >= max_steps:
+            raise ConfigError(
+                f"train.first_unet_steps: {steps}; expected fewer than train.max_steps ({max_steps}): the steps after "
+                "it train the cascade's second U-Net, which the exported model's maps come from",
+                key="train.first_unet_steps",
+            )
+        if steps is None and max_steps < 2:
+            raise ConfigError(
+                f"train.max_steps: {max_steps}; a cascade needs at least 2, one for each U-Net", key="train.max_steps"
             )

@@ -21,6 +21,7 @@ from .pipeline import (
     evaluate_pipeline,
     format_pipeline_summary,
     load_pipeline,
+    refuse_sampling_options,
     save_pipeline_gallery,
     write_pipeline_metrics,
 )
@@ -174,7 +175,9 @@ def run_evaluate_pipeline(
     overrides: list[str] | None = None,
     eta: float | None = None,
 ) -> PipelineEvaluationResult:
-    """The pipeline branch of :func:`run_evaluate`: the model, the VAE ceiling and the physics baseline."""
+    """The pipeline branch of :func:`run_evaluate`: the model, the VAE ceiling (where the pipeline has a VAE) and the
+    physics baseline. A pipeline without a scheduler (RadioUNet's) maps in one pass: ``steps`` and ``eta`` are refused
+    and its output folder is ``pipeline-<split>/``."""
     if steps is not None and steps < 1:
         raise ValueError(f"--steps: {steps}; expected an integer >= 1")
     if eta is not None:
@@ -183,14 +186,13 @@ def run_evaluate_pipeline(
         except ValueError as error:
             raise ValueError(f"--{error}") from None
     variant = None if variant == MAIN_VARIANT else variant
+    refuse_sampling_options(pipeline_dir, {"--steps": steps, "--eta": eta})
     config_path = resolve_config(pipeline_dir, config_path)
     pipeline = load_pipeline(pipeline_dir, variant)
-    if steps is None:
+    if steps is None and "scheduler" in pipeline.components:
         steps = pipeline.config.default_num_inference_steps
-    target = Path(out) if out is not None else (
-        Path(pipeline_dir).parent / EVALUATION_FOLDER
-        / f"pipeline-{split}-{steps}steps{'' if eta is None else '-eta' + format(eta, 'g')}"
-    )
+    sampling = "" if steps is None else f"-{steps}steps{'' if eta is None else '-eta' + format(eta, 'g')}"
+    target = Path(out) if out is not None else Path(pipeline_dir).parent / EVALUATION_FOLDER / f"pipeline-{split}{sampling}"
     json_path, csv_path = metrics_paths(target)
     refuse_existing([json_path], overwrite)
     if eta is not None:

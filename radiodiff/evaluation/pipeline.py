@@ -1,10 +1,12 @@
-"""Evaluation of a second-stage pipeline: generated maps against the truth, beside two reference rows.
+"""Evaluation of a pipeline (the second stage's or RadioUNet's): generated maps against the truth, beside reference
+rows.
 
 On the same maps, the table holds the model (the pipeline's samples), **the VAE ceiling** (the pipeline's own VAE
-round trip of the true map, encode -> posterior mode -> decode: a sampler in its latent space cannot do better)
-and **a physics baseline** with no learning (:func:`~radiodiff.evaluation.baseline.log_distance_map`). The trainer
-calls :func:`evaluate_pipeline` and :func:`write_pipeline_metrics` at the end of a run; ``radiodiff evaluate`` on a
-pipeline folder calls them on any split.
+round trip of the true map, encode -> posterior mode -> decode: a sampler in its latent space cannot do better; a
+pipeline without a VAE, RadioUNet's, has no such row) and **a physics baseline** with no learning
+(:func:`~radiodiff.evaluation.baseline.log_distance_map`). The trainers call :func:`evaluate_pipeline` and
+:func:`write_pipeline_metrics` at the end of a run; ``radiodiff evaluate`` on a pipeline folder calls them on any
+split.
 """
 
 from __future__ import annotations
@@ -37,15 +39,17 @@ ROW_LABELS = {"model": "model", "vae_ceiling": "VAE ceiling", "physics_baseline"
 
 @dataclass
 class PipelineEvaluationResult:
-    """Per-map metrics of the three rows on one split, in dataset order, and what sampling cost.
+    """Per-map metrics of the rows on one split, in dataset order, and what sampling cost.
 
     Args:
         names: the map names (``"12_3"``), one per map.
-        per_map: row (``"model"``, ``"vae_ceiling"``, ``"physics_baseline"``) -> metric -> one value per map.
+        per_map: row (``"model"``, ``"vae_ceiling"``, ``"physics_baseline"``) -> metric -> one value per map; a
+            pipeline without a VAE has no ``"vae_ceiling"``.
         seconds_per_map: the pipeline's wall-clock time per map (conditions in, decoded map out), warm.
-        nfe: denoiser evaluations per generated map.
-        num_inference_steps: the sampling steps asked for.
-        formulation: the formulation's name (``radiodiff.schedulers.FORMULATIONS``).
+        nfe: model evaluations per generated map (denoiser calls; 1 for RadioUNet).
+        num_inference_steps: the sampling steps asked for; None for a pipeline without a scheduler (one pass).
+        formulation: the formulation's name (``radiodiff.schedulers.FORMULATIONS``); None for a pipeline without a
+            scheduler.
         seed: the seed of map ``i``'s generator is ``seed + i``.
         split: the split evaluated.
         eta: RadioDiff's sampler's share of the posterior noise (its scheduler's ``eta``); None for a formulation
@@ -56,8 +60,8 @@ class PipelineEvaluationResult:
     per_map: dict[str, dict[str, np.ndarray]]
     seconds_per_map: float
     nfe: int
-    num_inference_steps: int
-    formulation: str
+    num_inference_steps: int | None
+    formulation: str | None
     seed: int
     split: str = "val"
     eta: float | None = None
@@ -66,10 +70,16 @@ class PipelineEvaluationResult:
     def num_maps(self) -> int:
         return len(self.names)
 
+    @property
+    def rows(self) -> list[str]:
+        """The rows measured, in :data:`ROWS`' order."""
+        return [row for row in ROWS if row in self.per_map]
+
     def summary(self) -> dict[str, Any]:
-        """The content of ``metrics.json``: per row, every metric's mean, std and 95% interval of the mean."""
-        rows = {}
-        for row in ROWS:
+        """The content of ``metrics.json``: per row, every metric's mean, std and 95% interval of the mean; a row
+        the pipeline has no means for (the VAE ceiling of a pipeline without a VAE) is null."""
+        rows: dict[str, Any] = {row: None for row in ROWS}
+        for row in self.rows:
             values = self.per_map[row]
             rows[row] = {
                 "metrics": {name: summarize(values[name]) for name in METRIC_NAMES},
@@ -88,7 +98,7 @@ class PipelineEvaluationResult:
 
     def columns(self) -> dict[str, np.ndarray]:
         """The per-map table: ``<row>_<metric>`` columns."""
-        return {f"{row}_{name}": self.per_map[row][name] for row in ROWS for name in METRIC_NAMES}
+        return {f"{row}_{name}": self.per_map[row][name] for row in self.rows for name in METRIC_NAMES}
 
 
 def pipeline_class(pipeline_dir: str | Path) -> type[DiffusionPipeline]:
@@ -103,6 +113,19 @@ def pipeline_class(pipeline_dir: str | Path) -> type[DiffusionPipeline]:
     if name not in known:
         raise ValueError(f"{index_path}: a {name} pipeline; expected one of radiodiff's ({', '.join(sorted(known))})")
     return known[name]
+
+
+def refuse_sampling_options(pipeline_dir: str | Path, options: dict[str, Any]) -> None:
+    """One ``ValueError`` line for a sampling option (``{"--steps": 5}``; None is not given) set for a saved pipeline
+    without a scheduler (RadioUNet's, which maps in one pass), read from its ``model_index.json`` before anything
+    loads; a folder without one is left to :func:`load_pipeline` to refuse."""
+    index_path = Path(pipeline_dir) / PIPELINE_INDEX_FILE
+    if not index_path.is_file() or "scheduler" in json.loads(index_path.read_text()):
+        return
+    for option, value in options.items():
+        if value is not None:
+            raise ValueError(f"{option}: {pipeline_dir} is a {pipeline_class(pipeline_dir).__name__}, which maps in "
+                             f"one pass without a sampler; {option} applies to a sampling pipeline (RadioDiffPipeline)")
 
 
 def load_pipeline(pipeline_dir: str | Path, variant: str | None = None) -> DiffusionPipeline:
@@ -159,21 +182,23 @@ def evaluate_pipeline(
     pipeline,
     dataset: Dataset,
     *,
-    num_inference_steps: int,
+    num_inference_steps: int | None,
     batch_size: int,
     device: torch.device | str,
     seed: int = 0,
     split: str = "val",
     num_workers: int = 0,
 ) -> PipelineEvaluationResult:
-    """Generate every map of ``dataset`` and measure it, its VAE round trip and the physics baseline on [0, 1].
+    """Generate every map of ``dataset`` and measure it, its VAE round trip (where the pipeline has a VAE) and the
+    physics baseline on [0, 1].
 
     Args:
-        pipeline: a :class:`~radiodiff.pipelines.RadioDiffPipeline`; its models are moved to ``device`` and run in
-            eval mode (their training mode is restored afterwards); its progress bar is silenced.
+        pipeline: a :class:`~radiodiff.pipelines.RadioDiffPipeline` or :class:`~radiodiff.pipelines.RadioUNetPipeline`;
+            its models are moved to ``device`` and run in eval mode (their training mode is restored afterwards); its
+            progress bar is silenced.
         dataset: yields dicts with ``gain_map`` (1, H, W) in [-1, 1], ``buildings`` and ``transmitter``
             (1, H, W) in [0, 1], and ``name`` (``build_dataset(..., with_conditions=True)``).
-        num_inference_steps: sampling steps per map.
+        num_inference_steps: sampling steps per map; None for a pipeline without a scheduler (one pass).
         batch_size: maps per pipeline call.
         device: where the pipeline runs.
         seed: map ``i`` (in dataset order) is sampled with a generator seeded ``seed + i``, so the numbers do
@@ -182,11 +207,14 @@ def evaluate_pipeline(
         num_workers: data-loader workers.
 
     Seconds per map time the pipeline calls only (synchronised on CUDA), after one untimed warm-up call on
-    the first maps; the denoiser evaluations per map are the formulation's.
+    the first maps; the denoiser evaluations per map are the formulation's (one for a pipeline without a scheduler).
     """
-    formulation = formulation_of(pipeline.scheduler)
+    scheduler = pipeline.components.get("scheduler")
+    formulation = formulation_of(scheduler) if scheduler is not None else None
+    vae = pipeline.components.get("vae")
     pipeline.set_progress_bar_config(disable=True)
-    columns = {row: {name: [] for name in METRIC_NAMES} for row in ROWS}
+    rows = [row for row in ROWS if row != "vae_ceiling" or vae is not None]
+    columns = {row: {name: [] for name in METRIC_NAMES} for row in rows}
     names: list[str] = []
     seconds = 0.0
     with pipeline_inference(pipeline, device):
@@ -201,11 +229,9 @@ def evaluate_pipeline(
             synchronize(device)
             seconds += time.perf_counter() - start
             truth = to_unit_range(batch["gain_map"])
-            predictions = {
-                "model": generated,
-                "vae_ceiling": vae_round_trip(pipeline.vae, batch["gain_map"], device),
-                "physics_baseline": log_distance_map(buildings, transmitter),
-            }
+            predictions = {"model": generated, "physics_baseline": log_distance_map(buildings, transmitter)}
+            if vae is not None:
+                predictions["vae_ceiling"] = vae_round_trip(vae, batch["gain_map"], device)
             for row, prediction in predictions.items():
                 for name, values in reconstruction_metrics(prediction, truth).items():
                     columns[row][name].append(values.numpy())
@@ -215,16 +241,16 @@ def evaluate_pipeline(
         per_map={row: {name: np.concatenate(values).astype(np.float64) for name, values in metrics.items()}
                  for row, metrics in columns.items()},
         seconds_per_map=seconds / len(names),
-        nfe=formulation.function_evaluations(num_inference_steps),
+        nfe=formulation.function_evaluations(num_inference_steps) if formulation is not None else 1,
         num_inference_steps=num_inference_steps,
-        formulation=formulation.name,
+        formulation=formulation.name if formulation is not None else None,
         seed=seed,
         split=split,
-        eta=pipeline.scheduler.config.eta if formulation.takes_eta else None,
+        eta=scheduler.config.eta if formulation is not None and formulation.takes_eta else None,
     )
 
 
-def warm_up(pipeline, dataset: Dataset, batch_size: int, num_inference_steps: int, device: torch.device | str,
+def warm_up(pipeline, dataset: Dataset, batch_size: int, num_inference_steps: int | None, device: torch.device | str,
             seed: int) -> None:
     """One untimed pipeline call on the first maps of ``dataset`` (kernels chosen, caches filled)."""
     if len(dataset) == 0:
@@ -243,17 +269,22 @@ def write_pipeline_metrics(result: PipelineEvaluationResult, output_dir_or_file:
 
 
 def format_pipeline_summary(summary: dict[str, Any]) -> str:
-    """The three rows of a pipeline's ``metrics.json`` as a Markdown table (means, and NMSE's 95% interval)."""
+    """The rows of a pipeline's ``metrics.json`` as a Markdown table (means, and NMSE's 95% interval)."""
+    if summary["formulation"] is None:
+        sampling = "one pass (no sampler)"
+    else:
+        sampling = (f"{summary['formulation']} formulation, {summary['num_inference_steps']} steps"
+                    f"{'' if summary.get('eta') is None else ', eta ' + format(summary['eta'], 'g')}")
     lines = [
-        f"{summary['num_maps']} maps of split {summary['split']!r}, {summary['formulation']} formulation, "
-        f"{summary['num_inference_steps']} steps"
-        f"{'' if summary.get('eta') is None else ', eta ' + format(summary['eta'], 'g')}, seed {summary['seed']}",
+        f"{summary['num_maps']} maps of split {summary['split']!r}, {sampling}, seed {summary['seed']}",
         "",
         "| | NMSE | NMSE 95% CI | RMSE | SSIM | PSNR (dB) | s/map | NFE |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in ROWS:
-        stats = summary["rows"][row]
+        stats = summary["rows"].get(row)
+        if stats is None:
+            continue
         metrics = stats["metrics"]
 
         def mean(name: str) -> str:

@@ -1,11 +1,13 @@
 """Publishing a training run of either stage: its model card (``cards``) and its upload to the Hugging Face Hub
-(``push``). A first-stage run holds ``vae/``; a second-stage run holds ``pipeline/``."""
+(``push``). A first-stage run holds ``vae/``; a second-stage run and a RadioUNet run hold ``pipeline/``."""
 
 from .cards import (
     LICENSE,
     HubError,
     is_pipeline_run,
+    is_radiounet_run,
     render_pipeline_model_card,
+    render_radiounet_model_card,
     render_vae_model_card,
     write_pipeline_model_card,
     write_vae_model_card,
@@ -16,8 +18,10 @@ __all__ = [
     "HubError",
     "LICENSE",
     "is_pipeline_run",
+    "is_radiounet_run",
     "push_to_hub",
     "render_pipeline_model_card",
+    "render_radiounet_model_card",
     "render_vae_model_card",
     "write_pipeline_model_card",
     "write_vae_model_card",

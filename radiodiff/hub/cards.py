@@ -1,6 +1,6 @@
-"""The model cards of a training run of either stage (``output_dir/README.md``): a first-stage run holds ``vae/``
-(the VAE card); a second-stage run holds ``pipeline/``, the whole diffusers pipeline, its VAE included (the
-pipeline card).
+"""The model cards of a training run (``output_dir/README.md``): a first-stage run holds ``vae/`` (the VAE card); a
+second-stage run holds ``pipeline/``, the whole diffusers pipeline, its VAE included (the pipeline card); a RadioUNet
+run holds ``pipeline/`` too, a RadioUNetPipeline (its own card: a supervised CNN, no VAE, no diffusion).
 
 Everything here reads the files a run leaves in its output folder (``config.yaml``, ``vae/``,
 ``discriminator/``, ``samples/``, ``metrics.json``, ``training_summary.json``); nothing imports the trainer.
@@ -96,16 +96,23 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         raise HubError(f"{path}: not valid JSON ({error})") from None
 
 
-def count_parameters(weights_file: Path) -> int:
-    """The number of weights stored in a safetensors file, read from its header."""
+def parameters_by_module(weights_file: Path) -> dict[str, int]:
+    """The number of weights stored in a safetensors file per top-level module (the name's first part), read from
+    its header."""
+    counts: dict[str, int] = {}
     with safe_open(weights_file, framework="pt") as weights:
-        total = 0
         for name in weights.keys():
             size = 1
             for dim in weights.get_slice(name).get_shape():
                 size *= dim
-            total += size
-    return total
+            module = name.split(".")[0]
+            counts[module] = counts.get(module, 0) + size
+    return counts
+
+
+def count_parameters(weights_file: Path) -> int:
+    """The number of weights stored in a safetensors file, read from its header."""
+    return sum(parameters_by_module(weights_file).values())
 
 
 def latest_sample(output_dir: Path) -> str | None:
@@ -336,23 +343,30 @@ def is_pipeline_run(output_dir: str | Path) -> bool:
 
 
 @dataclass
-class PipelineRun:
-    """What a second-stage card says, as read from ``output_dir`` (``pipeline/`` is required)."""
+class ExportedRun:
+    """What every pipeline card says about a run folder with ``pipeline/``, besides the pipeline's own components
+    (:func:`_run_record`), and the parameter count of each trained model."""
 
     output_dir: Path
-    formulation: Formulation
-    scheduler_class: str
-    default_steps: int
     carries_code: bool
-    vae_config: dict[str, Any]
-    unet_config: dict[str, Any]
-    encoder_config: dict[str, Any]
     parameters: dict[str, int]
     data: DataConfig | None
     train: dict[str, Any]
     summary: dict[str, Any] | None
     evaluation: dict[str, Any] | None
     sample: str | None
+
+
+@dataclass
+class PipelineRun(ExportedRun):
+    """What a second-stage card says, as read from ``output_dir`` (``pipeline/`` is required)."""
+
+    formulation: Formulation
+    scheduler_class: str
+    default_steps: int
+    vae_config: dict[str, Any]
+    unet_config: dict[str, Any]
+    encoder_config: dict[str, Any]
 
     @property
     def map_size(self) -> int:
@@ -400,17 +414,25 @@ def read_pipeline_run(output_dir: str | Path) -> PipelineRun:
         raise HubError(f"{output_dir}: expected a second-stage run with {PIPELINE_DIR}/{PIPELINE_INDEX_FILE}")
     components = {name: _component(pipeline_dir, name) for name in ("vae", "unet", "condition_encoder")}
     scheduler_class = index["scheduler"][1]
-    data, train = _run_settings(output_dir)
     return PipelineRun(
-        output_dir=output_dir,
         formulation=_formulation(output_dir, scheduler_class),
         scheduler_class=scheduler_class,
         default_steps=index.get("default_num_inference_steps", DEFAULT_NUM_INFERENCE_STEPS),
-        carries_code=bool(shipped_code(pipeline_dir)),
         vae_config=components["vae"][0],
         unet_config=components["unet"][0],
         encoder_config=components["condition_encoder"][0],
         parameters={name: parameters for name, (_, parameters) in components.items()},
+        **_run_record(output_dir),
+    )
+
+
+def _run_record(output_dir: Path) -> dict[str, Any]:
+    """What every pipeline card reads from a run folder besides the pipeline's components: whether the pipeline
+    carries its code, the run's settings, its summary, evaluation and latest sample."""
+    data, train = _run_settings(output_dir)
+    return dict(
+        output_dir=output_dir,
+        carries_code=bool(shipped_code(output_dir / PIPELINE_DIR)),
         data=data,
         train=train,
         summary=_read_json(output_dir / TRAINING_SUMMARY_FILE),
@@ -419,20 +441,36 @@ def read_pipeline_run(output_dir: str | Path) -> PipelineRun:
     )
 
 
-def _pipeline_eval_results(run: PipelineRun) -> list[EvalResult] | None:
+def _pipeline_card_data(run: ExportedRun, model_name: str, tags: list[str]) -> ModelCardData:
+    """A pipeline card's YAML metadata: library, task, tags (the data source's added), data, ``model-index``."""
+    return ModelCardData(
+        library_name="diffusers",
+        pipeline_tag="image-to-image",
+        license=LICENSE,
+        tags=tags + ([run.data.source] if run.data and run.data.source != "datasets" else []),
+        datasets=[describe_data(run.data)[0]] if run.data and _hub_dataset_id(run.data) else None,
+        metrics=[name for name in METRICS if _pipeline_eval_results(run)] or None,
+        model_name=model_name,
+        eval_results=_pipeline_eval_results(run),
+    )
+
+
+def _pipeline_eval_results(run: ExportedRun) -> list[EvalResult] | None:
     rows = (run.evaluation or {}).get("rows")
     if not rows:
         return None
+    steps = run.evaluation.get("num_inference_steps")
     return _metric_results(rows["model"]["metrics"], run.data, run.evaluation.get("split"), "Radio map construction",
-                           f"{run.evaluation.get('num_inference_steps')} steps")
+                           "one pass" if steps is None else f"{steps} steps")
 
 
-def _pipeline_evaluation_rows(run: PipelineRun) -> list[dict[str, str]]:
-    """One row per line of the table (model, VAE ceiling, physics baseline): label and formatted metrics."""
+def _pipeline_evaluation_rows(run: ExportedRun) -> list[dict[str, str]]:
+    """One row per line of the table (model, VAE ceiling, physics baseline): label and formatted metrics; a row
+    the run has no means for (the VAE ceiling of a pipeline without a VAE) is left out."""
     rows = (run.evaluation or {}).get("rows") or {}
     table = []
     for key, label in PIPELINE_ROWS.items():
-        if key not in rows:
+        if not rows.get(key):
             continue
         metrics = rows[key]["metrics"]
         cells = {"label": label}
@@ -449,7 +487,7 @@ def _pipeline_evaluation_rows(run: PipelineRun) -> list[dict[str, str]]:
     return table
 
 
-def _pipeline_training_rows(run: PipelineRun) -> list[tuple[str, str]]:
+def _pipeline_training_rows(run: ExportedRun) -> list[tuple[str, str]]:
     train = run.train
     rows = [
         (setting, str(train[key]))
@@ -462,22 +500,15 @@ def _pipeline_training_rows(run: PipelineRun) -> list[tuple[str, str]]:
 
 
 def render_pipeline_model_card(output_dir: str | Path, repo_id: str | None = None) -> ModelCard:
-    """The model card of the second-stage run in ``output_dir``; loading examples name ``repo_id``."""
+    """The model card of the second-stage run in ``output_dir`` (or of a RadioUNet run: its own card); loading
+    examples name ``repo_id``."""
+    if is_radiounet_run(output_dir):
+        return render_radiounet_model_card(output_dir, repo_id)
     run = read_pipeline_run(output_dir)
     repo_id = repo_id or run.train.get("hub_repo_id")
     model_name = repo_id.split("/")[-1] if repo_id else run.output_dir.resolve().name
-    dataset_type, data_description = describe_data(run.data)
-    card_data = ModelCardData(
-        library_name="diffusers",
-        pipeline_tag="image-to-image",
-        license=LICENSE,
-        tags=PIPELINE_CARD_TAGS + [run.formulation.name.replace("_", "-")] + (
-            [run.data.source] if run.data and run.data.source != "datasets" else []),
-        datasets=[dataset_type] if run.data and _hub_dataset_id(run.data) else None,
-        metrics=[name for name in METRICS if _pipeline_eval_results(run)] or None,
-        model_name=model_name,
-        eval_results=_pipeline_eval_results(run),
-    )
+    _, data_description = describe_data(run.data)
+    card_data = _pipeline_card_data(run, model_name, PIPELINE_CARD_TAGS + [run.formulation.name.replace("_", "-")])
     return ModelCard.from_template(
         card_data,
         template_path=str(PIPELINE_CARD_TEMPLATE),
@@ -503,9 +534,10 @@ def render_pipeline_model_card(output_dir: str | Path, repo_id: str | None = Non
 
 
 def write_pipeline_model_card(output_dir: str | Path, repo_id: str | None = None) -> Path:
-    """Write the second-stage run's card to ``output_dir/README.md`` (replaced atomically) and return that path.
+    """Write the card of the second-stage or RadioUNet run to ``output_dir/README.md`` (replaced atomically) and
+    return that path.
 
-    The trainer calls it at the end of a run; ``radiodiff card`` calls it for a folder with ``pipeline/``."""
+    The trainers call it at the end of a run; ``radiodiff card`` calls it for a folder with ``pipeline/``."""
     return write_atomically(Path(output_dir) / CARD_FILE, str(render_pipeline_model_card(output_dir, repo_id)))
 
 
@@ -521,3 +553,72 @@ def shipped_code(pipeline_dir: Path) -> list[str]:
     named += [f"{name}/{entry[0]}.py" for name, entry in index.items()
               if not name.startswith("_") and isinstance(entry, list) and isinstance(entry[0], str)]
     return [name for name in named if (pipeline_dir / name).is_file()]
+
+
+# --- RadioUNet: a run whose pipeline/ holds a RadioUNetPipeline ----------------------------------------------------
+
+RADIOUNET_CARD_TEMPLATE = TEMPLATES / "radiounet_model_card.md"
+RADIOUNET_CARD_TAGS = ["radio-map", "radiounet", "unet", "pathloss", "image-to-image", "baseline"]
+RADIOUNET_PIPELINE = "RadioUNetPipeline"
+
+
+def is_radiounet_run(output_dir: str | Path) -> bool:
+    """A run whose ``pipeline/model_index.json`` names a RadioUNetPipeline."""
+    index = _read_json(Path(output_dir) / PIPELINE_DIR / PIPELINE_INDEX_FILE) or {}
+    name = index.get("_class_name")
+    return (name[-1] if isinstance(name, list) else name) == RADIOUNET_PIPELINE
+
+
+@dataclass
+class RadioUNetRun(ExportedRun):
+    """What a RadioUNet card says, as read from ``output_dir`` (``pipeline/`` is required)."""
+
+    unet_config: dict[str, Any]
+
+    @property
+    def is_cascade(self) -> bool:
+        return self.unet_config.get("second_down_channels") is not None
+
+
+def read_radiounet_run(output_dir: str | Path) -> RadioUNetRun:
+    """Collect what the RadioUNet card needs from ``output_dir``; only ``pipeline/`` is required."""
+    output_dir = Path(output_dir)
+    pipeline_dir = output_dir / PIPELINE_DIR
+    unet_config = _read_json(pipeline_dir / "unet" / CONFIG_FILE)
+    weights = pipeline_dir / "unet" / WEIGHTS_FILE
+    if unet_config is None or not weights.is_file():
+        raise HubError(f"{pipeline_dir}: expected unet/{CONFIG_FILE} and unet/{WEIGHTS_FILE}")
+    return RadioUNetRun(
+        unet_config=unet_config,
+        parameters=parameters_by_module(weights),  # first_unet, second_unet
+        **_run_record(output_dir),
+    )
+
+
+def render_radiounet_model_card(output_dir: str | Path, repo_id: str | None = None) -> ModelCard:
+    """The model card of the RadioUNet run in ``output_dir``; loading examples name ``repo_id``."""
+    run = read_radiounet_run(output_dir)
+    repo_id = repo_id or run.train.get("hub_repo_id")
+    model_name = repo_id.split("/")[-1] if repo_id else run.output_dir.resolve().name
+    _, data_description = describe_data(run.data)
+    card_data = _pipeline_card_data(run, model_name, RADIOUNET_CARD_TAGS)
+    training_rows = _pipeline_training_rows(run)
+    if run.is_cascade and run.train.get("first_unet_steps") is not None:
+        training_rows.insert(1, ("steps of the first U-Net (phase 1)", str(run.train["first_unet_steps"])))
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(RADIOUNET_CARD_TEMPLATE),
+        model_name=model_name,
+        repo_id=repo_id or PLACEHOLDER_REPO_ID,
+        carries_code=run.carries_code,
+        is_cascade=run.is_cascade,
+        parameters={name: f"{count:,}" for name, count in run.parameters.items()},
+        total_parameters=f"{sum(run.parameters.values()):,}",
+        map_size=run.unet_config["sample_size"],
+        data_source=run.data.source if run.data else None,
+        data_description=data_description,
+        training_rows=training_rows,
+        evaluation=run.evaluation,
+        evaluation_rows=_pipeline_evaluation_rows(run),
+        sample=run.sample,
+    )

@@ -18,7 +18,9 @@ from .cards import (
     PIPELINE_DIR,
     HubError,
     is_pipeline_run,
+    is_radiounet_run,
     read_pipeline_run,
+    read_radiounet_run,
     read_vae_training_run,
     render_pipeline_model_card,
     render_vae_model_card,
@@ -90,7 +92,7 @@ def vae_files_to_upload(output_dir: Path, include_discriminator: bool) -> list[s
 def _check_can_push(output_dir: Path, repo_id: str, include_discriminator: bool, token: str | None) -> str:
     """The token to push with, once everything a push needs is there; raises ``HubError`` otherwise."""
     if is_pipeline_run(output_dir):
-        read_pipeline_run(output_dir)
+        read_radiounet_run(output_dir) if is_radiounet_run(output_dir) else read_pipeline_run(output_dir)
         if include_discriminator:
             raise HubError(f"{output_dir}: --include-discriminator: a second-stage run has no discriminator")
     else:

@@ -1,5 +1,5 @@
-"""``train_vae.py``'s and ``train_ldm.py``'s command line: ``--config``, ``--resume``, ``--overwrite`` and
-``dotted.key=value`` overrides, the same for both stages.
+"""``train_vae.py``'s, ``train_ldm.py``'s and ``train_radiounet.py``'s command line: ``--config``, ``--resume``,
+``--overwrite`` and ``dotted.key=value`` overrides, the same for every stage.
 
 Every failure a user can cause or meet (a bad config or input, an unreadable checkpoint, a full disk, a dead
 process of a multi-process run) ends as one ``error: ...`` line on stderr and exit code 2, not a traceback.
@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..arguments import parse_arguments
-from ..config import ConfigError, read_ldm_config, read_vae_config
+from ..config import ConfigError, read_ldm_config, read_radiounet_config, read_vae_config
 from ..notices import show_warnings_as_lines
 from .checkpoints import CheckpointError, error_summary, newest_checkpoint_note
 
 
 @dataclass(frozen=True)
 class StageCommand:
-    """What differs between the two training commands."""
+    """What differs between the training commands."""
 
     description: str
     config_help: str
@@ -47,6 +47,15 @@ LDM_COMMAND = StageCommand(
     exported="pipeline/",
     read_config=read_ldm_config,
     trainer="train_ldm",
+)
+RADIOUNET_COMMAND = StageCommand(
+    description="Train RadioUNet, the supervised baseline (one U-Net, or the original's cascade of two), on the same "
+    "data and loop as the second stage. Launch with `accelerate launch train_radiounet.py ...` or plain python.",
+    config_help="a YAML config of RadioUNet (configs/radiounet_quickstart.yaml, configs/radiounet.yaml)",
+    overrides_example="train.max_steps=200 output_dir=outputs/run model.preset=unet",
+    exported="pipeline/",
+    read_config=read_radiounet_config,
+    trainer="train_radiounet",
 )
 
 
@@ -96,6 +105,11 @@ def main_vae(argv: list[str] | None = None) -> int:
 def main_ldm(argv: list[str] | None = None) -> int:
     """``train_ldm.py``: the second stage."""
     return run_command(LDM_COMMAND, argv)
+
+
+def main_radiounet(argv: list[str] | None = None) -> int:
+    """``train_radiounet.py``: the RadioUNet baseline."""
+    return run_command(RADIOUNET_COMMAND, argv)
 
 
 def run_command(stage: StageCommand, argv: list[str] | None) -> int:

@@ -22,15 +22,13 @@ from torch.utils.data import Dataset
 
 from ..config import FrozenVAEConfig, LDMConfig
 from ..data import build_dataset
-from ..evaluation import default_variant, evaluate_pipeline, format_pipeline_summary, load_vae, write_pipeline_metrics
-from ..evaluation.pipeline import load_pipeline
+from ..evaluation import default_variant, load_vae
 from ..hub import write_pipeline_model_card
 from ..latents import EncodedLatentsDataset, latent_shape_of
 from ..models import ConditionedDenoiser, downsampling_factor, normalize_latents
 from ..pipelines import RadioDiffPipeline
 from ..schedulers import build_formulation
 from .checkpoints import TrainedParts, error_summary, staged_directory, stored_model_config
-from .samples import save_generation_sheet
 from .optim import build_optimizers
 from .trainer import Trainer, TrainingError, run_training, trained_optimizers
 
@@ -127,9 +125,7 @@ class LDMTrainer(Trainer):
     def __init__(self, config: LDMConfig, accelerator: Accelerator, train_set: Dataset, val_set: Dataset):
         super().__init__(config, accelerator, train_set, val_set)
         self.model = self.parts.models["denoiser"]
-        # spread over the split, so that the sheet shows several cities rather than one city's transmitters
-        count = min(config.train.num_sample_images, len(val_set))
-        self.sample_items = [val_set[i * len(val_set) // count] for i in range(count)]
+        self.sample_items = self.spread_validation_items(config.train.num_sample_images)
 
     def build_trained_parts(self) -> TrainedParts:
         """The denoiser (condition encoder + UNet) on the frozen VAE's latents, its optimizers and its EMA."""
@@ -252,18 +248,8 @@ class LDMTrainer(Trainer):
         return pipeline
 
     def write_sample_sheet(self, path: Path, title: str) -> None:
-        items = self.sample_items
-        buildings = torch.stack([item["buildings"] for item in items])
-        transmitter = torch.stack([item["transmitter"] for item in items])
-        self.raw_model.eval()
-        # a fixed sampling generator: successive sheets differ only by the weights
-        generator = torch.Generator(self.accelerator.device).manual_seed(self.config.train.seed)
-        generated = self.pipeline()(buildings, transmitter, generator=generator, output_type="pt").images
-        self.raw_model.train()
-        gain_maps = torch.stack([item["gain_map"] for item in items])
-        names = [item["name"] for item in items]
         weights = "EMA weights" if self.parts.ema is not None else "weights"
-        save_generation_sheet(buildings, transmitter, gain_maps, generated, names, path, title=f"{title} ({weights})")
+        self.write_pipeline_sheet(self.pipeline(), self.raw_model, self.sample_items, path, f"{title} ({weights})")
 
     def resume(self, path: Path) -> None:
         # a checkpoint of a run on another VAE would fail deep in torch's load_state_dict: name the cause instead
@@ -282,19 +268,8 @@ class LDMTrainer(Trainer):
         """The exported pipeline, loaded as users load it, on the validation split: ``metrics.json`` and
         ``per_image.csv`` with the VAE ceiling and the physics baseline on the same maps (``train.evaluate_at_end``);
         then the model card, and the upload when asked."""
-        config = self.config
-        if config.train.evaluate_at_end:
-            result = evaluate_pipeline(
-                load_pipeline(self.output_dir / "pipeline"),
-                self.val_set,
-                num_inference_steps=config.diffusion.sampling_steps,
-                batch_size=config.train.batch_size,
-                device=self.accelerator.device,
-                split="val",
-                num_workers=config.data.num_workers,
-            )
-            write_pipeline_metrics(result, self.output_dir)
-            print(format_pipeline_summary(result.summary()))
+        if self.config.train.evaluate_at_end:
+            self.evaluate_exported_pipeline(self.config.diffusion.sampling_steps)
         self.publish(write_pipeline_model_card)
 
     def export_models(self) -> None:

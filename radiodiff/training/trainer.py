@@ -34,16 +34,18 @@ import signal
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration, set_seed
+from accelerate.utils import InitProcessGroupKwargs, KwargsHandler, ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig, save_config
 from ..data import prepare_data
+from ..evaluation import evaluate_pipeline, format_pipeline_summary, write_pipeline_metrics
+from ..evaluation.pipeline import load_pipeline
 from ..file_names import RUN_CONFIG_FILE, TRAINING_SUMMARY_FILE, sample_file_name
 from ..file_writing import write_atomically
 from ..hub import push_to_hub
@@ -62,6 +64,7 @@ from .checkpoints import (
     set_aside_newer_checkpoints,
 )
 from .runlog import RunLog
+from .samples import save_generation_sheet
 from .schedule import ResumableShuffleSampler, learning_rate
 
 
@@ -180,6 +183,43 @@ class Trainer:
 
     def finish(self) -> None:
         """The end of a run after the export, on the main process: evaluation, model card, upload."""
+
+    def spread_validation_items(self, count: int) -> list[dict[str, Any]]:
+        """Up to ``count`` validation items spread over the split, so that a sample sheet shows several cities
+        rather than one city's transmitters."""
+        count = min(count, len(self.val_set))
+        return [self.val_set[i * len(self.val_set) // count] for i in range(count)]
+
+    def write_pipeline_sheet(
+        self, pipeline: Any, module: torch.nn.Module, items: list[dict[str, Any]], path: Path, title: str
+    ) -> None:
+        """The sheet of ``pipeline``'s maps for ``items`` beside their truth; the trained ``module`` is in eval mode
+        meanwhile."""
+        buildings = torch.stack([item["buildings"] for item in items])
+        transmitter = torch.stack([item["transmitter"] for item in items])
+        module.eval()
+        # a fixed sampling generator: successive sheets differ only by the weights
+        generator = torch.Generator(self.accelerator.device).manual_seed(self.config.train.seed)
+        generated = pipeline(buildings, transmitter, generator=generator, output_type="pt").images
+        module.train()
+        gain_maps = torch.stack([item["gain_map"] for item in items])
+        save_generation_sheet(buildings, transmitter, gain_maps, generated, [item["name"] for item in items], path,
+                              title=title)
+
+    def evaluate_exported_pipeline(self, num_inference_steps: int | None) -> None:
+        """The exported ``pipeline/``, loaded as users load it, on the validation split with the reference rows:
+        ``metrics.json`` and ``per_image.csv`` in ``output_dir``, the table printed."""
+        result = evaluate_pipeline(
+            load_pipeline(self.output_dir / "pipeline"),
+            self.val_set,
+            num_inference_steps=num_inference_steps,
+            batch_size=self.config.train.batch_size,
+            device=self.accelerator.device,
+            split="val",
+            num_workers=self.config.data.num_workers,
+        )
+        write_pipeline_metrics(result, self.output_dir)
+        print(format_pipeline_summary(result.summary()))
 
     def publish(self, write_card: Callable[..., Path]) -> None:
         """The model card (``write_card``), and the Hub upload when the config asks for it; the exported run is
@@ -412,9 +452,14 @@ class Trainer:
         raise NotImplementedError
 
     @classmethod
+    def kwargs_handlers(cls, config: Any) -> list[KwargsHandler]:
+        """accelerate's kwargs handlers the stage needs beside the loop's, e.g. its DDP settings (*stage hook*)."""
+        return []
+
+    @classmethod
     def build(cls, config: Any) -> "Trainer":
         """accelerate, seeds, data (prepared on the main process first) and the trainer, on every process."""
-        accelerator = make_accelerator(config)
+        accelerator = make_accelerator(config, cls.kwargs_handlers(config))
         set_seed(config.train.seed)
         if config.train.allow_tf32 and torch.cuda.is_available():
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -468,7 +513,7 @@ def keep_the_runs_precision(config: Any, resume_path: Path, is_main_process: boo
     return dataclasses.replace(config, train=dataclasses.replace(config.train, mixed_precision=recorded))
 
 
-def make_accelerator(config: Any) -> Accelerator:
+def make_accelerator(config: Any, kwargs_handlers: Sequence[KwargsHandler] = ()) -> Accelerator:
     train = config.train
     launched_processes = int(os.environ.get("WORLD_SIZE", "1"))
     accelerator = Accelerator(
@@ -479,7 +524,9 @@ def make_accelerator(config: Any) -> Accelerator:
         project_config=ProjectConfiguration(
             project_dir=config.output_dir, logging_dir=str(Path(config.output_dir) / "logs")
         ),
-        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=train.collective_timeout_s))],
+        kwargs_handlers=[
+            InitProcessGroupKwargs(timeout=timedelta(seconds=train.collective_timeout_s)), *kwargs_handlers
+        ],
     )
     if accelerator.num_processes != launched_processes:
         # independent copies of one run would overwrite each other's checkpoints

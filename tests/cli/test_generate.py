@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from tests.helpers.map_fixtures import tiny_pipeline
+from tests.helpers.map_fixtures import tiny_pipeline, tiny_radiounet_pipeline
 from PIL import Image
 
 from radiodiff.cli import main
@@ -164,3 +164,22 @@ def test_a_folder_that_is_not_a_pipeline_is_one_error_line(tmp_path, capsys):
     assert main(["generate", "--pipeline", str(tmp_path), "--buildings", "b.png", "--tx", "1,1",
                  "--out", str(tmp_path / "o.png")]) == 2
     assert "no model_index.json" in capsys.readouterr().err
+
+
+def test_a_radiounet_pipeline_generates_its_one_pass_map_and_refuses_steps(inputs, tmp_path, capsys):
+    root, _ = inputs
+    pipe = tiny_radiounet_pipeline(SIZE)
+    pipe.save_pretrained(tmp_path / "radiounet")
+    args = ["generate", "--pipeline", str(tmp_path / "radiounet"), "--buildings",
+            str(root / "png/buildings_complete/0.png"), "--tx", "25,3", "--device", "cpu", "--out"]
+    assert main([*args, str(tmp_path / "map.png")]) == 0
+    buildings = torch.from_numpy(city(0) / 255.0).float()
+    expected = pipe(buildings, (25, 3), output_type="pt").images[0, 0]
+    written, free = read_back(tmp_path / "map.png"), buildings == 0
+    torch.testing.assert_close(written[free], expected[free], rtol=0, atol=0.5 / 255 + 1e-6)
+    assert written[free].std() > 0
+
+    capsys.readouterr()
+    assert main([*args, str(tmp_path / "other.png"), "--steps", "2"]) == 2
+    error = capsys.readouterr().err
+    assert "--steps: " in error and "maps in one pass without a sampler" in error and error.count("\n") == 1

@@ -14,11 +14,13 @@ from radiodiff.config import (
     DiscriminatorConfig,
     LDMConfig,
     LDMTrainConfig,
+    RadioUNetConfig,
     VAEConfig,
     VAEGANLossConfig,
     VAEModelConfig,
     load_vae_config,
     read_ldm_config,
+    read_radiounet_config,
     read_vae_config,
     save_config,
 )
@@ -322,6 +324,8 @@ def test_every_shipped_config_loads_in_its_stage(path):
         # a first-stage key with an old save's value would load (and be dropped): a shipped config has none
         assert train_keys <= {field.name for field in dataclasses.fields(LDMTrainConfig)}
         assert isinstance(config, LDMConfig)
+    elif "radiounet" in path.name:
+        assert isinstance(read_radiounet_config(path)[0], RadioUNetConfig)
     else:
         assert isinstance(read_vae_config(path)[0], VAEConfig)
 

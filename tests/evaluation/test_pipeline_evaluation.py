@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from tests.helpers.map_fixtures import tiny_pipeline, write_tiny_run
+from tests.helpers.map_fixtures import tiny_pipeline, tiny_radiounet_pipeline, write_tiny_run
 
 from radiodiff.cli import main
 from radiodiff.config import load_data_config
@@ -199,6 +199,34 @@ def test_evaluate_refuses_options_that_do_not_apply_with_one_line(tiny_run, tmp_
 def test_sampling_options_on_a_vae_folder_are_refused(tiny_run, tmp_path, capsys, option):
     assert main(["evaluate", "--model", str(tiny_run[0] / "vae"), *option, "--out", str(tmp_path)]) == 2
     assert f"is a VAE folder; {option[0]} applies to a pipeline folder" in capsys.readouterr().err
+
+
+def test_evaluate_scores_a_radiounet_pipeline_beside_the_physics_baseline_without_a_vae_ceiling(
+    tiny_run, val_maps, tmp_path, capsys
+):
+    run = tmp_path / "radiounet"
+    run.mkdir()
+    (run / "config.yaml").write_text(open(tiny_run[1]).read())  # the same maps
+    pipe = tiny_radiounet_pipeline()
+    pipe.save_pretrained(run / "pipeline")
+    command = ["evaluate", "--model", str(run / "pipeline"), "--batch-size", "2", "--device", "cpu"]
+    assert main(command) == 0
+    printed = capsys.readouterr().out
+    assert "| model |" in printed and "| physics baseline |" in printed and "VAE ceiling" not in printed
+    summary = json.loads((run / "evaluation" / "pipeline-val" / "metrics.json").read_text())
+    assert summary["rows"]["vae_ceiling"] is None
+    assert (summary["formulation"], summary["num_inference_steps"], summary["rows"]["model"]["nfe"]) == (None, None, 1)
+    items = [val_maps[i] for i in range(len(val_maps))]
+    with torch.no_grad():
+        predicted = pipe.unet(torch.stack([i["buildings"] for i in items]),
+                              torch.stack([i["transmitter"] for i in items])).sample.clamp(0, 1)
+    nmse = reconstruction_metrics(predicted, to_unit_range(torch.stack([i["gain_map"] for i in items])))["nmse"]
+    assert summary["rows"]["model"]["metrics"]["nmse"]["mean"] == pytest.approx(float(nmse.mean()), rel=1e-5)
+
+    # one pass, no sampler: its options are refused with one line
+    assert main([*command, "--steps", "2", "--out", str(tmp_path / "steps")]) == 2
+    error = capsys.readouterr().err
+    assert "--steps: " in error and "maps in one pass without a sampler" in error and error.count("\n") == 1
 
 
 def test_a_pipeline_folder_without_weights_is_one_error_line(tiny_run, tmp_path, capsys):

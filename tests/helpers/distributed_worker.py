@@ -1,13 +1,14 @@
-"""Run under `torchrun --nproc_per_node 2`: trains a tiny config of one stage ("vae" or "ldm") and writes each rank's
-trained weights to its own file. A first override ``--resume=CHECKPOINT`` resumes that checkpoint first."""
+"""Run under `torchrun --nproc_per_node 2`: trains a tiny config of one stage ("vae", "ldm" or "radiounet") and writes
+each rank's trained weights to its own file. A first override ``--resume=CHECKPOINT`` resumes that checkpoint first."""
 
 import sys
 from pathlib import Path
 
 from safetensors.torch import save_file
 
-from radiodiff.config import load_vae_config, read_ldm_config
+from radiodiff.config import load_vae_config, read_ldm_config, read_radiounet_config
 from radiodiff.training.ldm_trainer import build_ldm_trainer
+from radiodiff.training.radiounet_trainer import build_radiounet_trainer
 from radiodiff.training.vae_trainer import build_vae_trainer
 
 
@@ -15,6 +16,8 @@ def main(stage: str, output_dir: str, overrides: list[str]) -> None:
     resume = overrides.pop(0).removeprefix("--resume=") if overrides and overrides[0].startswith("--resume=") else None
     if stage == "vae":
         trainer = build_vae_trainer(load_vae_config(None, overrides))
+    elif stage == "radiounet":
+        trainer = build_radiounet_trainer(read_radiounet_config(None, overrides)[0])
     else:
         trainer = build_ldm_trainer(read_ldm_config(None, overrides)[0])
     accelerator = trainer.accelerator

@@ -55,3 +55,17 @@ def tiny_pipeline(formulation: str = "radiodiff", size: int = 32, vae=None):
     pipe = RadioDiffPipeline(vae=vae, unet=unet, condition_encoder=encoder, scheduler=formulation.scheduler)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def tiny_radiounet_pipeline(size: int = 32):
+    """A RadioUNetPipeline of one tiny random U-Net for ``size`` x ``size`` maps, its maps away from zero."""
+    from radiodiff.models import RadioUNetModel
+    from radiodiff.pipelines import RadioUNetPipeline
+
+    torch.manual_seed(2)
+    model = RadioUNetModel.from_preset("unet", sample_size=size, first_down_channels=(4, 8, 8, 8, 8, 8, 8),
+                                       first_up_channels=(8, 8, 8, 8, 8, 4), first_head_channels=4)
+    with torch.no_grad():
+        # the head ends in a ReLU: a random network's maps are mostly 0, where every model would score alike
+        model.first_unet.head[1][0].bias.fill_(0.3)
+    return RadioUNetPipeline(unet=model)
