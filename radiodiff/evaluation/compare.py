@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -551,7 +552,8 @@ def draw_comparison(result: ComparisonResult, path: str | Path) -> Path:
             if row == 0:
                 axis.set_title(result.figure_names[column], fontsize=8)
             if column == 0:
-                axis.set_ylabel(label, fontsize=8)
+                # a run folder's label is longer than a map is high: wrap it, paths included
+                axis.set_ylabel(textwrap.fill(label, 24, break_long_words=True), fontsize=7)
     image = io.BytesIO()
     figure.savefig(image, format="png", dpi=100)
     plt.close(figure)
