@@ -23,8 +23,8 @@ import torch
 from diffusers import DiffusionPipeline
 from torch.utils.data import Dataset
 
-from .. import pipelines
 from ..file_names import PIPELINE_INDEX_FILE
+from ..pipelines.saved_folders import saved_pipeline_class
 from ..schedulers import formulation_of
 from .baseline import log_distance_map
 from .evaluate import write_summary_and_table
@@ -101,20 +101,6 @@ class PipelineEvaluationResult:
         return {f"{row}_{name}": self.per_map[row][name] for row in self.rows for name in METRIC_NAMES}
 
 
-def pipeline_class(pipeline_dir: str | Path) -> type[DiffusionPipeline]:
-    """The class of radiodiff's pipelines that ``model_index.json``'s ``_class_name`` names (a folder saved with its
-    code names ``[file, class]``); the package's class is used, never the folder's code."""
-    index_path = Path(pipeline_dir) / PIPELINE_INDEX_FILE
-    name = json.loads(index_path.read_text()).get("_class_name")
-    name = name[-1] if isinstance(name, list) else name
-    exported = {member: getattr(pipelines, member) for member in pipelines.__all__}
-    known = {member: found for member, found in exported.items()
-             if isinstance(found, type) and issubclass(found, DiffusionPipeline)}
-    if name not in known:
-        raise ValueError(f"{index_path}: a {name} pipeline; expected one of radiodiff's ({', '.join(sorted(known))})")
-    return known[name]
-
-
 def refuse_sampling_options(pipeline_dir: str | Path, options: dict[str, Any]) -> None:
     """One ``ValueError`` line for a sampling option (``{"--steps": 5}``; None is not given) set for a saved pipeline
     without a scheduler (RadioUNet's, which maps in one pass), read from its ``model_index.json`` before anything
@@ -124,20 +110,22 @@ def refuse_sampling_options(pipeline_dir: str | Path, options: dict[str, Any]) -
         return
     for option, value in options.items():
         if value is not None:
-            raise ValueError(f"{option}: {pipeline_dir} is a {pipeline_class(pipeline_dir).__name__}, which maps in "
-                             f"one pass without a sampler; {option} applies to a sampling pipeline (RadioDiffPipeline)")
+            kind = saved_pipeline_class(pipeline_dir).__name__
+            raise ValueError(f"{option}: {pipeline_dir} is a {kind}, which maps in one pass without a sampler; "
+                             f"{option} applies to a sampling pipeline (RadioDiffPipeline)")
 
 
 def load_pipeline(pipeline_dir: str | Path, variant: str | None = None) -> DiffusionPipeline:
     """A saved pipeline folder (``model_index.json`` and its components), safetensors only, never a download;
-    loaded with the radiodiff pipeline class its ``model_index.json`` names (:func:`pipeline_class`).
+    loaded with the radiodiff pipeline class its ``model_index.json`` names
+    (:func:`~radiodiff.pipelines.saved_folders.saved_pipeline_class`).
 
     ``variant="ema"`` reads the components' ``*.ema.safetensors`` weights where the folder has them.
     """
     expected = f"expected a saved pipeline folder with {PIPELINE_INDEX_FILE} and its components' safetensors weights"
     if not (Path(pipeline_dir) / PIPELINE_INDEX_FILE).is_file():
         raise FileNotFoundError(f"{pipeline_dir}: no {PIPELINE_INDEX_FILE}; {expected}")
-    return load_saved_folder(pipeline_class(pipeline_dir), pipeline_dir, variant, PIPELINE_INDEX_FILE, expected)
+    return load_saved_folder(saved_pipeline_class(pipeline_dir), pipeline_dir, variant, PIPELINE_INDEX_FILE, expected)
 
 
 @contextlib.contextmanager

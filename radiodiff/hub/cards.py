@@ -32,7 +32,9 @@ from ..file_names import (
 )
 from ..file_writing import write_atomically
 from ..models import downsampling_factor
+from ..pipelines import RadioUNetPipeline
 from ..pipelines.pipeline_radiodiff import DEFAULT_NUM_INFERENCE_STEPS
+from ..pipelines.saved_folders import saved_pipeline_class
 from ..schedulers import Formulation, formulation_of
 
 TEMPLATES = Path(__file__).parent.parent / "templates"
@@ -559,14 +561,17 @@ def shipped_code(pipeline_dir: Path) -> list[str]:
 
 RADIOUNET_CARD_TEMPLATE = TEMPLATES / "radiounet_model_card.md"
 RADIOUNET_CARD_TAGS = ["radio-map", "radiounet", "unet", "pathloss", "image-to-image", "baseline"]
-RADIOUNET_PIPELINE = "RadioUNetPipeline"
 
 
 def is_radiounet_run(output_dir: str | Path) -> bool:
     """A run whose ``pipeline/model_index.json`` names a RadioUNetPipeline."""
-    index = _read_json(Path(output_dir) / PIPELINE_DIR / PIPELINE_INDEX_FILE) or {}
-    name = index.get("_class_name")
-    return (name[-1] if isinstance(name, list) else name) == RADIOUNET_PIPELINE
+    pipeline_dir = Path(output_dir) / PIPELINE_DIR
+    if not (pipeline_dir / PIPELINE_INDEX_FILE).is_file():
+        return False
+    try:
+        return saved_pipeline_class(pipeline_dir) is RadioUNetPipeline
+    except (ValueError, json.JSONDecodeError):
+        return False
 
 
 @dataclass
