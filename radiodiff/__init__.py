@@ -16,6 +16,7 @@ _LAZY_EXPORTS = {
     "RadioDiffScheduler": ".schedulers",
     "RadioDiffVAE": ".models",
     "RadioMapConditionEncoder": ".models",
+    "RadioUNetDenoiser": ".models",
     "RadioUNetModel": ".models",
     "RadioUNetPipeline": ".pipelines",
     "RegressionScheduler": ".schedulers",
@@ -28,6 +29,7 @@ __all__ = [
     "RadioDiffScheduler",
     "RadioDiffVAE",
     "RadioMapConditionEncoder",
+    "RadioUNetDenoiser",
     "RadioUNetModel",
     "RadioUNetPipeline",
     "RegressionScheduler",
@@ -37,7 +39,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .losses import VAEGANLoss
-    from .models import PatchGANDiscriminator, RadioDiffVAE, RadioMapConditionEncoder, RadioUNetModel
+    from .models import PatchGANDiscriminator, RadioDiffVAE, RadioMapConditionEncoder, RadioUNetDenoiser, RadioUNetModel
     from .pipelines import RadioDiffPipeline, RadioUNetPipeline
     from .schedulers import RadioDiffScheduler, RegressionScheduler
 

@@ -248,9 +248,13 @@ class FrozenVAEConfig:
 
 @dataclass
 class DenoiserConfig:
-    """The UNet and the condition encoder (``radiodiff.models.PRESETS``) and what the UNet predicts."""
+    """The UNet and the condition encoder (``radiodiff.models.PRESETS``), what the UNet predicts, and where."""
 
-    preset: Literal["tiny", "paper"] = "paper"
+    # "tiny" and "paper": diffusers UNets; "radiounet": RadioUNet's U-Net as a denoiser (for pixel space)
+    preset: Literal["tiny", "paper", "radiounet"] = "paper"
+    # "latent": in the frozen first stage's latent space (RadioDiff); "pixel": on the maps themselves, no VAE
+    # (as RadioDiff's successors RadioFlow and RMDM): the VAE's reconstruction no longer bounds the maps
+    space: Literal["latent", "pixel"] = "latent"
     # a name of radiodiff.schedulers.FORMULATIONS, where each formulation is defined
     formulation: str = "radiodiff"
     # the fraction of training samples whose condition features are zeroed (0 = never)
@@ -331,10 +335,19 @@ class LDMConfig:
         return dataclasses.asdict(self)
 
     def check_together(self, prefix: str) -> None:
-        if not self.vae.path:
+        if self.denoiser.space == "latent" and not self.vae.path:
             raise ConfigError(
-                "vae.path: required: the first stage's vae/ folder (or a Hub id), e.g. outputs/quickstart/vae",
+                "vae.path: required: the first stage's vae/ folder (or a Hub id), e.g. outputs/quickstart/vae "
+                "(or denoiser.space: pixel, on the maps themselves without a VAE)",
                 key="vae.path",
+            )
+        if self.denoiser.space == "pixel" and (self.vae.path or self.latents.source != "on_the_fly"):
+            key = "vae.path" if self.vae.path else "latents.source"
+            raise ConfigError(
+                f"{key}: {self.vae.path if self.vae.path else self.latents.source!r}; a pixel-space denoiser "
+                "(denoiser.space: pixel) trains on the maps themselves: expected no vae.path and latents.source: "
+                "on_the_fly",
+                key=key,
             )
         from ..schedulers import formulation_class
 

@@ -366,17 +366,20 @@ class PipelineRun(ExportedRun):
     formulation: Formulation
     scheduler_class: str
     default_steps: int
-    vae_config: dict[str, Any]
+    vae_config: dict[str, Any] | None  # None: a pixel-space denoiser
     unet_config: dict[str, Any]
     encoder_config: dict[str, Any]
+    unet_class: str
 
     @property
     def map_size(self) -> int:
-        return int(self.vae_config["sample_size"])
+        return int(self.unet_config["sample_size"]) * int(self.encoder_config["downsampling_factor"])
 
     @property
     def latent_shape(self) -> list[int]:
-        side = self.map_size // downsampling_factor(self.vae_config["block_out_channels"])
+        side = int(self.unet_config["sample_size"])
+        if self.vae_config is None:
+            return [self.unet_config["out_channels"] // self.formulation.outputs_per_latent_channel(), side, side]
         return [self.vae_config["latent_channels"], side, side]
 
 
@@ -414,14 +417,16 @@ def read_pipeline_run(output_dir: str | Path) -> PipelineRun:
     index = _read_json(pipeline_dir / PIPELINE_INDEX_FILE)
     if index is None:
         raise HubError(f"{output_dir}: expected a second-stage run with {PIPELINE_DIR}/{PIPELINE_INDEX_FILE}")
-    components = {name: _component(pipeline_dir, name) for name in ("vae", "unet", "condition_encoder")}
+    names = ("unet", "condition_encoder") + (("vae",) if (index.get("vae") or [None])[0] else ())
+    components = {name: _component(pipeline_dir, name) for name in names}
     scheduler_class = index["scheduler"][1]
     return PipelineRun(
         formulation=_formulation(output_dir, scheduler_class),
         scheduler_class=scheduler_class,
         default_steps=index.get("default_num_inference_steps", DEFAULT_NUM_INFERENCE_STEPS),
-        vae_config=components["vae"][0],
+        vae_config=components["vae"][0] if "vae" in components else None,
         unet_config=components["unet"][0],
+        unet_class=index["unet"][1],
         encoder_config=components["condition_encoder"][0],
         parameters={name: parameters for name, (_, parameters) in components.items()},
         **_run_record(output_dir),
@@ -510,7 +515,8 @@ def render_pipeline_model_card(output_dir: str | Path, repo_id: str | None = Non
     repo_id = repo_id or run.train.get("hub_repo_id")
     model_name = repo_id.split("/")[-1] if repo_id else run.output_dir.resolve().name
     _, data_description = describe_data(run.data)
-    card_data = _pipeline_card_data(run, model_name, PIPELINE_CARD_TAGS + [run.formulation.name.replace("_", "-")])
+    tags = PIPELINE_CARD_TAGS if run.vae_config else [tag.replace("latent-", "pixel-") for tag in PIPELINE_CARD_TAGS]
+    card_data = _pipeline_card_data(run, model_name, tags + [run.formulation.name.replace("_", "-")])
     return ModelCard.from_template(
         card_data,
         template_path=str(PIPELINE_CARD_TEMPLATE),
@@ -522,6 +528,8 @@ def render_pipeline_model_card(output_dir: str | Path, repo_id: str | None = Non
         carries_code=run.carries_code,
         vae=run.vae_config,
         unet=run.unet_config,
+        unet_description=(f"a diffusers `{run.unet_class}`" if run.unet_class == "UNet2DModel"
+                          else f"`radiodiff.models.{run.unet_class}`"),
         encoder=run.encoder_config,
         parameters={name: f"{count:,}" for name, count in run.parameters.items()},
         map_size=run.map_size,

@@ -4,7 +4,7 @@ and no training logic."""
 from .condition_encoder import RadioMapConditionEncoder, transmitter_log_distance
 from .denoiser import PRESETS, ConditionedDenoiser, build_condition_encoder, build_denoiser
 from .discriminator import PatchGANDiscriminator
-from .radiounet import RadioUNetModel, RadioUNetOutput
+from .radiounet import RadioUNetDenoiser, RadioUNetModel, RadioUNetOutput
 from .vae import RadioDiffVAE, RadioDiffVAEOutput, downsampling_factor, normalize_latents
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "RadioDiffVAE",
     "RadioDiffVAEOutput",
     "RadioMapConditionEncoder",
+    "RadioUNetDenoiser",
     "RadioUNetModel",
     "RadioUNetOutput",
     "build_condition_encoder",

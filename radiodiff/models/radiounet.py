@@ -113,6 +113,8 @@ class RadioUNetStage(nn.Module):
         down_pooling: Sequence[bool],
         up_kernel_sizes: Sequence[int],
         head_kernel_size: int,
+        out_channels: int = 1,
+        final_relu: bool = True,
     ):
         super().__init__()
         self.down_blocks = nn.ModuleList()
@@ -129,9 +131,10 @@ class RadioUNetStage(nn.Module):
             else:
                 self.up_blocks.append(_conv_relu(previous + skip, channels, kernel_size, pool=False))
             previous = channels
+        last = _conv_relu(head_channels + in_channels, out_channels, head_kernel_size, pool=False)
         self.head = nn.ModuleList([
             _conv_relu(previous + down_channels[0] + in_channels, head_channels, head_kernel_size, pool=False),
-            _conv_relu(head_channels + in_channels, 1, head_kernel_size, pool=False),
+            last if final_relu else last[0],
         ])
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -309,3 +312,86 @@ class RadioUNetModel(ModelMixin, ConfigMixin):
         if not return_dict:
             return sample, first_sample
         return RadioUNetOutput(sample=sample, first_sample=first_sample)
+
+
+@dataclass
+class RadioUNetDenoiserOutput(BaseOutput):
+    """What a :class:`RadioUNetDenoiser` returns, as diffusers' ``UNet2DOutput``.
+
+    Args:
+        sample (`torch.Tensor`): (B, out_channels, H, W) the prediction.
+    """
+
+    sample: torch.Tensor
+
+
+class RadioUNetDenoiser(ModelMixin, ConfigMixin):
+    r"""RadioUNet's U-Net as a denoiser in pixel space: ``UNet2DModel``'s call on RadioUNet's convolutions.
+
+    The second stage's pixel-space option (``denoiser.space: pixel``): the pipeline hands it the noisy map
+    concatenated with the condition features and the timestep, as it hands a ``UNet2DModel``. The noise level
+    enters as one more input channel, ``timestep / num_train_timesteps`` everywhere (RadioUNet's plain
+    convolutions have no embedding to add it to); the head is linear. At the quickstart's 64x64 a step costs
+    what RadioUNet's own does, a fraction of a ``UNet2DModel`` of its size, whose group norms and time embeddings
+    dominate at full resolution on a CPU.
+
+    Args:
+        sample_size (`int`, defaults to 64): the side of the maps.
+        in_channels (`int`, defaults to 9): the noisy map's channels plus the condition features' (the noise
+            level's channel comes on top).
+        out_channels (`int`, defaults to 1): the prediction's channels (the formulation's, per map channel).
+        down_channels, up_channels, head_channels: the widths, as :class:`RadioUNetModel`'s ``first_*``.
+        down_kernel_sizes, down_pooling, up_kernel_sizes, head_kernel_size: the layout, as :class:`RadioUNetModel`'s.
+        num_train_timesteps (`int`, defaults to 1000): the scale of the timesteps the pipeline passes.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        sample_size: int = 64,
+        in_channels: int = 9,
+        out_channels: int = 1,
+        down_channels: Sequence[int] = PRESETS["unet"]["first_down_channels"],
+        up_channels: Sequence[int] = PRESETS["unet"]["first_up_channels"],
+        head_channels: int = 16,
+        down_kernel_sizes: Sequence[int] = _SMALL_LAYOUT["down_kernel_sizes"],
+        down_pooling: Sequence[bool] = _SMALL_LAYOUT["down_pooling"],
+        up_kernel_sizes: Sequence[int] = _SMALL_LAYOUT["up_kernel_sizes"],
+        head_kernel_size: int = 5,
+        num_train_timesteps: int = 1000,
+    ):
+        super().__init__()
+        _check_widths(dict(
+            down_kernel_sizes=down_kernel_sizes, down_pooling=down_pooling, up_kernel_sizes=up_kernel_sizes,
+            head_kernel_size=head_kernel_size, first_down_channels=down_channels, first_up_channels=up_channels,
+            first_head_channels=head_channels, second_down_channels=None, second_up_channels=None,
+            second_head_channels=None,
+        ))
+        self.unet = RadioUNetStage(
+            in_channels + 1, down_channels, up_channels, head_channels, down_kernel_sizes, down_pooling,
+            up_kernel_sizes, head_kernel_size, out_channels=out_channels, final_relu=False,
+        )
+
+    def forward(
+        self, sample: torch.Tensor, timestep: torch.Tensor | float | int, return_dict: bool = True
+    ) -> RadioUNetDenoiserOutput | tuple[torch.Tensor]:
+        r"""The prediction for ``sample`` at ``timestep``.
+
+        Args:
+            sample (`torch.Tensor`): (B, in_channels, H, W), the noisy map and the condition features.
+            timestep (`torch.Tensor`, `float` or `int`): one timestep, or one per map, in the scheduler's units.
+            return_dict (`bool`, defaults to `True`): return a [`RadioUNetDenoiserOutput`] instead of a tuple.
+        """
+        if sample.ndim != 4 or sample.shape[1] != self.config.in_channels:
+            raise ValueError(
+                f"sample: shape {tuple(sample.shape)}; expected (B, {self.config.in_channels}, H, W)"
+            )
+        factor = 2 ** sum(self.config.down_pooling)
+        if sample.shape[-2] % factor or sample.shape[-1] % factor:
+            raise ValueError(f"maps of {sample.shape[-2]}x{sample.shape[-1]}: expected sides divisible by {factor}")
+        level = torch.as_tensor(timestep, device=sample.device, dtype=sample.dtype).reshape(-1, 1, 1, 1)
+        level = (level / self.config.num_train_timesteps).expand(sample.shape[0], 1, *sample.shape[-2:])
+        prediction = self.unet(torch.cat([sample.to(self.dtype), level.to(self.dtype)], dim=1))
+        if not return_dict:
+            return (prediction,)
+        return RadioUNetDenoiserOutput(sample=prediction)

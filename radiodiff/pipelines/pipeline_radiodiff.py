@@ -31,7 +31,8 @@ DEFAULT_NUM_INFERENCE_STEPS = 5
 
 
 class RadioDiffPipeline(ShippedCodeMixin, DiffusionPipeline):
-    r"""Radio maps from building maps and transmitter positions, generated in a VAE's latent space.
+    r"""Radio maps from building maps and transmitter positions, generated in a VAE's latent space (or, without a
+    VAE, on the maps themselves: a pixel-space denoiser).
 
     The formulation is the scheduler's: `RadioDiffScheduler` runs RadioDiff's decoupled process (the UNet
     predicts C and eps), diffusers' `FlowMatchEulerDiscreteScheduler` runs flow matching (the UNet predicts the
@@ -41,9 +42,12 @@ class RadioDiffPipeline(ShippedCodeMixin, DiffusionPipeline):
     starting latents and the UNet's input where the scheduler has them.
 
     Args:
-        vae ([`~diffusers.AutoencoderKL`]): the first stage; its config's ``scaling_factor``/``shift_factor``
-            take latents to the diffusion stage's scale and back, and its ``sample_size`` is the map size.
-        unet ([`~diffusers.UNet2DModel`]): the denoiser, on the noisy latent concatenated with the condition features.
+        vae ([`~diffusers.AutoencoderKL`], *optional*): the first stage; its config's ``scaling_factor``/
+            ``shift_factor`` take latents to the diffusion stage's scale and back. None for a pixel-space denoiser,
+            whose "latents" are the maps on [-1, 1].
+        unet ([`~diffusers.UNet2DModel`] or `RadioUNetDenoiser`): the denoiser, on the noisy latent concatenated with
+            the condition features; its ``sample_size`` times the condition encoder's ``downsampling_factor`` is the
+            map size.
         condition_encoder (`RadioMapConditionEncoder`): building and transmitter maps -> features.
         scheduler ([`~diffusers.SchedulerMixin`]): the formulation's scheduler (``radiodiff.schedulers.FORMULATIONS``).
         default_num_inference_steps (`int`, defaults to 5): the sampling steps of a call that gives none: the ones
@@ -53,11 +57,12 @@ class RadioDiffPipeline(ShippedCodeMixin, DiffusionPipeline):
 
     model_cpu_offload_seq = "condition_encoder->unet->vae"
     _callback_tensor_inputs = ["latents"]
+    _optional_components = ["vae"]
 
     def __init__(
         self,
-        vae: AutoencoderKL,
-        unet: UNet2DModel,
+        vae: AutoencoderKL | None,
+        unet: ModelMixin,
         condition_encoder: ModelMixin,
         scheduler: SchedulerMixin,
         default_num_inference_steps: int = DEFAULT_NUM_INFERENCE_STEPS,
@@ -66,17 +71,33 @@ class RadioDiffPipeline(ShippedCodeMixin, DiffusionPipeline):
         check_num_inference_steps(default_num_inference_steps, "default_num_inference_steps")
         self.register_modules(vae=vae, unet=unet, condition_encoder=condition_encoder, scheduler=scheduler)
         self.register_to_config(default_num_inference_steps=default_num_inference_steps)
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
         self._check_components()
 
+    @property
+    def sample_size(self) -> int:
+        """The side of the maps this pipeline generates (and takes conditions of)."""
+        return self.unet.config.sample_size * self.condition_encoder.config.downsampling_factor
+
+    @property
+    def latent_channels(self) -> int:
+        """The channels of what the denoiser denoises: the VAE's latent, or in pixel space the map."""
+        outputs = getattr(self.scheduler, "outputs_per_latent_channel", 1)
+        return self.vae.config.latent_channels if self.vae is not None else self.unet.config.out_channels // outputs
+
     def _check_components(self) -> None:
-        latent_channels = self.vae.config.latent_channels
+        latent_channels = self.latent_channels
         condition_channels = self.condition_encoder.config.out_channels
         if self.condition_encoder.config.downsampling_factor != self.vae_scale_factor:
             raise ValueError(
                 f"condition_encoder: downsampling_factor {self.condition_encoder.config.downsampling_factor}; "
-                f"expected the VAE's {self.vae_scale_factor}"
+                f"expected the VAE's {self.vae_scale_factor} (1 without a VAE)"
+            )
+        if self.vae is not None and self.vae.config.sample_size != self.sample_size:
+            raise ValueError(
+                f"unet: sample_size {self.unet.config.sample_size} makes {self.sample_size}x{self.sample_size} maps; "
+                f"expected the VAE's {self.vae.config.sample_size} over its downsampling factor {self.vae_scale_factor}"
             )
         if self.unet.config.in_channels != latent_channels + condition_channels:
             raise ValueError(
@@ -101,7 +122,7 @@ class RadioDiffPipeline(ShippedCodeMixin, DiffusionPipeline):
 
         ``transmitter`` is a map with one lit pixel per map, or ``(x, y)`` pixel coordinates (one pair per map).
         """
-        return prepare_conditions(buildings, transmitter, self.vae.config.sample_size, "the VAE's sample_size")
+        return prepare_conditions(buildings, transmitter, self.sample_size, "the pipeline's map size")
 
     def check_inputs(
         self,
@@ -141,14 +162,14 @@ class RadioDiffPipeline(ShippedCodeMixin, DiffusionPipeline):
     ) -> torch.Tensor:
         """The starting latents: ``latents`` when given (checked against the shape it must have), else drawn, times
         the scheduler's ``init_noise_sigma`` (flow matching's scheduler has none: its noise starts at 1)."""
-        latent_size = self.vae.config.sample_size // self.vae_scale_factor
-        shape = (batch_size, self.vae.config.latent_channels, latent_size, latent_size)
+        latent_size = self.unet.config.sample_size
+        shape = (batch_size, self.latent_channels, latent_size, latent_size)
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
         elif tuple(latents.shape) != shape:
             raise ValueError(
                 f"latents: shape {tuple(latents.shape)}; expected {shape}, (maps x num_images_per_prompt, the VAE's "
-                "latent_channels, sample_size / its downsampling factor twice)"
+                "latent_channels, the unet's sample_size twice; without a VAE the map's channels and size)"
             )
         return latents.to(device=device, dtype=self.unet.dtype) * getattr(self.scheduler, "init_noise_sigma", 1.0)
 
@@ -190,7 +211,8 @@ class RadioDiffPipeline(ShippedCodeMixin, DiffusionPipeline):
             output_type (`str`, defaults to `"pil"`): `"pil"` (mode L images), `"np"` (B, H, W, 1) or `"pt"`
                 (B, 1, H, W), all on [0, 1]; or `"latent"`: the final latents before decoding, as diffusers'
                 pipelines return them, in the diffusion stage's normalised space (``vae.decode`` takes
-                ``latents / vae.config.scaling_factor + vae.config.shift_factor``).
+                ``latents / vae.config.scaling_factor + vae.config.shift_factor``; without a VAE, the maps on
+                [-1, 1]).
             return_dict (`bool`, defaults to `True`): return an [`~diffusers.ImagePipelineOutput`] instead of a tuple.
             eta (`float`, *optional*): RadioDiff's sampler only: the share of the posterior noise each step draws
                 (1: the original sampler, 0: deterministic); the scheduler's config ``eta`` when None.
@@ -230,6 +252,8 @@ class RadioDiffPipeline(ShippedCodeMixin, DiffusionPipeline):
 
         if output_type == "latent":
             radio_maps = latents
+        elif self.vae is None:
+            radio_maps = self.image_processor.postprocess(latents.float(), output_type=output_type)
         else:
             shift = getattr(self.vae.config, "shift_factor", None) or 0.0
             latents = (latents / self.vae.config.scaling_factor + shift).to(self.vae.dtype)

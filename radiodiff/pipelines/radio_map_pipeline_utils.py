@@ -94,7 +94,7 @@ def prepare_conditions(
     """The conditions as checked float32 (B, 1, H, W) tensors on [0, 1], for a pipeline of ``size`` x ``size`` maps.
 
     ``transmitter`` is a map with one lit pixel per map, or ``(x, y)`` pixel coordinates (one pair per map);
-    ``size_source`` says where the size comes from (``"the VAE's sample_size"``), for the error message.
+    ``size_source`` says where the size comes from (``"the pipeline's map size"``), for the error message.
     """
     buildings = _as_maps(buildings, "buildings")
     if tuple(buildings.shape[-2:]) != (size, size):

@@ -81,10 +81,19 @@ def check_data_fits_vae(vae: AutoencoderKL, item: dict[str, torch.Tensor], where
         )
     if channels != vae.config.in_channels:
         raise TrainingError(f"{where}: maps with {channels} channel(s), but the VAE takes {vae.config.in_channels}")
+    check_square_maps(item, where)
+
+
+def check_square_maps(item: dict[str, torch.Tensor], where: str) -> None:
+    """A pixel-space denoiser generates square maps of one size: the conditions must be the gain maps' size."""
+    height, width = item["gain_map"].shape[-2:]
+    if height != width:
+        raise TrainingError(f"{where}: maps of {height}x{width}; expected square maps (the pipeline makes size x size)")
     for name in ("buildings", "transmitter"):
-        if tuple(item[name].shape) != (1, size, size):
+        if tuple(item[name].shape) != (1, height, width):
             raise TrainingError(
-                f"{where}: {name} maps shaped {tuple(item[name].shape)}; expected (1, {size}, {size}) like the gain maps"
+                f"{where}: {name} maps shaped {tuple(item[name].shape)}; expected (1, {height}, {width}) like the "
+                "gain maps"
             )
 
 
@@ -128,29 +137,35 @@ class LDMTrainer(Trainer):
         self.sample_items = self.spread_validation_items(config.train.num_sample_images)
 
     def build_trained_parts(self) -> TrainedParts:
-        """The denoiser (condition encoder + UNet) on the frozen VAE's latents, its optimizers and its EMA."""
+        """The denoiser (condition encoder + UNet) on the frozen VAE's latents (or on the maps themselves, in pixel
+        space), its optimizers and its EMA."""
         config, accelerator = self.config, self.accelerator
         train, device = config.train, accelerator.device
-        # frozen: never prepared, so never in the optimizer, DDP or the checkpoints
-        self.vae = load_frozen_vae(config.vae).to(device)
-        check_data_fits_vae(self.vae, self.val_set[0], "data (validation split)")
-        if isinstance(self.train_set, EncodedLatentsDataset):
-            maps = build_dataset(config.data, "train", with_conditions=True)
-            check_encoded_latents(self.vae, self.train_set, maps, f"latents.dir {config.latents.dir}")
-        else:
-            check_data_fits_vae(self.vae, self.train_set[0], "data (training split)")
         self.formulation = build_formulation(config.denoiser.formulation, config.diffusion)
-        factor = downsampling_factor(self.vae.config.block_out_channels)
+        if config.denoiser.space == "pixel":
+            # the maps themselves, on [-1, 1]: no VAE, so the denoiser's "latent" is the map, folded by 1
+            self.vae = None
+            check_square_maps(self.val_set[0], "data (validation split)")
+            channels, size = self.val_set[0]["gain_map"].shape[:2]
+            factor, sample_size = 1, size
+        else:
+            # frozen: never prepared, so never in the optimizer, DDP or the checkpoints
+            self.vae = load_frozen_vae(config.vae).to(device)
+            check_data_fits_vae(self.vae, self.val_set[0], "data (validation split)")
+            if isinstance(self.train_set, EncodedLatentsDataset):
+                maps = build_dataset(config.data, "train", with_conditions=True)
+                check_encoded_latents(self.vae, self.train_set, maps, f"latents.dir {config.latents.dir}")
+            else:
+                check_data_fits_vae(self.vae, self.train_set[0], "data (training split)")
+            factor = downsampling_factor(self.vae.config.block_out_channels)
+            channels, sample_size = self.vae.config.latent_channels, self.vae.config.sample_size // factor
         model = ConditionedDenoiser.from_preset(
-            config.denoiser.preset,
-            self.vae.config.latent_channels,
-            self.formulation.outputs_per_latent_channel(),
-            sample_size=self.vae.config.sample_size // factor,
-            downsampling_factor=factor,
+            config.denoiser.preset, channels, self.formulation.outputs_per_latent_channel(),
+            sample_size=sample_size, downsampling_factor=factor,
         )
         if train.gradient_checkpointing:
             model.unet.enable_gradient_checkpointing()
-        optimizers = build_optimizers(list(model.named_parameters()), train, train.lr, ConditionedDenoiser.edge_layers)
+        optimizers = build_optimizers(list(model.named_parameters()), train, train.lr, model.edge_layers)
         models, optimizers = self.prepare({"denoiser": model}, trained_optimizers("denoiser", optimizers, train.lr))
         self.raw_model: ConditionedDenoiser = accelerator.unwrap_model(models["denoiser"])
         if train.compile:
@@ -166,7 +181,6 @@ class LDMTrainer(Trainer):
             )
             ema.to(device)
         return TrainedParts(models, optimizers, ema)
-        self.formulation = build_formulation(config.denoiser.formulation, config.diffusion)
 
     @classmethod
     def datasets(cls, config: LDMConfig) -> tuple[Dataset, Dataset]:
@@ -188,8 +202,11 @@ class LDMTrainer(Trainer):
         """x0: a posterior sample of each map's latent (from the run's generator), normalised for diffusion.
 
         The posterior comes from the frozen VAE, or from ``encode-latents``' stored mean and std; the sample is
-        drawn the same way for both, so the two sources train alike up to the encoder's float rounding.
+        drawn the same way for both, so the two sources train alike up to the encoder's float rounding. In pixel
+        space, the map itself.
         """
+        if self.vae is None:
+            return batch["gain_map"].float()
         if "latent_mean" in batch:
             mean, std = batch["latent_mean"], batch["latent_std"]
         else:
@@ -255,7 +272,7 @@ class LDMTrainer(Trainer):
         # a checkpoint of a run on another VAE would fail deep in torch's load_state_dict: name the cause instead
         stored = stored_model_config(path, "denoiser")  # None in checkpoints written before the manifest
         expected = self.raw_model.unet.config.in_channels
-        if stored is not None and stored["unet_config"]["in_channels"] != expected:
+        if self.vae is not None and stored is not None and stored["unet_config"]["in_channels"] != expected:
             condition_channels = self.raw_model.condition_encoder.config.out_channels
             raise TrainingError(
                 f"--resume {path}: its denoiser takes {stored['unet_config']['in_channels'] - condition_channels} "

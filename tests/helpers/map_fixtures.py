@@ -69,3 +69,20 @@ def tiny_radiounet_pipeline(size: int = 32):
         # the head ends in a ReLU: a random network's maps are mostly 0, where every model would score alike
         model.first_unet.head[1][0].bias.fill_(0.3)
     return RadioUNetPipeline(unet=model)
+
+
+def tiny_pixel_pipeline(formulation: str = "radiodiff", size: int = 32):
+    """A RadioDiffPipeline without a VAE: RadioUNet's U-Net (tiny widths) denoising ``size`` x ``size`` maps."""
+    from radiodiff.models import RadioUNetDenoiser, build_condition_encoder
+    from radiodiff.pipelines import RadioDiffPipeline
+    from radiodiff.schedulers import build_formulation
+
+    torch.manual_seed(3)
+    encoder = build_condition_encoder("radiounet", downsampling_factor=1)
+    formulation = build_formulation(formulation)
+    unet = RadioUNetDenoiser(sample_size=size, in_channels=1 + encoder.config.out_channels,
+                             out_channels=formulation.outputs_per_latent_channel(), down_channels=(4, 8, 8, 8, 8, 8, 8),
+                             up_channels=(8, 8, 8, 8, 8, 4), head_channels=4)
+    pipe = RadioDiffPipeline(vae=None, unet=unet, condition_encoder=encoder, scheduler=formulation.scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -256,7 +256,7 @@ def one_line_error(pipe, buildings, transmitter, match, **kwargs):
 @pytest.mark.parametrize(
     "make_inputs, match",
     [
-        (lambda b: (b[..., :28, :28], TX), "maps of 28x28; expected 32x32, the VAE's sample_size"),
+        (lambda b: (b[..., :28, :28], TX), "maps of 28x28; expected 32x32, the pipeline's map size"),
         (lambda b: (b.repeat(1, 3, 1, 1), TX), r"buildings: shape \(2, 3, 32, 32\); expected one channel"),
         (lambda b: (PIL.Image.new("RGB", (SIZE, SIZE)), TX[0]), "a PIL image of mode RGB"),
         (lambda b: (b * 2, TX), r"buildings: values in \[0, 2\]; expected \[0, 1\]"),

@@ -52,9 +52,9 @@ def ldm_config(*overrides):
     return read_ldm_config(None, list(overrides))[0]
 
 
-def pipeline_weights(output_dir) -> dict[str, torch.Tensor]:
+def pipeline_weights(output_dir, components=PIPELINE_WEIGHTS) -> dict[str, torch.Tensor]:
     weights = {}
-    for component in PIPELINE_WEIGHTS:
+    for component in components:
         stored = load_file(output_dir / "pipeline" / component / "diffusion_pytorch_model.safetensors")
         weights.update({f"{component}.{k}": v for k, v in stored.items()})
     return weights

@@ -81,16 +81,18 @@ def test_muon_refuses_vectors_and_bad_settings():
         Muon([torch.nn.Parameter(torch.zeros(4, 4))], lr=0.01, momentum=1.0)
 
 
-@pytest.mark.parametrize("model_class", [RadioDiffVAE, ConditionedDenoiser])
+@pytest.mark.parametrize("model_class", ["RadioDiffVAE", "ConditionedDenoiser", "pixel-space ConditionedDenoiser"])
 def test_build_optimizers_splits_hidden_weights_from_the_rest_and_covers_every_parameter_once(model_class):
-    if model_class is RadioDiffVAE:
+    if model_class == "RadioDiffVAE":
         model = RadioDiffVAE.from_block_channels((8, 16), layers_per_block=1, norm_num_groups=4, sample_size=32)
-    else:
+    elif model_class == "ConditionedDenoiser":
         model = ConditionedDenoiser.from_preset("tiny", 3, 2, sample_size=8, downsampling_factor=4)
+    else:
+        model = ConditionedDenoiser.from_preset("radiounet", 1, 2, sample_size=32, downsampling_factor=1)
     named = list(model.named_parameters())
     train = load_vae_config(None, ["train.optimizer=muon", "train.muon_ns_steps=3", "train.muon_momentum=0.9"]).train
 
-    muon, adamw = build_optimizers(named, train, 1e-3, model_class.edge_layers)
+    muon, adamw = build_optimizers(named, train, 1e-3, model.edge_layers)
     assert isinstance(muon, Muon) and isinstance(adamw, torch.optim.AdamW)
     assert muon.param_groups[0]["ns_steps"] == 3 and muon.param_groups[0]["momentum"] == 0.9
     assert muon.param_groups[0]["lr"] == adamw.param_groups[0]["lr"] == 1e-3
@@ -98,14 +100,14 @@ def test_build_optimizers_splits_hidden_weights_from_the_rest_and_covers_every_p
     in_adamw = {id(p) for p in adamw.param_groups[0]["params"]}
     assert not in_muon & in_adamw and in_muon | in_adamw == {id(p) for _, p in named}
     names = {id(p): name for name, p in named}
-    assert all(p.ndim >= 2 and not names[id(p)].startswith(model_class.edge_layers) for p in muon.param_groups[0]["params"])
+    assert all(p.ndim >= 2 and not names[id(p)].startswith(model.edge_layers) for p in muon.param_groups[0]["params"])
     # every edge layer's weight (the map or latent in, the output out) is left to AdamW
-    for edge in model_class.edge_layers:
+    for edge in model.edge_layers:
         weights = [p for name, p in named if name == f"{edge}.weight"]
         assert weights and id(weights[0]) in in_adamw
     assert any(p.ndim == 4 for p in muon.param_groups[0]["params"])
 
-    (only,) = build_optimizers(named, load_vae_config(None, []).train, 1e-3, model_class.edge_layers)
+    (only,) = build_optimizers(named, load_vae_config(None, []).train, 1e-3, model.edge_layers)
     assert isinstance(only, torch.optim.AdamW) and len(only.param_groups[0]["params"]) == len(named)
 
 
