@@ -300,6 +300,29 @@ def _add_generate(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def _add_demo(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="serve a Gradio app: pick or draw a city, click to place the transmitter, see the radio map "
+                     '(pip install -e ".[demo]")')
+    parser.add_argument("pipelines", nargs="+", metavar="PIPELINE_DIR",
+                        help="saved pipeline folders (OUTPUT_DIR/pipeline); several are compared on the same input")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="the address to serve on (default: %(default)s, this machine only; 0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=7860, help="default: %(default)s")
+    parser.add_argument("--config", default=None,
+                        help="the training config YAML naming the cities to pick from (default: the first "
+                             "pipeline's run's OUTPUT_DIR/config.yaml; none without one)")
+    parser.add_argument("--split", default="test", help="which split's maps to pick from (default: %(default)s)")
+
+    def run(args: argparse.Namespace) -> int:
+        from .demo import run_demo
+
+        run_demo(args.pipelines, host=args.host, port=args.port, config=args.config, split=args.split)
+        return 0
+
+    parser.set_defaults(run=run)
+
+
 SUBCOMMANDS: list[SubcommandAdder] = [
     _add_info,
     _add_card,
@@ -312,6 +335,7 @@ SUBCOMMANDS: list[SubcommandAdder] = [
     _add_latent_scale,
     _add_encode_latents,
     _add_generate,
+    _add_demo,
 ]
 
 
