@@ -173,8 +173,10 @@ def build_demo(models: list[DemoModel], cities: list[DatasetCity]):
                 city = gr.Image(label="city: click to place the transmitter", interactive=False, format="png",
                                 elem_id="city")
                 with gr.Row():
-                    x = gr.Number(label="transmitter x (column)", precision=0, value=first_x, minimum=0)
-                    y = gr.Number(label="transmitter y (row)", precision=0, value=first_y, minimum=0)
+                    x = gr.Number(label="transmitter x (column)", precision=0, value=first_x, minimum=0,
+                                  elem_id="transmitter-x")
+                    y = gr.Number(label="transmitter y (row)", precision=0, value=first_y, minimum=0,
+                                  elem_id="transmitter-y")
                 chosen = gr.CheckboxGroup(labels, value=labels[:1], label="models (tick several to compare)",
                                           visible=len(labels) > 1)
                 steps = gr.Slider(1, 50, step=1, value=sampling[0].default_steps if sampling else 1,
