@@ -163,12 +163,13 @@ def build_demo(models: list[DemoModel], cities: list[DatasetCity]):
                                           type="numpy", image_mode=None, sources=["upload", "clipboard"])
                     with gr.Tab("Draw"):
                         canvas = display_scale(size) * size
+                        # with layers=False Gradio 6's canvas has no layer to draw on: strokes are lost
                         drawing = gr.ImageEditor(
                             value={"background": np.zeros((canvas, canvas, 3), np.uint8), "layers": [],
                                    "composite": None},
                             label="draw buildings in white", type="numpy", image_mode="RGB",
                             brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=max(2, canvas // 32)),
-                            canvas_size=(canvas, canvas), fixed_canvas=True, transforms=[], layers=False)
+                            canvas_size=(canvas, canvas), fixed_canvas=True, transforms=[])
                         use_drawing = gr.Button("Use this drawing")
                 city = gr.Image(label="city: click to place the transmitter", interactive=False, format="png",
                                 elem_id="city")
@@ -177,7 +178,7 @@ def build_demo(models: list[DemoModel], cities: list[DatasetCity]):
                                   elem_id="transmitter-x")
                     y = gr.Number(label="transmitter y (row)", precision=0, value=first_y, minimum=0,
                                   elem_id="transmitter-y")
-                chosen = gr.CheckboxGroup(labels, value=labels[:1], label="models (tick several to compare)",
+                chosen = gr.CheckboxGroup(labels, value=labels, label="models (compared on the same input)",
                                           visible=len(labels) > 1)
                 steps = gr.Slider(1, 50, step=1, value=sampling[0].default_steps if sampling else 1,
                                   label="sampling steps", visible=bool(sampling))

@@ -188,6 +188,18 @@ def test_the_downloadable_map_is_what_radiodiff_generate_writes(runs):
     np.testing.assert_array_equal(written, np.where(block_city() > 0.5, 0, np.rint(expected * 255)).astype(np.uint8))
 
 
+def test_a_drawing_at_display_size_becomes_the_city_without_a_note(runs):
+    handlers = DemoHandlers(load_models([runs["ldm"][0]]), [])
+    scale = display_scale(SIZE)
+    canvas = (block_city() * 255).astype(np.uint8).repeat(scale, axis=0).repeat(scale, axis=1)
+    composite = np.stack([canvas] * 3 + [np.full_like(canvas, 255)], axis=-1)  # RGBA, as the editor sends it
+    scene, x, y = handlers.drawn_city({"background": None, "layers": [], "composite": composite}, 3, 4)
+    np.testing.assert_array_equal(scene.buildings, block_city())
+    assert (scene.note, scene.truth, x, y) == (None, None, 3, 4)
+    with pytest.raises(ValueError, match="nothing drawn"):
+        handlers.drawn_city({"background": None, "layers": [], "composite": None}, 3, 4)
+
+
 def test_no_model_ticked_is_one_clear_error(runs):
     handlers = DemoHandlers(load_models([runs["ldm"][0]]), [])
     with pytest.raises(ValueError, match="no model chosen"):
