@@ -112,29 +112,45 @@ class DemoHandlers:
         buildings = scene.buildings
         transmitter, moved = place_transmitter(buildings, x, y)
         notes = [note for note in (scene.note, moved) if note]
-        maps = {}
-        gallery = []
-        for label in chosen:
-            model = self.models[label]
-            maps[label], seconds = timed_run(model, buildings, transmitter, steps=int(steps), seed=int(seed))
-            sampling = f"{int(steps)} steps" if model.samples else "one pass"
-            gallery.append((colorize_gain(maps[label], buildings, transmitter),
-                            f"{label} ({sampling}, {seconds * 1000:.0f} ms)"))
+        maps, gallery = self.model_panels(chosen, buildings, transmitter, int(steps), int(seed))
         gallery.append((colorize_gain(physics_baseline(buildings, transmitter), buildings, transmitter),
                         "physics baseline (log-distance)"))
         if scene.truth is not None and transmitter == scene.truth_transmitter:
-            gallery.append((colorize_gain(scene.truth, buildings, transmitter), "ground truth"))
-            for label, radio_map in maps.items():
-                error = error_db(radio_map, scene.truth)
-                gallery.append((colorize_error(error, buildings, transmitter),
-                                f"|error| of {label} (mean {error[buildings < 0.5].mean():.1f} dB)"))
+            gallery.extend(truth_panels(maps, scene.truth, buildings, transmitter))
         elif scene.truth is not None:
             notes.append("Ground truth exists for the map's own transmitter only: pick the city again to see it.")
-        download = tempfile.NamedTemporaryFile(dir=self.downloads, prefix="radio-map-", suffix=".png", delete=False)
-        with download:
-            Image.fromarray(encoded_map(maps[chosen[0]], buildings), mode="L").save(download, format="PNG")
-        return (city_image(buildings, transmitter), *transmitter, gallery, download.name,
-                "\n\n".join(f"**Note.** {note}" for note in notes))
+        return (city_image(buildings, transmitter), *transmitter, gallery,
+                self.write_download(maps[chosen[0]], buildings), "\n\n".join(f"**Note.** {note}" for note in notes))
+
+    def model_panels(self, chosen: Sequence[str], buildings: np.ndarray, transmitter: tuple[int, int], steps: int,
+                     seed: int) -> tuple[dict[str, np.ndarray], list[tuple[np.ndarray, str]]]:
+        """Each chosen model's map, and its coloured image captioned with its sampling and time."""
+        maps, panels = {}, []
+        for label in chosen:
+            model = self.models[label]
+            maps[label], seconds = timed_run(model, buildings, transmitter, steps=steps, seed=seed)
+            sampling = f"{steps} steps" if model.samples else "one pass"
+            panels.append((colorize_gain(maps[label], buildings, transmitter),
+                           f"{label} ({sampling}, {seconds * 1000:.0f} ms)"))
+        return maps, panels
+
+    def write_download(self, radio_map: np.ndarray, buildings: np.ndarray) -> str:
+        """The map as ``radiodiff generate`` writes it, in a file of its own (sessions do not share one)."""
+        with tempfile.NamedTemporaryFile(dir=self.downloads, prefix="radio-map-", suffix=".png",
+                                         delete=False) as download:
+            Image.fromarray(encoded_map(radio_map, buildings), mode="L").save(download, format="PNG")
+        return download.name
+
+
+def truth_panels(maps: dict[str, np.ndarray], truth: np.ndarray, buildings: np.ndarray,
+                 transmitter: tuple[int, int]) -> list[tuple[np.ndarray, str]]:
+    """The true map, then each model's |error| in dB captioned with its mean over the free pixels."""
+    panels = [(colorize_gain(truth, buildings, transmitter), "ground truth")]
+    for label, radio_map in maps.items():
+        error = error_db(radio_map, truth)
+        panels.append((colorize_error(error, buildings, transmitter),
+                       f"|error| of {label} (mean {error[buildings < 0.5].mean():.1f} dB)"))
+    return panels
 
 
 def build_demo(models: list[DemoModel], cities: list[DatasetCity]):

@@ -1,5 +1,6 @@
 """Publishing a training run of either stage: its model card (``cards``) and its upload to the Hugging Face Hub
-(``push``), and a pipeline's demo as a Space (``space``). A first-stage run holds ``vae/``; a second-stage run and a RadioUNet run hold ``pipeline/``."""
+(``push``), and a pipeline's demo as a Space (``space``). A first-stage run holds ``vae/``; a second-stage run and
+a RadioUNet run hold ``pipeline/``."""
 
 from .cards import (
     LICENSE,

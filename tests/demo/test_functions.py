@@ -117,7 +117,8 @@ def test_a_pipeline_without_a_run_config_has_no_dataset_cities(runs, tmp_path):
 
 
 def test_the_physics_baseline_is_the_evaluations_log_distance_map():
-    expected = log_distance_map(torch.from_numpy(block_city())[None, None], rasterize_transmitter(3, 25, SIZE, SIZE)[None])
+    expected = log_distance_map(torch.from_numpy(block_city())[None, None],
+                                rasterize_transmitter(3, 25, SIZE, SIZE)[None])
     np.testing.assert_array_equal(physics_baseline(block_city(), (3, 25)), expected[0, 0].numpy())
 
 
