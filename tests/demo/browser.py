@@ -1,5 +1,5 @@
 """A real browser on the demo's page: headless Chromium (the system's, driven by Playwright) clicks on the city to
-place the transmitter, waits for the maps, and takes a screenshot.
+place the transmitter, or draws a city, and waits for the maps.
 
 ``python -m tests.demo.browser PIPELINE_DIR... --screenshot docs/demo.png`` serves the given pipelines and
 takes the README's screenshot: a click beside the first test map's transmitter, then one on it (its truth and errors
@@ -9,17 +9,20 @@ shown).
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
+from typing import Iterator
 
-from radiodiff.demo.functions import display_scale
+import numpy as np
+
+from radiodiff.demo.functions import BUILDING_RGB, display_scale
 
 PAGE_TIMEOUT_MS = 30_000
 
 
-def click_transmitter(url: str, chromium: str, map_size: int, pixels: list[tuple[int, int]], screenshot: Path) -> dict:
-    """Open ``url``; for each map pixel (x, y) of ``pixels`` in turn, click on it in the city and wait until the
-    page shows the transmitter there and the maps re-drawn; then save a screenshot. Returns what the page showed:
-    the transmitter's fields, the maps' image sources before the first click and after the last, and the notes."""
+@contextlib.contextmanager
+def open_page(url: str, chromium: str) -> Iterator:
+    """The demo's page in headless Chromium, once its first maps are shown."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -28,37 +31,83 @@ def click_transmitter(url: str, chromium: str, map_size: int, pixels: list[tuple
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(PAGE_TIMEOUT_MS)
             page.goto(url)
-            city = page.locator("#city img").first
-            city.wait_for()
+            page.locator("#city img").first.wait_for()
             page.locator("#maps img").first.wait_for()
-            first = maps = map_sources(page)
-            for x, y in pixels:
-                box = city.bounding_box()
-                scale = display_scale(map_size) * box["width"] / city.evaluate("image => image.naturalWidth")
-                city.click(position={"x": (x + 0.5) * scale, "y": (y + 0.5) * scale})
-                page.wait_for_function(
-                    "([x, y, before]) => document.querySelector('#transmitter-x input').value == x"
-                    " && document.querySelector('#transmitter-y input').value == y"
-                    " && document.querySelector('#maps img') !== null"
-                    " && document.querySelector('#maps img').src !== before",
-                    arg=[str(x), str(y), maps[0]])
-                page.wait_for_function("() => [...document.querySelectorAll('#maps img')]"
-                                       ".every(image => image.complete && image.naturalWidth > 0)")
-                maps = map_sources(page)
-            page.screenshot(path=str(screenshot), full_page=True)
-            return {
-                "x": page.locator("#transmitter-x input").input_value(),
-                "y": page.locator("#transmitter-y input").input_value(),
-                "before": first,
-                "after": maps,
-                "notes": page.locator("#notes").inner_text(),
-            }
+            yield page
         finally:
             browser.close()
 
 
 def map_sources(page) -> list[str]:
     return page.locator("#maps img").evaluate_all("images => images.map(image => image.src)")
+
+
+def wait_for_new_maps(page, before: list[str]) -> list[str]:
+    """Wait until the first map is another image than ``before``'s and every map has loaded; their sources."""
+    page.wait_for_function("before => document.querySelector('#maps img') !== null"
+                           " && document.querySelector('#maps img').src !== before", arg=before[0])
+    page.wait_for_function("() => [...document.querySelectorAll('#maps img')]"
+                           ".every(image => image.complete && image.naturalWidth > 0)")
+    return map_sources(page)
+
+
+def click_city(page, map_size: int, pixel: tuple[int, int]) -> list[str]:
+    """Click on map pixel ``pixel`` (x, y) of the city; wait until the transmitter's fields say so and the maps are
+    new. Returns the maps' sources."""
+    before = map_sources(page)
+    city = page.locator("#city img").first
+    box = city.bounding_box()
+    scale = display_scale(map_size) * box["width"] / city.evaluate("image => image.naturalWidth")
+    city.click(position={"x": (pixel[0] + 0.5) * scale, "y": (pixel[1] + 0.5) * scale})
+    page.wait_for_function("([x, y]) => document.querySelector('#transmitter-x input').value == x"
+                           " && document.querySelector('#transmitter-y input').value == y",
+                           arg=[str(pixel[0]), str(pixel[1])])
+    return wait_for_new_maps(page, before)
+
+
+def draw_stroke(page) -> list[str]:
+    """On the Draw tab, one diagonal brush stroke across the canvas's middle, then *Use this drawing*; waits for the
+    new maps and returns their sources."""
+    before = map_sources(page)
+    page.get_by_role("tab", name="Draw").click()
+    page.get_by_role("button", name="Brush", exact=True).click()
+    box = page.locator("canvas").first.bounding_box()
+    middle_x, middle_y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(middle_x - 60, middle_y - 30)
+    page.mouse.down()
+    # few pointer events: each one redraws the canvas, a few hundred milliseconds in headless Chromium
+    for step in range(1, 5):
+        page.mouse.move(middle_x - 60 + 30 * step, middle_y - 30 + 15 * step)
+    page.mouse.up()
+    page.get_by_role("button", name="Use this drawing").click()
+    return wait_for_new_maps(page, before)
+
+
+def building_pixels(page) -> int:
+    """How many pixels of the city's image are building grey."""
+    return page.locator("#city img").first.evaluate(
+        """(image, grey) => {
+            const canvas = document.createElement('canvas');
+            canvas.width = image.naturalWidth;
+            canvas.height = image.naturalHeight;
+            const context = canvas.getContext('2d');
+            context.drawImage(image, 0, 0);
+            const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
+            let count = 0;
+            for (let i = 0; i < pixels.length; i += 4) {
+                if (pixels[i] === grey[0] && pixels[i + 1] === grey[1] && pixels[i + 2] === grey[2]) count++;
+            }
+            return count;
+        }""", list(BUILDING_RGB))
+
+
+def free_pixel_beside(buildings: np.ndarray, pixel: tuple[int, int]) -> tuple[int, int]:
+    """The free pixel (x, y) nearest to ``pixel`` other than itself."""
+    rows, cols = np.nonzero(buildings < 0.5)
+    distance = (cols - pixel[0]) ** 2 + (rows - pixel[1]) ** 2
+    distance[distance == 0] = distance.max() + 1
+    nearest = int(np.argmin(distance))
+    return int(cols[nearest]), int(rows[nearest])
 
 
 def main() -> None:
@@ -77,13 +126,14 @@ def main() -> None:
     demo = demo_from_folders(args.pipelines)
     demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
     try:
-        # away from the map's own transmitter and back: the truth and the errors appear again
-        away = (city.transmitter[0] + 1, city.transmitter[1])
-        shown = click_transmitter(demo.local_url, shutil.which("chromium"), map_size, [away, city.transmitter],
-                                  args.screenshot)
+        with open_page(demo.local_url, shutil.which("chromium")) as page:
+            # away from the map's own transmitter and back: the truth and the errors appear again
+            click_city(page, map_size, free_pixel_beside(city.buildings, city.transmitter))
+            maps = click_city(page, map_size, city.transmitter)
+            page.screenshot(path=str(args.screenshot), full_page=True)
     finally:
         demo.close()
-    print(f"wrote {args.screenshot}: transmitter ({shown['x']}, {shown['y']}), {len(shown['after'])} maps")
+    print(f"wrote {args.screenshot}: transmitter {city.transmitter}, {len(maps)} maps")
 
 
 if __name__ == "__main__":
