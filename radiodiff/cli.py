@@ -31,16 +31,30 @@ def _add_info(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def _add_space_arguments(parser: argparse.ArgumentParser, option: str, help: str, metavar: str) -> None:
+    parser.add_argument(option, default=None, help=help, metavar=metavar)
+    parser.add_argument("--space-package", default=None, metavar="REQUIREMENT",
+                        help="the Space's requirements.txt line that installs radiodiff (default: radiodiff[demo] at "
+                             "this version; for a package not on PyPI e.g. "
+                             "'radiodiff[demo] @ git+https://github.com/USER/REPO')")
+
+
 def _add_card(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("card", help="write the model card OUTPUT_DIR/README.md of a training run")
     parser.add_argument("output_dir", help="the run's output folder (with vae/, or pipeline/ for the second stage)")
     parser.add_argument("--repo-id", help="the Hub repository the card's loading examples name (USER/NAME)")
+    _add_space_arguments(parser, "--space", "also write a pipeline run's demo as a Space folder (app.py, "
+                                            "requirements.txt, README.md) into SPACE_DIR; needs --repo-id", "SPACE_DIR")
 
     def run(args: argparse.Namespace) -> int:
-        from .hub import is_pipeline_run, write_pipeline_model_card, write_vae_model_card
+        from .hub import is_pipeline_run, write_pipeline_model_card, write_space, write_vae_model_card
 
+        if args.space and not args.repo_id:
+            raise ValueError("--space: the Space loads the pipeline from its model repository; give --repo-id")
         write = write_pipeline_model_card if is_pipeline_run(args.output_dir) else write_vae_model_card
         print(f"wrote {write(args.output_dir, repo_id=args.repo_id)}")
+        if args.space:
+            print(f"wrote {write_space(args.output_dir, args.space, args.repo_id, args.space_package)}")
         return 0
 
     parser.set_defaults(run=run)
@@ -54,14 +68,19 @@ def _add_push(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--repo-id", required=True, help="the model repository to create or update (USER/NAME)")
     parser.add_argument("--private", action="store_true", help="create the repository as private")
     parser.add_argument("--include-discriminator", action="store_true", help="also upload discriminator/")
+    _add_space_arguments(parser, "--space-id", "also upload a pipeline run's demo to this Space (USER/NAME), "
+                                               "loading the pipeline from --repo-id", "USER/NAME")
 
     def run(args: argparse.Namespace) -> int:
         from .hub import push_to_hub
 
         url = push_to_hub(
-            args.output_dir, args.repo_id, private=args.private, include_discriminator=args.include_discriminator
+            args.output_dir, args.repo_id, private=args.private, include_discriminator=args.include_discriminator,
+            space_id=args.space_id, space_package=args.space_package,
         )
         print(f"pushed {args.output_dir} to {url}")
+        if args.space_id:
+            print(f"pushed its demo to https://huggingface.co/spaces/{args.space_id}")
         return 0
 
     parser.set_defaults(run=run)
@@ -300,6 +319,29 @@ def _add_generate(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def _add_demo(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="serve a Gradio app: pick or draw a city, click to place the transmitter, see the radio map "
+                     '(pip install -e ".[demo]")')
+    parser.add_argument("pipelines", nargs="+", metavar="PIPELINE_DIR",
+                        help="saved pipeline folders (OUTPUT_DIR/pipeline); several are compared on the same input")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="the address to serve on (default: %(default)s, this machine only; 0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=7860, help="default: %(default)s")
+    parser.add_argument("--config", default=None,
+                        help="the training config YAML naming the cities to pick from (default: the first "
+                             "pipeline's run's OUTPUT_DIR/config.yaml; none without one)")
+    parser.add_argument("--split", default="test", help="which split's maps to pick from (default: %(default)s)")
+
+    def run(args: argparse.Namespace) -> int:
+        from .demo import run_demo
+
+        run_demo(args.pipelines, host=args.host, port=args.port, config=args.config, split=args.split)
+        return 0
+
+    parser.set_defaults(run=run)
+
+
 SUBCOMMANDS: list[SubcommandAdder] = [
     _add_info,
     _add_card,
@@ -312,6 +354,7 @@ SUBCOMMANDS: list[SubcommandAdder] = [
     _add_latent_scale,
     _add_encode_latents,
     _add_generate,
+    _add_demo,
 ]
 
 

@@ -1,5 +1,6 @@
 """Publishing a training run of either stage: its model card (``cards``) and its upload to the Hugging Face Hub
-(``push``). A first-stage run holds ``vae/``; a second-stage run and a RadioUNet run hold ``pipeline/``."""
+(``push``), and a pipeline's demo as a Space (``space``). A first-stage run holds ``vae/``; a second-stage run and
+a RadioUNet run hold ``pipeline/``."""
 
 from .cards import (
     LICENSE,
@@ -13,6 +14,7 @@ from .cards import (
     write_vae_model_card,
 )
 from .push import push_to_hub
+from .space import space_files, write_space
 
 __all__ = [
     "HubError",
@@ -23,6 +25,8 @@ __all__ = [
     "render_pipeline_model_card",
     "render_radiounet_model_card",
     "render_vae_model_card",
+    "space_files",
     "write_pipeline_model_card",
+    "write_space",
     "write_vae_model_card",
 ]

@@ -26,6 +26,7 @@ from .cards import (
     render_vae_model_card,
     shipped_code,
 )
+from .space import space_files
 
 # what a push uploads besides the card; checkpoints/ (optimizer states), logs/ and config.yaml (local paths) never match
 VAE_UPLOAD_PATTERNS = [
@@ -99,12 +100,7 @@ def _check_can_push(output_dir: Path, repo_id: str, include_discriminator: bool,
         read_vae_training_run(output_dir)
     if include_discriminator and not (output_dir / "discriminator" / CONFIG_FILE).is_file():
         raise HubError(f"{output_dir}: --include-discriminator, but there is no discriminator/{CONFIG_FILE}")
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as error:
-        raise HubError(f"repo id {repo_id!r}: {error}") from None
-    if "/" not in repo_id:
-        raise HubError(f"repo id {repo_id!r}: expected USER/NAME (or ORGANIZATION/NAME)")
+    _check_repo_id(repo_id, "repo id")
     if constants.is_offline_mode():
         raise HubError("HF_HUB_OFFLINE is set, so nothing can be pushed; unset it (and be online) to push")
     token = token or get_token()
@@ -113,12 +109,31 @@ def _check_can_push(output_dir: Path, repo_id: str, include_discriminator: bool,
     return token
 
 
+def _check_repo_id(repo_id: str, what: str) -> None:
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise HubError(f"{what} {repo_id!r}: {error}") from None
+    if "/" not in repo_id:
+        raise HubError(f"{what} {repo_id!r}: expected USER/NAME (or ORGANIZATION/NAME)")
+
+
+def _space_operations(output_dir: Path, repo_id: str, space_id: str,
+                      package: str | None) -> list[CommitOperationAdd]:
+    """The Space's files as commit operations, once its id is valid."""
+    _check_repo_id(space_id, "space id")
+    return [CommitOperationAdd(path_in_repo=name, path_or_fileobj=content.encode("utf-8"))
+            for name, content in space_files(output_dir, repo_id, package).items()]
+
+
 def push_to_hub(
     output_dir: str | Path,
     repo_id: str,
     private: bool = False,
     include_discriminator: bool = False,
     token: str | None = None,
+    space_id: str | None = None,
+    space_package: str | None = None,
 ) -> str:
     """Create ``repo_id`` (if needed) and upload the run: ``vae/``, the card, samples and metrics.
 
@@ -132,11 +147,16 @@ def push_to_hub(
     ``HubError`` without a token, in offline mode, or when the Hub cannot be reached or refuses the push;
     the local files are then untouched.
 
+    With ``space_id``, a pipeline run's demo goes to that Space in a second commit
+    (:func:`~radiodiff.hub.space.space_files`: ``radiodiff demo``'s app, loading the pipeline from ``repo_id``;
+    ``space_package`` is the requirement that installs radiodiff there).
+
     Returns:
         The URL of the repository.
     """
     output_dir = Path(output_dir)
     token = _check_can_push(output_dir, repo_id, include_discriminator, token)
+    space = [] if space_id is None else _space_operations(output_dir, repo_id, space_id, space_package)
     if is_pipeline_run(output_dir):
         card = str(render_pipeline_model_card(output_dir, repo_id))
         files = pipeline_upload_operations(output_dir)
@@ -151,6 +171,10 @@ def push_to_hub(
         api.create_commit(repo_id=repo_id, repo_type="model", operations=operations,
                           commit_message="Upload RadioDiff pipeline" if is_pipeline_run(output_dir)
                           else "Upload RadioDiff VAE")
+        if space:
+            api.create_repo(space_id, private=private, exist_ok=True, repo_type="space", space_sdk="gradio")
+            api.create_commit(repo_id=space_id, repo_type="space", operations=space,
+                              commit_message="Upload the RadioDiff demo")
     except HfHubHTTPError as error:
         raise HubError(f"pushing {output_dir} to {repo_id} failed: {error}") from None
     except _unreachable_errors() as error:
