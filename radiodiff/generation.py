@@ -179,8 +179,7 @@ def run_generate(
     refuse_sampling_options(pipeline_dir, {"--steps": steps})
     pipeline = load_pipeline(pipeline_dir)
     one_pass = "scheduler" not in pipeline.components
-    # the map size the pipeline checks its inputs against
-    size = pipeline.unet.config.sample_size if one_pass else pipeline.sample_size
+    size = pipeline.sample_size  # the map size the pipeline checks its inputs against
     if Path(buildings).is_dir():
         if tx is not None:
             raise ValueError(f"--tx: {buildings} is a folder; give --transmitter, the folder of {{map}}_{{tx}}.png "

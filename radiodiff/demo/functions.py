@@ -91,9 +91,8 @@ def load_models(pipeline_dirs: Sequence[str | Path], labels: Sequence[str] | Non
         pipeline = load_pipeline(folder)
         pipeline.set_progress_bar_config(disable=True)
         one_pass = "scheduler" not in pipeline.components
-        size = pipeline.unet.config.sample_size if one_pass else pipeline.vae.config.sample_size
         steps = None if one_pass else pipeline.config.default_num_inference_steps
-        models.append(DemoModel(label, pipeline.to("cpu"), size, steps))
+        models.append(DemoModel(label, pipeline.to("cpu"), pipeline.sample_size, steps))
     sizes = {model.map_size for model in models}
     if len(sizes) > 1:
         raise ValueError(f"{', '.join(map(str, pipeline_dirs))}: pipelines of different map sizes "

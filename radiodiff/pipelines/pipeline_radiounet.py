@@ -42,6 +42,11 @@ class RadioUNetPipeline(ShippedCodeMixin, DiffusionPipeline):
         # the model predicts gain on [0, 1] itself: nothing to denormalise
         self.image_processor = VaeImageProcessor(do_normalize=False)
 
+    @property
+    def sample_size(self) -> int:
+        """The side of the maps this pipeline generates (and takes conditions of)."""
+        return self.unet.config.sample_size
+
     def prepare_conditions(
         self, buildings: MapInput, transmitter: MapInput | tuple[int, int] | Sequence[tuple[int, int]]
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,7 +54,7 @@ class RadioUNetPipeline(ShippedCodeMixin, DiffusionPipeline):
 
         ``transmitter`` is a map with one lit pixel per map, or ``(x, y)`` pixel coordinates (one pair per map).
         """
-        return prepare_conditions(buildings, transmitter, self.unet.config.sample_size, "the model's sample_size")
+        return prepare_conditions(buildings, transmitter, self.sample_size, "the model's sample_size")
 
     @staticmethod
     def check_inputs(

@@ -9,7 +9,7 @@ import shutil
 import socket
 
 import pytest
-from tests.helpers.map_fixtures import tiny_pipeline, tiny_radiounet_pipeline
+from tests.helpers.map_fixtures import tiny_pipeline, tiny_pixel_pipeline, tiny_radiounet_pipeline
 
 SIZE = 32
 RUN_CONFIG = "data:\n  synthetic:\n    maps: 14\n    tx_per_map: 2\n    size: 32\n    cache_dir: {cache}\n"
@@ -39,12 +39,14 @@ def chromium_path() -> str:
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory):
     """Two second-stage-like runs of one data config: ``ldm/pipeline`` (a RadioDiffPipeline sampling with 2 steps
-    by default) and ``unet/pipeline`` (a RadioUNetPipeline). Returns their pipeline folders and pipelines."""
+    by default), ``unet/pipeline`` (a RadioUNetPipeline) and ``pixel/pipeline`` (a RadioDiffPipeline without a VAE).
+    Returns their pipeline folders and pipelines."""
     root = tmp_path_factory.mktemp("demo-runs")
     pipe = tiny_pipeline("radiodiff", size=SIZE)
     pipe.register_to_config(default_num_inference_steps=2)
     folders = {}
-    for name, pipeline in (("ldm", pipe), ("unet", tiny_radiounet_pipeline(size=SIZE))):
+    runs = (("ldm", pipe), ("unet", tiny_radiounet_pipeline(size=SIZE)), ("pixel", tiny_pixel_pipeline(size=SIZE)))
+    for name, pipeline in runs:
         pipeline.save_pretrained(root / name / "pipeline")
         (root / name / "config.yaml").write_text(RUN_CONFIG.format(cache=root / "synthetic"))
         folders[name] = (root / name / "pipeline", pipeline)

@@ -79,6 +79,16 @@ def test_the_models_map_is_the_pipelines_own_output_for_the_seed(runs):
     assert not np.allclose(radio_map, run_model(model, block_city(), (3, 25), steps=3, seed=12))
 
 
+def test_a_pixel_space_model_runs_at_its_unet_s_map_size(runs):
+    folder, pipe = runs["pixel"]
+    (model,) = load_models([folder])
+    assert model.map_size == SIZE and model.samples
+    radio_map = run_model(model, block_city(), (3, 25), steps=2, seed=4)
+    expected = pipe(torch.from_numpy(block_city()), (3, 25), num_inference_steps=2,
+                    generator=torch.Generator().manual_seed(4), output_type="pt").images[0, 0]
+    torch.testing.assert_close(torch.from_numpy(radio_map), expected)
+
+
 def test_a_one_pass_model_ignores_the_steps(runs):
     (model,) = load_models([runs["unet"][0]])
     assert model.default_steps is None and not model.samples
