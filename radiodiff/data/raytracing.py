@@ -127,8 +127,9 @@ def wall_mesh(heights_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             bottom = np.stack([east, north, np.zeros_like(east)], axis=2)
             top = np.stack([east, north, np.broadcast_to(height, east.shape)], axis=2)
             quads.append(np.stack([bottom[:, 0], bottom[:, 1], top[:, 1], top[:, 0]], axis=1))
-            # the building lies on the far side (south, or east) where the value is positive
-            away = -np.sign(values)
+            # the building lies on the far side (south, or east) where the value is positive: the wall faces north
+            # (or west) there
+            away = np.sign(values)
             normal = np.stack([np.zeros_like(away), away, np.zeros_like(away)] if horizontal
                               else [-away, np.zeros_like(away), np.zeros_like(away)], axis=1)
             outward.append(normal)
