@@ -30,8 +30,11 @@ from .propagation import GAIN_CEILING_DB
 
 SIMULATION = "SionnaRT"
 MITSUBA_VARIANT = "llvm_ad_mono_polarized"
-# the receiver square's height: 1 m around the receiver, as a 1 m pixel is wide at 256 x 256
-_RECEIVER_SQUARE_M = 1.0
+# how far a receiver square reaches above and below the receiver height (less near the ground): the gain hardly
+# changes over it away from the transmitter, and a taller square catches more rays, so its average is less noisy
+_RECEIVER_HALF_HEIGHT_M = 1.4
+# how far (pixels) a straightened wall may stray from the raster's pixel edges
+_WALL_TOLERANCE_PX = 1.5
 
 
 class RaytracingError(ValueError):
@@ -56,10 +59,10 @@ class RaytracingSettings:
         low, high = self.building_height_m
         if not 0 < low <= high:
             raise ValueError(f"building height {self.building_height_m}: expected 0 < min <= max metres")
-        if self.rx_height_m < _RECEIVER_SQUARE_M / 2 or self.tx_height_m <= 0:
+        if self.rx_height_m < 0.2 or self.tx_height_m <= 0:
             raise ValueError(
                 f"heights tx {self.tx_height_m} m, rx {self.rx_height_m} m: expected a transmitter above the ground "
-                f"and receivers at least {_RECEIVER_SQUARE_M / 2} m up"
+                "and receivers at least 0.2 m up"
             )
         if self.max_depth < 0 or self.samples_per_tx < 1 or self.frequency_hz <= 0:
             raise ValueError(
@@ -91,49 +94,92 @@ def pixel_centre_xy(pixels: np.ndarray, size: int) -> np.ndarray:
     return np.stack([east, north], axis=1)
 
 
-def _runs(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Maximal runs of equal non-zero values in a 1-D array: (starts, ends (exclusive), values)."""
-    bounds = np.flatnonzero(np.diff(np.concatenate([[0.0], key, [0.0]])) != 0)
-    starts, ends = bounds[:-1], bounds[1:]
-    values = key[starts]
-    keep = values != 0
-    return starts[keep], ends[keep], values[keep]
+def _simplified(points: np.ndarray, tolerance: float) -> np.ndarray:
+    """Ramer-Douglas-Peucker: the vertices of the polyline ``points`` (N, 2) that keep it within ``tolerance``."""
+    keep = np.zeros(len(points), dtype=bool)
+    keep[[0, -1]] = True
+    spans = [(0, len(points) - 1)]
+    while spans:
+        first, last = spans.pop()
+        if last - first < 2:
+            continue
+        chord = points[last] - points[first]
+        offsets = points[first + 1 : last] - points[first]
+        length = np.hypot(*chord)
+        # a closed ring starts and ends on the same point: there the distance to that point decides
+        distance = (np.abs(chord[0] * offsets[:, 1] - chord[1] * offsets[:, 0]) / length if length > 0
+                    else np.hypot(offsets[:, 0], offsets[:, 1]))
+        farthest = int(distance.argmax())
+        if distance[farthest] > tolerance:
+            middle = first + 1 + farthest
+            keep[middle] = True
+            spans += [(first, middle), (middle, last)]
+    return points[keep]
 
 
-def _facing_key(near: np.ndarray, far: np.ndarray) -> np.ndarray:
-    """Along a grid line between pixel rows (or columns) ``near`` and ``far``: the wall height, signed + where the
-    building is on the far side, - where on the near side, 0 where no wall stands."""
-    return np.where((far > 0) & (near == 0), far, np.where((near > 0) & (far == 0), -near, 0.0))
+def footprint_outlines(buildings: np.ndarray) -> list[np.ndarray]:
+    """The closed outline (K, 2) of every footprint and courtyard, in grid-corner (row, col) coordinates, traced
+    along the pixel edges and straightened to within a pixel: a street at an angle gets a straight wall, not the
+    raster's staircase, whose little axis-aligned mirrors would scatter reflections into streaks."""
+    import contourpy  # matplotlib's contour tracer
+
+    padded = np.pad(buildings.astype(np.float64), 1)
+    outlines = []
+    for line in contourpy.contour_generator(z=padded, line_type="Separate").lines(0.5):
+        staircase = _pixel_edges(line[:, ::-1] - 0.5)
+        outline = _simplified(staircase, _WALL_TOLERANCE_PX)
+        # a footprint of a pixel or two would straighten into a line: it keeps its staircase
+        outlines.append(outline if len(outline) >= 4 else staircase)
+    return outlines
+
+
+def _pixel_edges(ring: np.ndarray) -> np.ndarray:
+    """A marching-squares ring (it runs through the middles of pixel edges, cutting each corner at 45 degrees)
+    with the cut corners put back: the footprint's exact staircase outline."""
+    before, after = ring[:-1], ring[1:]
+    cut = (before != after).all(axis=1)
+    # of the two corners a cut could skip, the pixel corner is the one with both coordinates whole
+    row_whole = np.isclose(before[:, 0], np.round(before[:, 0]))
+    corner = np.where(row_whole[:, None], np.stack([before[:, 0], after[:, 1]], axis=1),
+                      np.stack([after[:, 0], before[:, 1]], axis=1))
+    staircase = np.insert(ring, np.flatnonzero(cut) + 1, corner[cut], axis=0)[:-1]
+    # start (and end) at the northernmost, then westernmost point: a corner of the footprint, so that the ring's
+    # seam is a vertex of the straightened outline too
+    first = np.lexsort((staircase[:, 1], staircase[:, 0]))[0]
+    staircase = np.roll(staircase, -first, axis=0)
+    return np.concatenate([staircase, staircase[:1]])
 
 
 def wall_mesh(heights_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices (V, 3) and triangles (F, 3) of the walls around the building pixels of ``heights_m`` (metres, 0 =
-    free). Walls along a straight run of pixel edges are one quad; neighbouring walls share their corner vertices,
-    so that Sionna finds the building corners as wedges to diffract on. Normals point into free space."""
+    """Vertices (V, 3) and triangles (F, 3) of the walls along the footprint outlines of ``heights_m`` (metres per
+    pixel, 0 = free): one quad per straight wall, neighbouring walls sharing their corner vertices, so that Sionna
+    finds the building corners as wedges. Normals point into free space."""
     size = heights_m.shape[0]
-    padded = np.pad(heights_m, 1)
+    buildings = heights_m > 0
+    # a wall's height is read just inside it; a pixel's neighbourhood covers the straightening's shift
+    nearby_height = ndimage.maximum_filter(heights_m, size=3)
     quads, outward = [], []
-    for line in range(size + 1):
-        # the grid line between pixel rows line-1 and line (north and south of it), then between columns
-        for key, horizontal in (
-            (_facing_key(padded[line, 1:-1], padded[line + 1, 1:-1]), True),
-            (_facing_key(padded[1:-1, line], padded[1:-1, line + 1]), False),
-        ):
-            starts, ends, values = _runs(key)
-            along = np.stack([starts, ends], axis=1).astype(np.float64)
-            rows, cols = (np.full_like(along, line), along) if horizontal else (along, np.full_like(along, line))
-            east, north = _pixel_corner_xy(rows, cols, size)
-            height = np.abs(values)[:, None]
-            bottom = np.stack([east, north, np.zeros_like(east)], axis=2)
-            top = np.stack([east, north, np.broadcast_to(height, east.shape)], axis=2)
-            quads.append(np.stack([bottom[:, 0], bottom[:, 1], top[:, 1], top[:, 0]], axis=1))
-            # the building lies on the far side (south, or east) where the value is positive: the wall faces north
-            # (or west) there
-            away = np.sign(values)
-            normal = np.stack([np.zeros_like(away), away, np.zeros_like(away)] if horizontal
-                              else [-away, np.zeros_like(away), np.zeros_like(away)], axis=1)
-            outward.append(normal)
+    for outline in footprint_outlines(buildings):
+        start, end = outline[:-1], outline[1:]
+        along = end - start
+        normal = np.stack([-along[:, 1], along[:, 0]], axis=1) / np.hypot(along[:, 0], along[:, 1])[:, None]
+        middle = (start + end) / 2
+        normal_side = _pixel_at(middle + 0.7 * normal, size)
+        normal = np.where(buildings[normal_side][:, None], -normal, normal)
+        height = nearby_height[_pixel_at(middle - 0.7 * normal, size)]
+        corners = []
+        for point, z in ((start, 0.0), (end, 0.0), (end, height), (start, height)):
+            east, north = _pixel_corner_xy(point[:, 0], point[:, 1], size)
+            corners.append(np.stack([east, north, np.broadcast_to(z, east.shape)], axis=1))
+        quads.append(np.stack(corners, axis=1))
+        # (row, col) -> (east, north): rows grow southward
+        outward.append(np.stack([normal[:, 1], -normal[:, 0], np.zeros(len(normal))], axis=1))
     return _triangulate(np.concatenate(quads), np.concatenate(outward), share_vertices=True)
+
+
+def _pixel_at(points: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    index = np.clip(np.floor(points).astype(int), 0, size - 1)
+    return index[:, 0], index[:, 1]
 
 
 def _triangulate(quads: np.ndarray, outward: np.ndarray, share_vertices: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -172,7 +218,8 @@ def receiver_squares(
     radial = centres - pixel_centre_xy(np.array([transmitter]), size)
     radial /= np.linalg.norm(radial, axis=1, keepdims=True)
     half_width = np.stack([-radial[:, 1], radial[:, 0]], axis=1) * (meters_per_pixel(size) / 2)
-    low, high = rx_height_m - _RECEIVER_SQUARE_M / 2, rx_height_m + _RECEIVER_SQUARE_M / 2
+    half_height = min(_RECEIVER_HALF_HEIGHT_M, rx_height_m - 0.1)
+    low, high = rx_height_m - half_height, rx_height_m + half_height
     corners = [(centres + side * half_width, z) for side, z in ((-1, low), (1, low), (1, high), (-1, high))]
     quads = np.stack([np.concatenate([xy, np.full((len(xy), 1), z)], axis=1) for xy, z in corners], axis=1)
     outward = np.concatenate([-radial, np.zeros((len(radial), 1))], axis=1)

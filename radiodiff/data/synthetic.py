@@ -67,6 +67,20 @@ def generate_map(seed: int, map_id: int, size: int, tx_per_map: int) -> Syntheti
     return SyntheticMap(map_id=map_id, buildings=buildings, transmitters=transmitters, gain_maps=gain_maps)
 
 
+def raytraced_map(
+    seed: int, map_id: int, size: int, tx_per_map: int, settings: RaytracingSettings, threads: int | None = None
+) -> SyntheticMap:
+    """City ``map_id`` of the synthetic set ``seed`` with Sionna RT's gain maps (:mod:`.raytracing`)."""
+    buildings, transmitters = city_layout(seed, map_id, size, tx_per_map)
+    # a stream of its own, so that the fast engine's draws (and its maps) stay as they are
+    rng = np.random.default_rng([seed, map_id, 1])
+    tracer = CityRaytracer(building_heights(buildings, settings.building_height_m, rng), settings, threads=threads)
+    gain_maps = np.stack([
+        encode_gain(tracer.gain_db((int(row), int(col)), seed=int(rng.integers(2**31)))) for row, col in transmitters
+    ])
+    return SyntheticMap(map_id=map_id, buildings=buildings, transmitters=transmitters, gain_maps=gain_maps)
+
+
 def building_image(city: SyntheticMap) -> np.ndarray:
     return np.where(city.buildings, 255, 0).astype(np.uint8)
 
@@ -145,19 +159,10 @@ class _RaytracingJob:
     threads: int
 
     def __call__(self, map_id: int) -> None:
-        buildings, transmitters = city_layout(self.seed, map_id, self.size, self.tx_per_map)
-        # a stream of its own, so that the fast engine's draws (and its maps) stay as they are
-        rng = np.random.default_rng([self.seed, map_id, 1])
-        heights = building_heights(buildings, self.settings.building_height_m, rng)
         try:
-            tracer = CityRaytracer(heights, self.settings, threads=self.threads)
-            gain_maps = np.stack([
-                encode_gain(tracer.gain_db((int(row), int(col)), seed=int(rng.integers(2**31))))
-                for row, col in transmitters
-            ])
+            city = raytraced_map(self.seed, map_id, self.size, self.tx_per_map, self.settings, self.threads)
         except RaytracingError as error:
             raise RaytracingError(f"map {map_id} of {self.root}: {error}") from None
-        city = SyntheticMap(map_id=map_id, buildings=buildings, transmitters=transmitters, gain_maps=gain_maps)
         write_radiomapseer_map(city, self.root, SIMULATION)
 
 

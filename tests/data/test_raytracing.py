@@ -17,6 +17,7 @@ from radiodiff.data.propagation import encode_gain, visible_pixels
 from radiodiff.data.raytracing import (
     RaytracingError,
     RaytracingSettings,
+    footprint_outlines,
     import_sionna,
     pixel_centre_xy,
     receiver_squares,
@@ -57,6 +58,17 @@ def test_walls_of_a_block_are_four_quads_sharing_their_corners_with_normals_poin
     assert (outward > 0).all()
 
 
+def test_a_building_at_an_angle_gets_straight_walls_not_the_raster_s_staircase():
+    rows, cols = np.indices((SIZE, SIZE)) + 0.5
+    along = np.cos(0.5) * (cols - 32) + np.sin(0.5) * (rows - 32)
+    across = -np.sin(0.5) * (cols - 32) + np.cos(0.5) * (rows - 32)
+    buildings = (np.abs(along) < 20) & (np.abs(across) < 6)
+    (outline,) = footprint_outlines(buildings)
+    assert len(outline) - 1 <= 6  # a rectangle, give or take a corner; its staircase has dozens of edges
+    area = 0.5 * abs(np.dot(outline[:-1, 0], outline[1:, 1]) - np.dot(outline[1:, 0], outline[:-1, 1]))
+    assert area == pytest.approx(buildings.sum(), rel=0.05)
+
+
 def test_receiver_squares_stand_on_every_street_pixel_and_face_the_transmitter():
     buildings = _block_city()
     vertices, faces, pixels = receiver_squares(buildings, TRANSMITTER, rx_height_m=1.5)
@@ -68,7 +80,8 @@ def test_receiver_squares_stand_on_every_street_pixel_and_face_the_transmitter()
         np.linalg.norm(normals, axis=1) * np.linalg.norm(towards_transmitter, axis=1)
     )
     np.testing.assert_allclose(cosine, 1.0, atol=1e-6)
-    np.testing.assert_allclose([vertices[:, 2].min(), vertices[:, 2].max()], [1.0, 2.0])
+    # 1.4 m above and below the receivers' 1.5 m, clear of the ground
+    np.testing.assert_allclose([vertices[:, 2].min(), vertices[:, 2].max()], [0.1, 2.9])
 
 
 def test_bad_settings_are_refused_naming_the_value():
