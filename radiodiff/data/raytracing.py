@@ -1,15 +1,15 @@
 """Ray-traced gain maps with Sionna RT, for the synthetic cities of :mod:`radiodiff.data.synthetic`.
 
-A city's building raster is extruded into wall meshes (RadioMapSeer's 25 m by default) standing on a ground plane,
-both with ITU-R P.2040 materials; Sionna's radio-map solver then shoots rays from each transmitter with line of
+A city's building raster is traced into footprint outlines, straightened and extruded into walls (RadioMapSeer's
+25 m by default) standing on a ground plane, both with ITU-R P.2040 materials; Sionna's radio-map solver then shoots rays from each transmitter with line of
 sight and specular reflections (walls and ground), and the path gain lands in RadioMapSeer's encoding
 (:func:`~radiodiff.data.propagation.encode_gain`) under ``gain/SionnaRT/``. Sionna 2.2's first-order diffraction
 is left off: it adds nothing to a mesh measurement surface such as the one below (docs/raytracing.md).
 
 Receivers stand at the transmitter's height (1.5 m both, as RadioMapSeer), which Sionna's horizontal measurement
 plane cannot see: it counts the rays that cross it, and a ray leaving a transmitter that stands on the plane never
-crosses it in line of sight. Each street pixel is therefore measured by a small vertical square (the pixel's width,
-1 m tall around the receiver height) turned to face the transmitter: line-of-sight rays cross it head-on and the
+crosses it in line of sight. Each street pixel is therefore measured by a vertical rectangle (the pixel's width,
+2.8 m tall around the receiver height) turned to face the transmitter: line-of-sight rays cross it head-on and the
 solver's cell average over it is the gain at the pixel, within Monte-Carlo noise. Roofs are left out: a ray from
 1.5 m never reaches one from above.
 
