@@ -32,7 +32,14 @@ from tqdm.auto import tqdm
 from ..config import SyntheticConfig
 from .city import place_transmitters, random_city
 from .propagation import encode_gain, path_gain_db, prepare_city
-from .raytracing import SIMULATION, CityRaytracer, RaytracingError, RaytracingSettings, building_heights
+from .raytracing import (
+    SIMULATION,
+    CityRaytracer,
+    RaytracingError,
+    RaytracingSettings,
+    building_heights,
+    import_sionna,
+)
 
 # bump when the generator's output changes, so that caches made by an older one are not reused
 GENERATOR_VERSION = 1
@@ -189,6 +196,8 @@ def raytrace(
     refused rather than mixed in. A city counts as written when all its gain maps are, each renamed into place
     whole, so an interrupted run resumes with the first city it had not finished.
     """
+    # a missing extra or LLVM is said once, before anything is written, not as the first city's failure
+    import_sionna()
     for folder in (f"gain/{SIMULATION}", "png/buildings_complete", "png/antennas", "antenna"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     gain_folder = out / "gain" / SIMULATION

@@ -229,6 +229,7 @@ def test_without_llvm_the_cli_says_in_one_line_what_to_install(tmp_path):
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and "libllvm19" in errors[0] and "DRJIT_LIBLLVM_PATH" in errors[0], result.stderr
+    assert not (tmp_path / "set").exists()  # said before anything is written
 
 
 @needs_sionna
