@@ -30,8 +30,8 @@ from .propagation import GAIN_CEILING_DB
 
 SIMULATION = "SionnaRT"
 MITSUBA_VARIANT = "llvm_ad_mono_polarized"
-# how far a receiver square reaches above and below the receiver height (less near the ground): the gain hardly
-# changes over it away from the transmitter, and a taller square catches more rays, so its average is less noisy
+# how far a receiver rectangle reaches above and below the receiver height (less near the ground): the gain hardly
+# changes over it away from the transmitter, and a taller rectangle catches more rays, so its average is less noisy
 _RECEIVER_HALF_HEIGHT_M = 1.4
 # how far (pixels) a straightened wall may stray from the raster's pixel edges
 _WALL_TOLERANCE_PX = 1.5
@@ -203,12 +203,13 @@ def ground_mesh() -> tuple[np.ndarray, np.ndarray]:
     return _triangulate(quad, np.array([[0.0, 0.0, 1.0]]), share_vertices=False)
 
 
-def receiver_squares(
+def receiver_rectangles(
     buildings: np.ndarray, transmitter: tuple[int, int], rx_height_m: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The measurement surface for one transmitter: a vertical square per street pixel, facing the transmitter.
+    """The measurement surface for one transmitter: a vertical rectangle per street pixel (the pixel's width, 2.8 m
+    tall around the receiver height), facing the transmitter.
 
-    Returns vertices, triangles (two per square) and the (N, 2) pixels the squares stand for, in triangle order.
+    Returns vertices, triangles (two per rectangle) and the (N, 2) pixels they stand for, in triangle order.
     """
     size = buildings.shape[0]
     measured = ~buildings
@@ -291,7 +292,7 @@ class CityRaytracer:
         rt, mi, settings = self._rt, self._mi, self.settings
         size = self.buildings.shape[0]
         east, north = pixel_centre_xy(np.array([transmitter]), size)[0]
-        vertices, faces, pixels = receiver_squares(self.buildings, transmitter, settings.rx_height_m)
+        vertices, faces, pixels = receiver_rectangles(self.buildings, transmitter, settings.rx_height_m)
         try:
             self.scene.add(rt.Transmitter("tx", position=mi.Point3f(float(east), float(north), settings.tx_height_m)))
             radio_map = rt.RadioMapSolver()(
@@ -300,7 +301,7 @@ class CityRaytracer:
                 specular_reflection=True, diffuse_reflection=False, refraction=False,
                 seed=seed,
             )
-            # the two triangles of a square are equal halves: their mean is the square's mean
+            # the two triangles of a rectangle are equal halves: their mean is the rectangle's mean
             path_gain = radio_map.path_gain.numpy()[0].reshape(-1, 2).mean(axis=1)
         except Exception as error:  # as above: one line naming what failed
             raise RaytracingError(f"Sionna's radio-map solver failed: {' '.join(str(error).split())}") from None

@@ -20,7 +20,7 @@ from radiodiff.data.raytracing import (
     footprint_outlines,
     import_sionna,
     pixel_centre_xy,
-    receiver_squares,
+    receiver_rectangles,
     wall_mesh,
 )
 from radiodiff.data.synthetic import synthesize
@@ -69,9 +69,9 @@ def test_a_building_at_an_angle_gets_straight_walls_not_the_raster_s_staircase()
     assert area == pytest.approx(buildings.sum(), rel=0.05)
 
 
-def test_receiver_squares_stand_on_every_street_pixel_and_face_the_transmitter():
+def test_receiver_rectangles_stand_on_every_street_pixel_and_face_the_transmitter():
     buildings = _block_city()
-    vertices, faces, pixels = receiver_squares(buildings, TRANSMITTER, rx_height_m=1.5)
+    vertices, faces, pixels = receiver_rectangles(buildings, TRANSMITTER, rx_height_m=1.5)
     assert len(pixels) == (~buildings).sum() - 1  # not the transmitter's own pixel
     assert not buildings[pixels[:, 0], pixels[:, 1]].any()
     normals = _triangle_normals(vertices, faces)[::2]
@@ -127,7 +127,7 @@ def test_line_of_sight_is_within_1_db_of_free_space_at_5_9_ghz():
     wavelength = 299_792_458 / 5.9e9
     friis = 20 * np.log10(wavelength / (4 * np.pi * np.maximum(distance, 1.0)))
     # pixels two pixels clear of the shadow's edge (the fast engine's ray casting places it to a pixel, and a
-    # receiver square half in the shadow is neither lit nor dark), off the transmitter's own pixel
+    # receiver rectangle half in the shadow is neither lit nor dark), off the transmitter's own pixel
     clear = ndimage.binary_erosion(visible_pixels(buildings, TRANSMITTER), iterations=2) & (distance > 4)
     assert clear.sum() > 2000
     error = gain[clear] - friis[clear]
