@@ -98,13 +98,30 @@ def _add_synth(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes; the output does not depend on it")
     parser.add_argument("--format", choices=["radiomapseer", "datasets"], default="radiomapseer")
     parser.add_argument("--preview", help="also write a PNG of the first maps beside their city layouts")
+    parser.add_argument("--engine", choices=["fast", "sionna"], default="fast",
+                        help="fast: the dominant-path stand-in (gain/DPM); sionna: ray-traced by Sionna RT "
+                             '(gain/SionnaRT; pip install -e ".[sionna]"), resuming where a run stopped')
+    sionna = parser.add_argument_group("the sionna engine (docs/raytracing.md)")
+    sionna.add_argument("--rays", type=int, help="rays per transmitter (default 2,000,000)")
+    sionna.add_argument("--max-depth", type=int, help="reflections per ray (default 3)")
+    sionna.add_argument("--building-height", type=float, nargs="+", metavar="M", default=None,
+                        help="metres: one height, or MIN MAX for one uniform draw per building (default 25)")
+    sionna.add_argument("--threads", type=int, help="Dr.Jit threads per worker (default: the cores shared out)")
 
     def run(args: argparse.Namespace) -> int:
+        from .data.raytracing import RaytracingSettings
         from .data.synthetic import synthesize
 
+        heights = args.building_height
+        if heights is not None and len(heights) > 2:
+            raise ValueError(f"--building-height {heights}: expected one height or MIN MAX")
+        given = dict(samples_per_tx=args.rays, max_depth=args.max_depth,
+                     building_height_m=heights and (heights[0], heights[-1]))
+        raytracing = RaytracingSettings(**{name: value for name, value in given.items() if value is not None})
         out = synthesize(
             args.out, maps=args.maps, tx_per_map=args.tx_per_map, size=args.size, seed=args.seed,
-            workers=args.workers, output_format=args.format, preview=args.preview,
+            workers=args.workers, output_format=args.format, preview=args.preview, engine=args.engine,
+            raytracing=raytracing, threads=args.threads,
         )
         print(f"wrote {args.maps * args.tx_per_map} maps to {out}")
         return 0

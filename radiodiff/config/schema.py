@@ -138,8 +138,9 @@ class DataConfig:
     source: Literal["synthetic", "radiomapseer", "datasets"] = "synthetic"
     # RadioMapSeer root folder, or for ``datasets``: a saved dataset, an image folder or a Hub id
     root: str | None = None
-    # RadioMapSeer's gain/<simulation>/ folder (the synthetic source is DPM-like and ignores it)
-    simulation: Literal["DPM", "IRT2", "IRT4", "carsDPM", "carsIRT2"] = "DPM"
+    # RadioMapSeer's gain/<simulation>/ folder (the synthetic source is DPM-like and ignores it); SionnaRT: the maps of
+    # `radiodiff synth --engine sionna`
+    simulation: Literal["DPM", "IRT2", "IRT4", "carsDPM", "carsIRT2", "SionnaRT"] = "DPM"
     # RadioMapSeer map split (radiodiff.data.splits); the synthetic source is always split leak-free
     protocol: Literal["leakfree", "radiodiff", "radiounet"] = "leakfree"
     # maps are returned at this size; None keeps their own size (RadioMapSeer's 256, the synthetic ``size``)

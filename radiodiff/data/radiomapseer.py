@@ -14,8 +14,9 @@ from torch.utils.data import Dataset
 from .images import GrayscaleReader, MapShaper, drop_unreadable, open_image
 from .splits import Protocol, Split, split_map_ids
 
-Simulation = Literal["DPM", "IRT2", "IRT4", "carsDPM", "carsIRT2"]
-SIMULATIONS: tuple[str, ...] = ("DPM", "IRT2", "IRT4", "carsDPM", "carsIRT2")
+# RadioMapSeer's own, and SionnaRT: ``radiodiff synth --engine sionna``'s ray-traced maps (radiodiff.data.raytracing)
+Simulation = Literal["DPM", "IRT2", "IRT4", "carsDPM", "carsIRT2", "SionnaRT"]
+SIMULATIONS: tuple[str, ...] = ("DPM", "IRT2", "IRT4", "carsDPM", "carsIRT2", "SionnaRT")
 RADIOMAPSEER_SIZE = 256
 _GAIN_NAME = re.compile(r"^(\d+)_(\d+)\.png$")
 
@@ -42,7 +43,7 @@ class RadioMapSeerDataset(Dataset):
     Args:
         root: the folder holding ``gain/<simulation>/``, ``png/buildings_complete/`` and ``png/antennas/``.
         split: ``train``, ``val`` or ``test``.
-        simulation: which gain maps: ``DPM``, ``IRT2``, ``IRT4``, ``carsDPM`` or ``carsIRT2``.
+        simulation: which gain maps: ``DPM``, ``IRT2``, ``IRT4``, ``carsDPM``, ``carsIRT2``, or ``SionnaRT``.
         protocol: how maps are split (see :mod:`radiodiff.data.splits`).
         map_size: the side the maps are expected to have on disk (256 for RadioMapSeer).
         resolution: the side of the returned maps; ``None`` keeps ``map_size``.

@@ -4,6 +4,7 @@
 reads synthetic and real data alike) or as a saved Hugging Face ``datasets`` dataset::
 
     gain/DPM/{map}_{tx}.png            gain, RadioMapSeer's 8-bit encoding (see ``propagation.encode_gain``)
+    gain/SionnaRT/{map}_{tx}.png       the same cities ray-traced by Sionna RT (``engine="sionna"``, see ``raytracing``)
     png/buildings_complete/{map}.png   255 = building, 0 = free space
     png/antennas/{map}_{tx}.png        255 at the transmitter's pixel, 0 elsewhere
     antenna/{map}.json                 [[x, y], ...]: each transmitter's column and row
@@ -22,7 +23,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Iterator, Literal, Sequence
 
 import numpy as np
 from PIL import Image
@@ -31,11 +32,20 @@ from tqdm.auto import tqdm
 from ..config import SyntheticConfig
 from .city import place_transmitters, random_city
 from .propagation import encode_gain, path_gain_db, prepare_city
+from .raytracing import (
+    SIMULATION,
+    CityRaytracer,
+    RaytracingError,
+    RaytracingSettings,
+    building_heights,
+    import_sionna,
+)
 
 # bump when the generator's output changes, so that caches made by an older one are not reused
 GENERATOR_VERSION = 1
 
 OutputFormat = Literal["radiomapseer", "datasets"]
+Engine = Literal["fast", "sionna"]
 
 
 @dataclass
@@ -48,13 +58,33 @@ class SyntheticMap:
     gain_maps: np.ndarray  # (T, H, W) uint8, RadioMapSeer's encoding
 
 
-def generate_map(seed: int, map_id: int, size: int, tx_per_map: int) -> SyntheticMap:
-    """City ``map_id`` of the synthetic set ``seed``: the same arrays on every call and in every process."""
+def city_layout(seed: int, map_id: int, size: int, tx_per_map: int) -> tuple[np.ndarray, np.ndarray]:
+    """The buildings (H, W) and transmitter pixels (T, 2) of city ``map_id`` of the set ``seed``, whichever engine
+    then computes its gain: the same arrays on every call and in every process."""
     rng = np.random.default_rng([seed, map_id])
     buildings = random_city(rng, size)
-    transmitters = place_transmitters(rng, buildings, tx_per_map)
+    return buildings, place_transmitters(rng, buildings, tx_per_map)
+
+
+def generate_map(seed: int, map_id: int, size: int, tx_per_map: int) -> SyntheticMap:
+    """City ``map_id`` of the synthetic set ``seed`` with the fast engine's gain maps."""
+    buildings, transmitters = city_layout(seed, map_id, size, tx_per_map)
     prepared = prepare_city(buildings)
     gain_maps = np.stack([encode_gain(path_gain_db(prepared, (int(row), int(col)))) for row, col in transmitters])
+    return SyntheticMap(map_id=map_id, buildings=buildings, transmitters=transmitters, gain_maps=gain_maps)
+
+
+def raytraced_map(
+    seed: int, map_id: int, size: int, tx_per_map: int, settings: RaytracingSettings, threads: int | None = None
+) -> SyntheticMap:
+    """City ``map_id`` of the synthetic set ``seed`` with Sionna RT's gain maps (:mod:`.raytracing`)."""
+    buildings, transmitters = city_layout(seed, map_id, size, tx_per_map)
+    # a stream of its own, so that the fast engine's draws (and its maps) stay as they are
+    rng = np.random.default_rng([seed, map_id, 1])
+    tracer = CityRaytracer(building_heights(buildings, settings.building_height_m, rng), settings, threads=threads)
+    gain_maps = np.stack([
+        encode_gain(tracer.gain_db((int(row), int(col)), seed=int(rng.integers(2**31)))) for row, col in transmitters
+    ])
     return SyntheticMap(map_id=map_id, buildings=buildings, transmitters=transmitters, gain_maps=gain_maps)
 
 
@@ -68,15 +98,22 @@ def transmitter_image(city: SyntheticMap, tx: int) -> np.ndarray:
     return image
 
 
-def write_radiomapseer_map(city: SyntheticMap, root: Path) -> None:
-    """Write one city's files into the RadioMapSeer layout under ``root``."""
-    Image.fromarray(building_image(city)).save(root / "png" / "buildings_complete" / f"{city.map_id}.png")
-    for tx, gain_map in enumerate(city.gain_maps):
-        name = f"{city.map_id}_{tx}.png"
-        Image.fromarray(gain_map).save(root / "gain" / "DPM" / name)
-        Image.fromarray(transmitter_image(city, tx)).save(root / "png" / "antennas" / name)
+def write_radiomapseer_map(city: SyntheticMap, root: Path, simulation: str = "DPM") -> None:
+    """Write one city's files into the RadioMapSeer layout under ``root``, its gain maps into ``gain/<simulation>``."""
+    _save_png(building_image(city), root / "png" / "buildings_complete" / f"{city.map_id}.png")
     coordinates = [[int(col), int(row)] for row, col in city.transmitters]
     (root / "antenna" / f"{city.map_id}.json").write_text(json.dumps(coordinates))
+    for tx, gain_map in enumerate(city.gain_maps):
+        name = f"{city.map_id}_{tx}.png"
+        _save_png(transmitter_image(city, tx), root / "png" / "antennas" / name)
+        # last, and whole or not at all: a gain map on disk means its city's other files are there (resume relies on it)
+        _save_png(gain_map, root / "gain" / simulation / name)
+
+
+def _save_png(image: np.ndarray, path: Path) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    Image.fromarray(image).save(partial, format="PNG")
+    os.replace(partial, path)
 
 
 def _png_bytes(image: np.ndarray) -> dict[str, bytes | None]:
@@ -117,15 +154,73 @@ class _Job:
         return None
 
 
-def _run_jobs(job: _Job, maps: int, workers: int) -> Iterator[list[dict] | None]:
-    progress = dict(total=maps, desc="synthetic maps", unit="map", disable=None)
+@dataclass(frozen=True)
+class _RaytracingJob:
+    """Ray-trace one city of the set with Sionna RT and write it (picklable for the process pool)."""
+
+    seed: int
+    size: int
+    tx_per_map: int
+    root: Path
+    settings: RaytracingSettings
+    threads: int
+
+    def __call__(self, map_id: int) -> None:
+        try:
+            city = raytraced_map(self.seed, map_id, self.size, self.tx_per_map, self.settings, self.threads)
+        except RaytracingError as error:
+            raise RaytracingError(f"map {map_id} of {self.root}: {error}") from None
+        write_radiomapseer_map(city, self.root, SIMULATION)
+
+
+def _run_jobs(
+    job: _Job | _RaytracingJob, map_ids: Sequence[int], workers: int, desc: str = "synthetic maps"
+) -> Iterator[list[dict] | None]:
+    progress = dict(total=len(map_ids), desc=desc, unit="map", disable=None)
     if workers <= 1:
-        yield from tqdm(map(job, range(maps)), **progress)
+        yield from tqdm(map(job, map_ids), **progress)
         return
     # spawned, not forked: a fork of a process that already runs torch's thread pools (the trainer) can hang
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         # in order, so that the datasets rows come out in map order whatever the scheduling
-        yield from tqdm(pool.imap(job, range(maps), chunksize=max(1, maps // (8 * workers))), **progress)
+        yield from tqdm(pool.imap(job, map_ids, chunksize=max(1, len(map_ids) // (8 * workers))), **progress)
+
+
+def raytrace(
+    out: Path, *, maps: int, tx_per_map: int, size: int, seed: int, workers: int, settings: RaytracingSettings,
+    threads: int | None,
+) -> Path:
+    """The Sionna engine's part of :func:`synthesize`: the cities not yet in ``out/gain/SionnaRT``, ray-traced.
+
+    ``gain/SionnaRT/synth.json`` records what the folder's maps were made with; a run with other settings is
+    refused rather than mixed in. A city counts as written when all its gain maps are, each renamed into place
+    whole, so an interrupted run resumes with the first city it had not finished.
+    """
+    # a missing extra or LLVM is said once, before anything is written, not as the first city's failure
+    import_sionna()
+    for folder in (f"gain/{SIMULATION}", "png/buildings_complete", "png/antennas", "antenna"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    gain_folder = out / "gain" / SIMULATION
+    made_with = {"generator_version": GENERATOR_VERSION, "seed": seed, "size": size, "tx_per_map": tx_per_map,
+                 **settings.to_json()}
+    record = gain_folder / "synth.json"
+    earlier = json.loads(record.read_text()) if record.is_file() else made_with
+    changed = [name for name, value in made_with.items() if earlier.get(name) != value]
+    if changed:
+        raise ValueError(
+            f"{record}: the maps there were made with other settings ({', '.join(changed)} differ); choose another "
+            "--out, or the same settings to resume"
+        )
+    record.write_text(json.dumps(made_with))
+    missing = [
+        map_id for map_id in range(maps)
+        if not all((gain_folder / f"{map_id}_{tx}.png").is_file() for tx in range(tx_per_map))
+    ]
+    job = _RaytracingJob(seed=seed, size=size, tx_per_map=tx_per_map, root=out, settings=settings,
+                         threads=threads or max(1, (os.cpu_count() or 1) // workers))
+    for _ in _run_jobs(job, missing, workers, desc="ray-traced cities"):
+        pass
+    return out
 
 
 def synthesize(
@@ -138,16 +233,28 @@ def synthesize(
     workers: int = 1,
     output_format: OutputFormat = "radiomapseer",
     preview: str | Path | None = None,
+    engine: Engine = "fast",
+    raytracing: RaytracingSettings | None = None,
+    threads: int | None = None,
 ) -> Path:
     """Generate ``maps`` cities with ``tx_per_map`` transmitters each into ``out``; returns ``out``.
 
     With ``preview``, also draw the first few maps beside their cities into that PNG (see :func:`preview_grid`).
+    ``engine="sionna"`` ray-traces the same cities with Sionna RT (``raytracing`` settings, ``threads`` Dr.Jit
+    threads per worker, default the cores shared out) into ``gain/SionnaRT/``, resuming where a run stopped.
     """
     if maps < 1 or tx_per_map < 1:
         raise ValueError(f"expected at least one map and one transmitter, got maps={maps}, tx_per_map={tx_per_map}")
     if size < 16:
         raise ValueError(f"size {size}: expected at least 16 pixels")
     out = Path(out)
+    if engine == "sionna":
+        if output_format != "radiomapseer" or preview is not None:
+            raise ValueError("engine sionna: writes the RadioMapSeer layout only, without a preview")
+        return raytrace(out, maps=maps, tx_per_map=tx_per_map, size=size, seed=seed, workers=workers,
+                        settings=raytracing or RaytracingSettings(), threads=threads)
+    if engine != "fast":
+        raise ValueError(f"engine {engine!r}: expected 'fast' or 'sionna'")
     if preview is not None:
         preview_grid(
             preview, seed=seed, size=size, tx_per_map=tx_per_map, rows=min(maps, 4), columns=min(tx_per_map, 3)
@@ -156,14 +263,14 @@ def synthesize(
     if output_format == "radiomapseer":
         for folder in ("gain/DPM", "png/buildings_complete", "png/antennas", "antenna"):
             (out / folder).mkdir(parents=True, exist_ok=True)
-        for _ in _run_jobs(job, maps, workers):
+        for _ in _run_jobs(job, range(maps), workers):
             pass
         return out
     if output_format != "datasets":
         raise ValueError(f"output format {output_format!r}: expected 'radiomapseer' or 'datasets'")
     from datasets import Dataset, Features, Image as ImageFeature, Value
 
-    rows = [row for city_rows in _run_jobs(job, maps, workers) for row in city_rows]
+    rows = [row for city_rows in _run_jobs(job, range(maps), workers) for row in city_rows]
     features = Features(
         image=ImageFeature(), buildings=ImageFeature(), transmitter=ImageFeature(), name=Value("string"),
         map_id=Value("int32"),

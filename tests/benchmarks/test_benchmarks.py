@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from tests.helpers.tiny_runs import REPO, subprocess_env
 
@@ -94,3 +95,20 @@ def test_second_stage_step_benchmark_runs_a_batch_larger_than_a_small_dataset_an
     assert rows[0].split("|")[3:8] == [" images/s ", " peak MiB ", " GFLOP/step ", " TFLOP/s ", " of peak "]
     encoded = [cell.strip() for cell in rows[1].split("|")[1:-1]]
     assert encoded[0] == "encoded" and float(encoded[4]) > 0, rows[1]  # counted FLOPs, not a failure line
+
+
+def test_the_engine_comparison_scores_an_offset_as_its_bias_and_counts_unlit_pixels_as_disagreement():
+    engines = load("engines")
+    buildings = np.zeros((32, 32), dtype=bool)
+    buildings[10:20, 14:18] = True
+    sionna = np.where(buildings, 0, 100).astype(np.uint8)
+    sionna[:, 28:] = 0  # four columns the ray tracer leaves unlit
+    fast = np.where(buildings, 0, 110).astype(np.uint8)  # 10 gray levels brighter everywhere it lights
+    tally = engines.Tally()
+    tally.add(fast, sionna, buildings, (16, 4))
+    rmse, bias, fast_lit, sionna_lit, both_lit, agree = tally.row("all")
+    step_db = (engines.GAIN_CEILING_DB - engines.GAIN_FLOOR_DB) / 255
+    assert rmse == pytest.approx(10 * step_db) and bias == pytest.approx(10 * step_db)
+    street = (~buildings).sum() - 1  # not the transmitter's pixel
+    assert fast_lit == 1.0 and agree == both_lit == sionna_lit == pytest.approx((street - 4 * 32) / street)
+    assert tally.pixels["line of sight"] + tally.pixels["shadow"] == street
