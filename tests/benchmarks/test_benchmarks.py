@@ -18,6 +18,7 @@ def load(name: str):
     try:
         spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
         spec.loader.exec_module(module)
         return module
     finally:
@@ -112,3 +113,40 @@ def test_the_engine_comparison_scores_an_offset_as_its_bias_and_counts_unlit_pix
     street = (~buildings).sum() - 1  # not the transmitter's pixel
     assert fast_lit == 1.0 and agree == both_lit == sionna_lit == pytest.approx((street - 4 * 32) / street)
     assert tally.pixels["line of sight"] + tally.pixels["shadow"] == street
+
+
+def test_learning_curves_turn_minutes_into_idle_core_steps_and_pick_each_config_s_script():
+    curves = load("learning_curves")
+    run = curves.Run.parse("RadioUNet configs/radiounet_quickstart.yaml 88 train.batch_size=4")
+    assert (run.label, run.ms_per_step, run.overrides) == ("RadioUNet", 88.0, ["train.batch_size=4"])
+    assert run.script == "train_radiounet.py" and run.steps(4) == 2727 and run.steps(0.001) == 1
+    assert curves.Run.parse("pixel configs/ldm_pixel_quickstart.yaml 100").script == "train_ldm.py"
+
+
+def test_learning_curves_score_an_evaluated_budget_without_training_it_again(tmp_path):
+    curves = load("learning_curves")
+    metrics = tmp_path / "pixel-2min" / "evaluation" / "test.json"
+    metrics.parent.mkdir(parents=True)
+    metrics.write_text('{"rows": {"model": {"metrics": {"nmse": {"mean": 0.02}, "psnr": {"mean": 29.0}}}}}')
+    run = curves.Run.parse("pixel configs/ldm_pixel_quickstart.yaml 100")
+    point = curves.train_and_score(run, 2, tmp_path, "test")
+    assert point == {"label": "pixel", "minutes": 2, "steps": 1200, "nmse": 0.02, "psnr": 29.0}
+    curves.write_figure([point, {**point, "minutes": 4, "nmse": 0.015}], tmp_path / "curves.png", "test")
+    assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_the_rival_step_benchmark_times_each_config_against_the_first(tmp_path, synthetic_cache):
+    tiny = (f"data.synthetic.maps=8 data.synthetic.size=32 data.synthetic.cache_dir={synthetic_cache} "
+            "train.batch_size=2 train.mixed_precision=no")
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "rival_step.py"), "--steps", "2", "--warmup", "1", "--budget-s", "60",
+         "--reference-ms", "100", "--config", f"configs/radiounet_quickstart.yaml {tiny} model.sample_size=32",
+         "--config", f"configs/ldm_pixel_quickstart.yaml {tiny}"],
+        capture_output=True, text=True, env=subprocess_env(), cwd=REPO, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| configs/")]
+    assert len(rows) == 2
+    first = rows[0].split("|")
+    assert first[3].strip() == "1.00" and first[4].strip() == "600"  # 60 s at 100 ms
