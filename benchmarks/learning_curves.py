@@ -77,6 +77,7 @@ def write_figure(points: list[dict], path: Path, split: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
     for label in dict.fromkeys(point["label"] for point in points):
@@ -86,6 +87,7 @@ def write_figure(points: list[dict], path: Path, split: str) -> None:
              ylabel=f"NMSE ({split} split)", title="Held-out NMSE against training time")
     minutes = sorted({point["minutes"] for point in points})
     axes.set_xticks(minutes, [f"{m:g}" for m in minutes])
+    axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # the budgets label the axis, not 3x10^0
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()
     figure.tight_layout()
