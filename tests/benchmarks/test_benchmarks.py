@@ -136,8 +136,9 @@ def test_learning_curves_score_an_evaluated_budget_without_training_it_again(tmp
 
 
 @pytest.mark.slow
-def test_the_rival_step_benchmark_times_each_config_against_the_first(tmp_path, synthetic_cache):
-    tiny = (f"data.synthetic.maps=8 data.synthetic.size=32 data.synthetic.cache_dir={synthetic_cache} "
+def test_the_rival_step_benchmark_times_each_config_against_the_first(tmp_path):
+    # its own cache: the shared one holds exactly one synthetic set, which other tests look up
+    tiny = (f"data.synthetic.maps=8 data.synthetic.size=32 data.synthetic.cache_dir={tmp_path / 'synthetic'} "
             "train.batch_size=2 train.mixed_precision=no")
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "rival_step.py"), "--steps", "2", "--warmup", "1", "--budget-s", "60",
