@@ -45,6 +45,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             layers_per_block=2,
             attention_head_dim=64,
             norm_num_groups=32,
+            time_embedding_type="positional",
         ),
         "condition_encoder": dict(hidden_channels=128, num_res_blocks=2, out_channels=64, norm_num_groups=32),
     },
@@ -56,6 +57,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             layers_per_block=1,
             attention_head_dim=16,
             norm_num_groups=8,
+            time_embedding_type="positional",
         ),
         "condition_encoder": dict(hidden_channels=32, num_res_blocks=1, out_channels=64, norm_num_groups=8),
     },
@@ -94,11 +96,12 @@ def build_denoiser(
     if not isinstance(outputs_per_latent_channel, int) or outputs_per_latent_channel < 1:
         raise ValueError(f"outputs_per_latent_channel: {outputs_per_latent_channel!r}; expected an integer >= 1")
     settings = _preset(preset)
-    sizes = dict(sample_size=sample_size, in_channels=latent_channels + condition_channels,
-                 out_channels=outputs_per_latent_channel * latent_channels)
-    if settings.get("unet_class", "UNet2DModel") == "UNet2DModel":
-        return UNet2DModel(**sizes, time_embedding_type="positional", **settings["unet"])
-    return DENOISER_CLASSES[settings["unet_class"]](**sizes, **settings["unet"])
+    return DENOISER_CLASSES[settings.get("unet_class", "UNet2DModel")](
+        sample_size=sample_size,
+        in_channels=latent_channels + condition_channels,
+        out_channels=outputs_per_latent_channel * latent_channels,
+        **settings["unet"],
+    )
 
 
 class ConditionedDenoiser(ModelMixin, ConfigMixin):

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
+from diffusers.models.unets.unet_2d import UNet2DOutput
 from diffusers.utils import BaseOutput
 from torch import nn
 
@@ -200,6 +201,16 @@ def _check_widths(config: dict[str, Any]) -> None:
             )
 
 
+def _check_map_size(maps: torch.Tensor, down_pooling: Sequence[bool]) -> None:
+    """The U-Net halves the maps at each pooling and doubles them back: their sides must divide evenly."""
+    factor = 2 ** sum(down_pooling)
+    if maps.shape[-2] % factor or maps.shape[-1] % factor:
+        raise ValueError(
+            f"maps of {maps.shape[-2]}x{maps.shape[-1]}: expected sides divisible by {factor}, "
+            f"2 to the {sum(down_pooling)} poolings"
+        )
+
+
 class RadioUNetModel(ModelMixin, ConfigMixin):
     r"""RadioUNet's RadioWNet: building and transmitter maps -> radio map, by two U-Nets in cascade.
 
@@ -298,12 +309,7 @@ class RadioUNetModel(ModelMixin, ConfigMixin):
                 f"buildings {tuple(buildings.shape)} and transmitter {tuple(transmitter.shape)}: expected both "
                 "shaped (B, 1, H, W)"
             )
-        factor = 2 ** sum(self.config.down_pooling)
-        if buildings.shape[-2] % factor or buildings.shape[-1] % factor:
-            raise ValueError(
-                f"maps of {buildings.shape[-2]}x{buildings.shape[-1]}: expected sides divisible by {factor}, "
-                f"2 to the {sum(self.config.down_pooling)} poolings"
-            )
+        _check_map_size(buildings, self.config.down_pooling)
         inputs = torch.cat([buildings, transmitter], dim=1).to(self.dtype)
         first_sample = self.first_unet(inputs)
         sample = first_sample
@@ -312,17 +318,6 @@ class RadioUNetModel(ModelMixin, ConfigMixin):
         if not return_dict:
             return sample, first_sample
         return RadioUNetOutput(sample=sample, first_sample=first_sample)
-
-
-@dataclass
-class RadioUNetDenoiserOutput(BaseOutput):
-    """What a :class:`RadioUNetDenoiser` returns, as diffusers' ``UNet2DOutput``.
-
-    Args:
-        sample (`torch.Tensor`): (B, out_channels, H, W) the prediction.
-    """
-
-    sample: torch.Tensor
 
 
 class RadioUNetDenoiser(ModelMixin, ConfigMixin):
@@ -374,24 +369,22 @@ class RadioUNetDenoiser(ModelMixin, ConfigMixin):
 
     def forward(
         self, sample: torch.Tensor, timestep: torch.Tensor | float | int, return_dict: bool = True
-    ) -> RadioUNetDenoiserOutput | tuple[torch.Tensor]:
+    ) -> UNet2DOutput | tuple[torch.Tensor]:
         r"""The prediction for ``sample`` at ``timestep``.
 
         Args:
             sample (`torch.Tensor`): (B, in_channels, H, W), the noisy map and the condition features.
             timestep (`torch.Tensor`, `float` or `int`): one timestep, or one per map, in the scheduler's units.
-            return_dict (`bool`, defaults to `True`): return a [`RadioUNetDenoiserOutput`] instead of a tuple.
+            return_dict (`bool`, defaults to `True`): return a diffusers `UNet2DOutput` instead of a tuple.
         """
         if sample.ndim != 4 or sample.shape[1] != self.config.in_channels:
             raise ValueError(
                 f"sample: shape {tuple(sample.shape)}; expected (B, {self.config.in_channels}, H, W)"
             )
-        factor = 2 ** sum(self.config.down_pooling)
-        if sample.shape[-2] % factor or sample.shape[-1] % factor:
-            raise ValueError(f"maps of {sample.shape[-2]}x{sample.shape[-1]}: expected sides divisible by {factor}")
+        _check_map_size(sample, self.config.down_pooling)
         level = torch.as_tensor(timestep, device=sample.device, dtype=sample.dtype).reshape(-1, 1, 1, 1)
         level = (level / self.config.num_train_timesteps).expand(sample.shape[0], 1, *sample.shape[-2:])
         prediction = self.unet(torch.cat([sample.to(self.dtype), level.to(self.dtype)], dim=1))
         if not return_dict:
             return (prediction,)
-        return RadioUNetDenoiserOutput(sample=prediction)
+        return UNet2DOutput(sample=prediction)
