@@ -2,18 +2,25 @@
 
     python benchmarks/engines.py [--maps 16] [--tx-per-map 4] [--size 256] [--rays 2000000] [--max-depth 3]
         [--threads 1] [--figure docs/engines.png] [--fit]
+    python benchmarks/engines.py --sionna-folder data/sionna-quickstart [--maps N] [--fit]
+
+With ``--sionna-folder`` the Sionna maps are read from a folder ``radiodiff synth --engine sionna`` wrote (its
+``gain/SionnaRT/synth.json`` gives the seed, size and transmitters per map; every city there, or the first
+``--maps``) instead of traced, and no rates are printed.
 
 Both engines' maps are compared as ``radiodiff synth`` writes them (RadioMapSeer's 8-bit encoding, decoded to dB).
 A pixel is lit when its gain is above the encoding's floor (-147 dB); the error (fast minus Sionna, dB) is taken
 over the street pixels both engines light, and split into line of sight and shadow by the fast engine's ray casting.
-The transmitter's own pixel is left out. ``--fit`` also scores a grid of the fast engine's constants against the
-same Sionna maps, without changing its defaults.
+The transmitter's own pixel is left out. The fast engine is scored with its defaults and with generator version 1's
+constants (before they were fitted to these maps); ``--fit`` also scores a grid of its constants (exponent, knife-edge
+wavelength, shadow softening) against the same Sionna maps, without changing its defaults.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import time
 from pathlib import Path
 
@@ -29,9 +36,11 @@ from radiodiff.data.propagation import (
     visible_pixels,
 )
 from radiodiff.data.raytracing import RaytracingSettings, import_sionna
-from radiodiff.data.synthetic import SyntheticMap, generate_map, raytraced_map
+from radiodiff.data.synthetic import SIMULATION, SyntheticMap, city_layout, generate_map, raytraced_map
 
 REGIONS = ("all", "line of sight", "shadow")
+# the constants of generator version 1 (fitted to RadioMapSeer's DPM maps), for the before-and-after tables
+VERSION_1 = PropagationModel(exponent=2.5, diffraction_wavelength_m=0.25, edge_softening_m=1.5)
 
 
 def decoded_db(gain_map: np.ndarray) -> np.ndarray:
@@ -79,10 +88,36 @@ def compare(fast_maps: list[SyntheticMap], sionna_maps: list[SyntheticMap]) -> T
     return tally
 
 
+def read_sionna_folder(root: Path, maps: int | None) -> tuple[dict, list[SyntheticMap]]:
+    """The ray-traced cities of ``root`` (complete ones, in order, at most ``maps``) and the record they were made with."""
+    from PIL import Image
+
+    record_path = root / "gain" / SIMULATION / "synth.json"
+    if not record_path.is_file():
+        raise SystemExit(f"error: {record_path}: not found; --sionna-folder takes a folder of radiodiff synth --engine sionna")
+    record = json.loads(record_path.read_text())
+    cities = []
+    for map_id in itertools.count():
+        paths = [root / "gain" / SIMULATION / f"{map_id}_{tx}.png" for tx in range(record["tx_per_map"])]
+        if (maps is not None and map_id >= maps) or not all(path.is_file() for path in paths):
+            break
+        buildings, transmitters = city_layout(record["seed"], map_id, record["size"], record["tx_per_map"])
+        gain_maps = np.stack([np.asarray(Image.open(path)) for path in paths])
+        cities.append(SyntheticMap(map_id, buildings, transmitters, gain_maps))
+    if not cities:
+        raise SystemExit(f"error: {root / 'gain' / SIMULATION}: no complete city (map 0's gain maps are missing)")
+    return record, cities
+
+
 def with_model(city: SyntheticMap, model: PropagationModel) -> SyntheticMap:
     prepared = prepare_city(city.buildings)
     gain_maps = np.stack([encode_gain(path_gain_db(prepared, (int(r), int(c)), model)) for r, c in city.transmitters])
     return SyntheticMap(city.map_id, city.buildings, city.transmitters, gain_maps)
+
+
+def describe(model: PropagationModel) -> str:
+    return (f"exponent {model.exponent:g}, wavelength {model.diffraction_wavelength_m:g} m, "
+            f"softening {model.edge_softening_m:g} m")
 
 
 def print_table(title: str, tally: Tally) -> None:
@@ -108,7 +143,7 @@ def draw(path: Path, fast_maps: list[SyntheticMap], sionna_maps: list[SyntheticM
         difference = np.where(both, decoded_db(fast_map) - decoded_db(sionna_map), np.nan)
         panels = [
             (np.where(fast.buildings, 0, 255), "gray", f"city {fast.map_id}: buildings", None),
-            (fast_map, "viridis", "fast engine (DPM)", (0, 255)),
+            (fast_map, "viridis", "fast engine", (0, 255)),
             (sionna_map, "viridis", "Sionna RT", (0, 255)),
             (difference, "RdBu_r", "fast − Sionna (dB), both lit", (-30, 30)),
         ]
@@ -124,9 +159,35 @@ def draw(path: Path, fast_maps: list[SyntheticMap], sionna_maps: list[SyntheticM
     figure.savefig(path, dpi=80)
 
 
+def trace_and_time(args: argparse.Namespace) -> tuple[list[SyntheticMap], list[SyntheticMap]]:
+    """Both engines' maps of ``args.maps`` cities, and a table of each engine's rate."""
+    settings = RaytracingSettings(samples_per_tx=args.rays, max_depth=args.max_depth)
+    cities = args.maps or 16
+    city_args = dict(size=args.size, tx_per_map=args.tx_per_map)
+
+    start = time.perf_counter()
+    fast_maps = [generate_map(args.seed, map_id, **city_args) for map_id in range(cities)]
+    fast_seconds = time.perf_counter() - start
+    # Dr.Jit compiles its kernels on the first trace: one tiny city first, so that the rate is the steady one
+    import_sionna(args.threads)
+    raytraced_map(args.seed, 0, 32, 1, RaytracingSettings(samples_per_tx=1000, max_depth=args.max_depth), args.threads)
+    start = time.perf_counter()
+    sionna_maps = [raytraced_map(args.seed, map_id, settings=settings, threads=args.threads, **city_args)
+                   for map_id in range(cities)]
+    sionna_seconds = time.perf_counter() - start
+
+    maps = cities * args.tx_per_map
+    print(f"\n{args.size}x{args.size}, {cities} cities x {args.tx_per_map} transmitters (seed {args.seed}); Sionna "
+          f"{args.rays:,} rays per transmitter, depth {args.max_depth}, {args.threads} Dr.Jit thread(s)\n")
+    print("| engine | maps/s | s per map |\n|---|---:|---:|")
+    print(f"| fast (dominant path) | {maps / fast_seconds:.2f} | {fast_seconds / maps:.3f} |")
+    print(f"| Sionna RT | {maps / sionna_seconds:.3f} | {sionna_seconds / maps:.2f} |")
+    return fast_maps, sionna_maps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--maps", type=int, default=16, help="cities")
+    parser.add_argument("--maps", type=int, default=None, help="cities (default 16, or every city of --sionna-folder)")
     parser.add_argument("--tx-per-map", type=int, default=4)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
@@ -135,39 +196,36 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="Dr.Jit threads")
     parser.add_argument("--figure", type=Path, help="write the 4-city figure here (e.g. docs/engines.png)")
     parser.add_argument("--fit", action="store_true", help="also score a grid of the fast engine's constants")
+    parser.add_argument("--sionna-folder", type=Path, help="read the Sionna maps from this synth folder instead of tracing")
     args = parser.parse_args()
-    settings = RaytracingSettings(samples_per_tx=args.rays, max_depth=args.max_depth)
-    city_args = dict(size=args.size, tx_per_map=args.tx_per_map)
+    if args.sionna_folder:
+        record, sionna_maps = read_sionna_folder(args.sionna_folder, args.maps)
+        fast_maps = [generate_map(record["seed"], city.map_id, record["size"], record["tx_per_map"]) for city in sionna_maps]
+        print(f"\n{record['size']}x{record['size']}, {len(sionna_maps)} cities x {record['tx_per_map']} transmitters "
+              f"(seed {record['seed']}); Sionna maps read from {args.sionna_folder} ({record['samples_per_tx']:,} rays "
+              f"per transmitter, depth {record['max_depth']})")
+    else:
+        fast_maps, sionna_maps = trace_and_time(args)
 
-    start = time.perf_counter()
-    fast_maps = [generate_map(args.seed, map_id, **city_args) for map_id in range(args.maps)]
-    fast_seconds = time.perf_counter() - start
-    # Dr.Jit compiles its kernels on the first trace: one tiny city first, so that the rate is the steady one
-    import_sionna(args.threads)
-    raytraced_map(args.seed, 0, 32, 1, RaytracingSettings(samples_per_tx=1000, max_depth=args.max_depth), args.threads)
-    start = time.perf_counter()
-    sionna_maps = [raytraced_map(args.seed, map_id, settings=settings, threads=args.threads, **city_args)
-                   for map_id in range(args.maps)]
-    sionna_seconds = time.perf_counter() - start
-
-    maps = args.maps * args.tx_per_map
-    print(f"\n{args.size}x{args.size}, {args.maps} cities x {args.tx_per_map} transmitters (seed {args.seed}); Sionna "
-          f"{args.rays:,} rays per transmitter, depth {args.max_depth}, {args.threads} Dr.Jit thread(s)\n")
-    print("| engine | maps/s | s per map |\n|---|---:|---:|")
-    print(f"| fast (dominant path) | {maps / fast_seconds:.2f} | {fast_seconds / maps:.3f} |")
-    print(f"| Sionna RT | {maps / sionna_seconds:.3f} | {sionna_seconds / maps:.2f} |")
-    print_table("The fast engine against Sionna RT (pixels over all maps)", compare(fast_maps, sionna_maps))
+    defaults = PropagationModel()
+    print_table(f"The fast engine against Sionna RT (pixels over all maps): {describe(defaults)}, the defaults",
+                compare(fast_maps, sionna_maps))
+    print_table(f"The same with generator version 1's constants: {describe(VERSION_1)}",
+                compare([with_model(city, VERSION_1) for city in sionna_maps], sionna_maps))
 
     if args.fit:
-        print("\nThe fast engine's constants against the same Sionna maps (defaults: exponent 2.5, wavelength 0.25 m, "
-              "softening 1.5 m)\n")
-        print("| exponent | wavelength (m) | RMSE all | bias all | RMSE LOS | bias LOS | RMSE shadow | bias shadow |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for exponent, wavelength in itertools.product((1.8, 2.0, 2.2, 2.5), (0.25, 1.0, 4.0)):
-            model = PropagationModel(exponent=exponent, diffraction_wavelength_m=wavelength)
+        print(f"\nThe fast engine's constants against the same Sionna maps (defaults: {describe(defaults)})\n")
+        print("| exponent | wavelength (m) | softening (m) | RMSE all | bias all | RMSE LOS | bias LOS | RMSE shadow | "
+              "bias shadow |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        grid = [(exponent, wavelength, defaults.edge_softening_m)
+                for exponent, wavelength in itertools.product((1.8, 1.9, 2.0, 2.2, 2.5), (0.25, 0.5, 1.0, 2.0, 4.0))]
+        grid += [(defaults.exponent, defaults.diffraction_wavelength_m, softening) for softening in (0.0, 0.75, 3.0, 6.0)]
+        for exponent, wavelength, softening in grid:
+            model = PropagationModel(exponent=exponent, diffraction_wavelength_m=wavelength, edge_softening_m=softening)
             tally = compare([with_model(city, model) for city in sionna_maps], sionna_maps)
             cells = [f"{tally.row(region)[0]:.2f} | {tally.row(region)[1]:+.2f}" for region in REGIONS]
-            print(f"| {exponent} | {wavelength} | {' | '.join(cells)} |")
+            print(f"| {exponent} | {wavelength} | {softening} | {' | '.join(cells)} |")
     if args.figure:
         draw(args.figure, fast_maps, sionna_maps)
         print(f"\nwrote {args.figure}")

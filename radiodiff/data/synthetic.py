@@ -41,8 +41,11 @@ from .raytracing import (
     import_sionna,
 )
 
-# bump when the generator's output changes, so that caches made by an older one are not reused
-GENERATOR_VERSION = 1
+# bump when the fast engine's maps change, so that caches made by an older one are not reused (2: the propagation
+# constants fitted to Sionna RT)
+GENERATOR_VERSION = 2
+# bump when the cities change (buildings, transmitter pixels): what a ray-traced folder's record pins
+CITY_LAYOUT_VERSION = 1
 
 OutputFormat = Literal["radiomapseer", "datasets"]
 Engine = Literal["fast", "sionna"]
@@ -201,7 +204,7 @@ def raytrace(
     for folder in (f"gain/{SIMULATION}", "png/buildings_complete", "png/antennas", "antenna"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     gain_folder = out / "gain" / SIMULATION
-    made_with = {"generator_version": GENERATOR_VERSION, "seed": seed, "size": size, "tx_per_map": tx_per_map,
+    made_with = {"generator_version": CITY_LAYOUT_VERSION, "seed": seed, "size": size, "tx_per_map": tx_per_map,
                  **settings.to_json()}
     record = gain_folder / "synth.json"
     earlier = json.loads(record.read_text()) if record.is_file() else made_with

@@ -2,7 +2,7 @@
 
 It answers "what does a model add over free-space propagation?". The constants are the synthetic generator's
 (:mod:`radiodiff.data.propagation`): the gain at 1 m is RadioMapSeer's ceiling, it falls by ``10 n log10(d)``
-with n = 2.5, and RadioMapSeer's encoding maps -147 dB..-47.84 dB onto [0, 1], buildings 0. No shadowing, no
+with n = 2 (free space), and RadioMapSeer's encoding maps -147 dB..-47.84 dB onto [0, 1], buildings 0. No shadowing, no
 diffraction: everything the synthetic maps (or the simulator) add on top is what a model must learn.
 """
 

@@ -115,6 +115,30 @@ def test_the_engine_comparison_scores_an_offset_as_its_bias_and_counts_unlit_pix
     assert tally.pixels["line of sight"] + tally.pixels["shadow"] == street
 
 
+def test_the_engine_comparison_reads_a_ray_traced_folder_city_by_city_and_stops_at_the_first_incomplete_one(tmp_path):
+    engines = load("engines")
+    from PIL import Image
+    from radiodiff.data.synthetic import generate_map
+
+    # a folder laid out as `radiodiff synth --engine sionna` lays it out, holding the fast engine's own maps, so that
+    # read back and compared with the fast engine they must agree exactly; city 2 is incomplete
+    gain = tmp_path / "gain" / "SionnaRT"
+    gain.mkdir(parents=True)
+    (gain / "synth.json").write_text('{"seed": 3, "size": 32, "tx_per_map": 2, "samples_per_tx": 1000, "max_depth": 1}')
+    for map_id in range(3):
+        city = generate_map(3, map_id, 32, 2)
+        for tx in range(2 if map_id < 2 else 1):
+            Image.fromarray(city.gain_maps[tx]).save(gain / f"{map_id}_{tx}.png")
+    record, cities = engines.read_sionna_folder(tmp_path, None)
+    assert record["size"] == 32 and [city.map_id for city in cities] == [0, 1]
+    tally = engines.compare([generate_map(3, city.map_id, 32, 2) for city in cities], cities)
+    rmse, bias, *_shares, agree = tally.row("all")
+    assert rmse == 0 and bias == 0 and agree == 1.0
+    assert [city.map_id for city in engines.read_sionna_folder(tmp_path, 1)[1]] == [0]
+    with pytest.raises(SystemExit, match="synth.json: not found"):
+        engines.read_sionna_folder(tmp_path / "elsewhere", None)
+
+
 def test_learning_curves_turn_minutes_into_idle_core_steps_and_pick_each_config_s_script():
     curves = load("learning_curves")
     run = curves.Run.parse("RadioUNet configs/radiounet_quickstart.yaml 88 train.batch_size=4")
