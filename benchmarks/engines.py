@@ -36,7 +36,14 @@ from radiodiff.data.propagation import (
     visible_pixels,
 )
 from radiodiff.data.raytracing import RaytracingSettings, import_sionna
-from radiodiff.data.synthetic import SIMULATION, SyntheticMap, city_layout, generate_map, raytraced_map
+from radiodiff.data.synthetic import (
+    CITY_LAYOUT_VERSION,
+    SIMULATION,
+    SyntheticMap,
+    city_layout,
+    generate_map,
+    raytraced_map,
+)
 
 REGIONS = ("all", "line of sight", "shadow")
 # the constants of generator version 1 (fitted to RadioMapSeer's DPM maps), for the before-and-after tables
@@ -96,6 +103,9 @@ def read_sionna_folder(root: Path, maps: int | None) -> tuple[dict, list[Synthet
     if not record_path.is_file():
         raise SystemExit(f"error: {record_path}: not found; --sionna-folder takes a folder of radiodiff synth --engine sionna")
     record = json.loads(record_path.read_text())
+    if record.get("generator_version") != CITY_LAYOUT_VERSION:
+        raise SystemExit(f"error: {record_path}: its cities are of layout version {record.get('generator_version')}, "
+                         f"this code draws version {CITY_LAYOUT_VERSION}'s")
     cities = []
     for map_id in itertools.count():
         paths = [root / "gain" / SIMULATION / f"{map_id}_{tx}.png" for tx in range(record["tx_per_map"])]

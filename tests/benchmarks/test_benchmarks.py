@@ -124,7 +124,8 @@ def test_the_engine_comparison_reads_a_ray_traced_folder_city_by_city_and_stops_
     # read back and compared with the fast engine they must agree exactly; city 2 is incomplete
     gain = tmp_path / "gain" / "SionnaRT"
     gain.mkdir(parents=True)
-    (gain / "synth.json").write_text('{"seed": 3, "size": 32, "tx_per_map": 2, "samples_per_tx": 1000, "max_depth": 1}')
+    record_text = '{"generator_version": 1, "seed": 3, "size": 32, "tx_per_map": 2, "samples_per_tx": 1000, "max_depth": 1}'
+    (gain / "synth.json").write_text(record_text)
     for map_id in range(3):
         city = generate_map(3, map_id, 32, 2)
         for tx in range(2 if map_id < 2 else 1):
@@ -137,6 +138,9 @@ def test_the_engine_comparison_reads_a_ray_traced_folder_city_by_city_and_stops_
     assert [city.map_id for city in engines.read_sionna_folder(tmp_path, 1)[1]] == [0]
     with pytest.raises(SystemExit, match="synth.json: not found"):
         engines.read_sionna_folder(tmp_path / "elsewhere", None)
+    (gain / "synth.json").write_text(record_text.replace('"generator_version": 1', '"generator_version": 0'))
+    with pytest.raises(SystemExit, match="layout version 0"):
+        engines.read_sionna_folder(tmp_path, None)
 
 
 def test_learning_curves_turn_minutes_into_idle_core_steps_and_pick_each_config_s_script():
