@@ -29,9 +29,8 @@ import numpy as np
 from radiodiff.data.propagation import (
     GAIN_CEILING_DB,
     GAIN_FLOOR_DB,
+    City,
     PropagationModel,
-    encode_gain,
-    path_gain_db,
     prepare_city,
     visible_pixels,
 )
@@ -40,7 +39,9 @@ from radiodiff.data.synthetic import (
     CITY_LAYOUT_VERSION,
     SIMULATION,
     SyntheticMap,
+    city_is_written,
     city_layout,
+    fast_gain_maps,
     generate_map,
     raytraced_map,
 )
@@ -107,22 +108,22 @@ def read_sionna_folder(root: Path, maps: int | None) -> tuple[dict, list[Synthet
         raise SystemExit(f"error: {record_path}: its cities are of layout version {record.get('generator_version')}, "
                          f"this code draws version {CITY_LAYOUT_VERSION}'s")
     cities = []
+    gain_folder = root / "gain" / SIMULATION
     for map_id in itertools.count():
-        paths = [root / "gain" / SIMULATION / f"{map_id}_{tx}.png" for tx in range(record["tx_per_map"])]
-        if (maps is not None and map_id >= maps) or not all(path.is_file() for path in paths):
+        if (maps is not None and map_id >= maps) or not city_is_written(gain_folder, map_id, record["tx_per_map"]):
             break
         buildings, transmitters = city_layout(record["seed"], map_id, record["size"], record["tx_per_map"])
-        gain_maps = np.stack([np.asarray(Image.open(path)) for path in paths])
+        gain_maps = np.stack([np.asarray(Image.open(gain_folder / f"{map_id}_{tx}.png"))
+                              for tx in range(record["tx_per_map"])])
         cities.append(SyntheticMap(map_id, buildings, transmitters, gain_maps))
     if not cities:
-        raise SystemExit(f"error: {root / 'gain' / SIMULATION}: no complete city (map 0's gain maps are missing)")
+        raise SystemExit(f"error: {gain_folder}: no complete city (map 0's gain maps are missing)")
     return record, cities
 
 
-def with_model(city: SyntheticMap, model: PropagationModel) -> SyntheticMap:
-    prepared = prepare_city(city.buildings)
-    gain_maps = np.stack([encode_gain(path_gain_db(prepared, (int(r), int(c)), model)) for r, c in city.transmitters])
-    return SyntheticMap(city.map_id, city.buildings, city.transmitters, gain_maps)
+def with_model(city: SyntheticMap, prepared: City, model: PropagationModel) -> SyntheticMap:
+    """``city`` with the fast engine's maps under ``model``; ``prepared`` is ``prepare_city(city.buildings)``."""
+    return SyntheticMap(city.map_id, city.buildings, city.transmitters, fast_gain_maps(prepared, city.transmitters, model))
 
 
 def describe(model: PropagationModel) -> str:
@@ -208,20 +209,25 @@ def main() -> None:
     parser.add_argument("--fit", action="store_true", help="also score a grid of the fast engine's constants")
     parser.add_argument("--sionna-folder", type=Path, help="read the Sionna maps from this synth folder instead of tracing")
     args = parser.parse_args()
+    defaults = PropagationModel()
     if args.sionna_folder:
         record, sionna_maps = read_sionna_folder(args.sionna_folder, args.maps)
-        fast_maps = [generate_map(record["seed"], city.map_id, record["size"], record["tx_per_map"]) for city in sionna_maps]
+        prepared = [prepare_city(city.buildings) for city in sionna_maps]
+        fast_maps = [with_model(city, ready, defaults) for city, ready in zip(sionna_maps, prepared)]
         print(f"\n{record['size']}x{record['size']}, {len(sionna_maps)} cities x {record['tx_per_map']} transmitters "
               f"(seed {record['seed']}); Sionna maps read from {args.sionna_folder} ({record['samples_per_tx']:,} rays "
               f"per transmitter, depth {record['max_depth']})")
     else:
         fast_maps, sionna_maps = trace_and_time(args)
+        prepared = [prepare_city(city.buildings) for city in sionna_maps]
 
-    defaults = PropagationModel()
+    def scored(model: PropagationModel) -> Tally:
+        return compare([with_model(city, ready, model) for city, ready in zip(sionna_maps, prepared)], sionna_maps)
+
     print_table(f"The fast engine against Sionna RT (pixels over all maps): {describe(defaults)}, the defaults",
                 compare(fast_maps, sionna_maps))
     print_table(f"The same with generator version 1's constants: {describe(VERSION_1)}",
-                compare([with_model(city, VERSION_1) for city in sionna_maps], sionna_maps))
+                scored(VERSION_1))
 
     if args.fit:
         print(f"\nThe fast engine's constants against the same Sionna maps (defaults: {describe(defaults)})\n")
@@ -233,7 +239,7 @@ def main() -> None:
         grid += [(defaults.exponent, defaults.diffraction_wavelength_m, softening) for softening in (0.0, 0.75, 3.0, 6.0)]
         for exponent, wavelength, softening in grid:
             model = PropagationModel(exponent=exponent, diffraction_wavelength_m=wavelength, edge_softening_m=softening)
-            tally = compare([with_model(city, model) for city in sionna_maps], sionna_maps)
+            tally = scored(model)
             cells = [f"{tally.row(region)[0]:.2f} | {tally.row(region)[1]:+.2f}" for region in REGIONS]
             print(f"| {exponent} | {wavelength} | {softening} | {' | '.join(cells)} |")
     if args.figure:

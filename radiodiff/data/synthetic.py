@@ -30,8 +30,9 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..config import SyntheticConfig
+from ..file_writing import write_atomically
 from .city import place_transmitters, random_city
-from .propagation import encode_gain, path_gain_db, prepare_city
+from .propagation import City, PropagationModel, encode_gain, path_gain_db, prepare_city
 from .raytracing import (
     SIMULATION,
     CityRaytracer,
@@ -72,9 +73,13 @@ def city_layout(seed: int, map_id: int, size: int, tx_per_map: int) -> tuple[np.
 def generate_map(seed: int, map_id: int, size: int, tx_per_map: int) -> SyntheticMap:
     """City ``map_id`` of the synthetic set ``seed`` with the fast engine's gain maps."""
     buildings, transmitters = city_layout(seed, map_id, size, tx_per_map)
-    prepared = prepare_city(buildings)
-    gain_maps = np.stack([encode_gain(path_gain_db(prepared, (int(row), int(col)))) for row, col in transmitters])
+    gain_maps = fast_gain_maps(prepare_city(buildings), transmitters)
     return SyntheticMap(map_id=map_id, buildings=buildings, transmitters=transmitters, gain_maps=gain_maps)
+
+
+def fast_gain_maps(city: City, transmitters: np.ndarray, model: PropagationModel = PropagationModel()) -> np.ndarray:
+    """The fast engine's encoded gain maps (T, H, W) of a prepared city for its (T, 2) transmitter pixels."""
+    return np.stack([encode_gain(path_gain_db(city, (int(row), int(col)), model)) for row, col in transmitters])
 
 
 def raytraced_map(
@@ -114,15 +119,17 @@ def write_radiomapseer_map(city: SyntheticMap, root: Path, simulation: str = "DP
 
 
 def _save_png(image: np.ndarray, path: Path) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    Image.fromarray(image).save(partial, format="PNG")
-    os.replace(partial, path)
+    write_atomically(path, _encode_png(image))
+
+
+def _encode_png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _png_bytes(image: np.ndarray) -> dict[str, bytes | None]:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return {"bytes": buffer.getvalue(), "path": None}
+    return {"bytes": _encode_png(image), "path": None}
 
 
 def _dataset_rows(city: SyntheticMap) -> list[dict]:
@@ -189,6 +196,11 @@ def _run_jobs(
         yield from tqdm(pool.imap(job, map_ids, chunksize=max(1, len(map_ids) // (8 * workers))), **progress)
 
 
+def city_is_written(gain_folder: Path, map_id: int, tx_per_map: int) -> bool:
+    """Whether every gain map of city ``map_id`` is in ``gain_folder`` (written last, and whole: the city is done)."""
+    return all((gain_folder / f"{map_id}_{tx}.png").is_file() for tx in range(tx_per_map))
+
+
 def raytrace(
     out: Path, *, maps: int, tx_per_map: int, size: int, seed: int, workers: int, settings: RaytracingSettings,
     threads: int | None,
@@ -214,11 +226,8 @@ def raytrace(
             f"{record}: the maps there were made with other settings ({', '.join(changed)} differ); choose another "
             "--out, or the same settings to resume"
         )
-    record.write_text(json.dumps(made_with))
-    missing = [
-        map_id for map_id in range(maps)
-        if not all((gain_folder / f"{map_id}_{tx}.png").is_file() for tx in range(tx_per_map))
-    ]
+    write_atomically(record, json.dumps(made_with))
+    missing = [map_id for map_id in range(maps) if not city_is_written(gain_folder, map_id, tx_per_map)]
     job = _RaytracingJob(seed=seed, size=size, tx_per_map=tx_per_map, root=out, settings=settings,
                          threads=threads or max(1, (os.cpu_count() or 1) // workers))
     for _ in _run_jobs(job, missing, workers, desc="ray-traced cities"):
